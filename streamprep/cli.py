@@ -1,0 +1,206 @@
+"""Command line: ``streamprep run|inspect``. Maps every StreamprepError to one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from streamprep import config as config_mod
+from streamprep.errors import ConfigError, StreamprepError
+from streamprep.model import LoadedModel, load_model
+from streamprep.pipeline import Pipeline, RunReport, describe_sources
+from streamprep.redact import redact_text
+from streamprep.sinks.base import Sink
+from streamprep.sinks.jsonl import JsonLinesSink
+from streamprep.sinks.mqtt import MqttSink
+
+log = logging.getLogger("streamprep")
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _ArgumentParser(prog="streamprep", description="Streaming preprocessor for computer vision at the edge.")
+    p.add_argument("--debug", action="store_true", help="log debug detail and show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+
+    run = sub.add_parser("run", help="run sources through a model and publish the results")
+    run.add_argument("sources", nargs="*", metavar="SOURCE", help="video file or stream URL")
+    run.add_argument("--config", type=Path, help="TOML config file (flags override it)")
+    run.add_argument("--model", type=Path, help="ONNX model (default: the bundled SSD detector)")
+    run.add_argument("--fps", type=float, help="sample every source to this frame rate")
+    run.add_argument("--batch", type=int, help="max batch size")
+    run.add_argument("--max-wait-ms", type=float, help="max time a batch waits to fill")
+    run.add_argument("--decoder", help="auto, ssd, grid, classification or raw")
+    run.add_argument("--score-threshold", type=float)
+    run.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
+    run.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
+    run.add_argument("--device", help="device name used in MQTT topics (default: host name)")
+
+    ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
+    ins.add_argument("model", type=Path)
+    ins.add_argument("--config", type=Path, help="apply [model] overrides from this config")
+    ins.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
+    data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
+    flags: dict[str, Any] = {"model": {}, "output": {}}
+    if getattr(args, "sources", None):
+        flags["sources"] = list(args.sources)
+    if args.model is not None:
+        flags["model"]["path"] = args.model
+    for attr, key in (
+        ("batch", "batch"),
+        ("max_wait_ms", "max_wait_ms"),
+        ("decoder", "decoder"),
+        ("score_threshold", "score_threshold"),
+    ):
+        if getattr(args, attr, None) is not None:
+            flags["model"][key] = getattr(args, attr)
+    for attr in ("out", "mqtt"):
+        if getattr(args, attr, None) is not None:
+            flags["output"][attr] = getattr(args, attr)
+    if getattr(args, "fps", None) is not None:
+        flags["fps"] = args.fps
+    if getattr(args, "device", None) is not None:
+        flags["device"] = args.device
+    where = f"{args.config}: " if args.config else ""
+    return config_mod.parse(config_mod.merge(data, flags), where)
+
+
+def _sinks(cfg: config_mod.Config) -> list[Sink]:
+    out = cfg.output
+    sinks: list[Sink] = []
+    if out.out is not None or out.mqtt is None:
+        sinks.append(JsonLinesSink(out.out or "-", cfg.device))
+    if out.mqtt is not None:
+        sinks.append(MqttSink(out.mqtt, cfg.device, out.topic_prefix, out.qos, connect_timeout=out.connect_timeout_s))
+    return sinks
+
+
+def _first_error(exc: BaseException) -> BaseException:
+    """The first StreamprepError inside (nested) exception groups, else ``exc``."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _first_error(inner)
+            if isinstance(found, StreamprepError):
+                return found
+        return exc.exceptions[0]
+    return exc
+
+
+async def _serve(cfg: config_mod.Config, model: LoadedModel, sinks: list[Sink]) -> RunReport:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("second %s: stopping now", sig.name)
+            if main is not None:
+                main.cancel()
+            return
+        log.info("%s received: stopping", sig.name)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    opened: list[Sink] = []
+    try:
+        for sink in sinks:
+            await sink.open()
+            opened.append(sink)
+        try:
+            return await Pipeline(cfg, model, sinks).run(stop)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+    finally:
+        for sink in opened:
+            await sink.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = _config_from_args(args)
+    if not cfg.sources:
+        raise ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config")
+    model = load_model(cfg.model)
+    log.info("model %s, sources: %s", model.name, ", ".join(describe_sources(cfg)))
+    report = asyncio.run(_serve(cfg, model, _sinks(cfg)))
+    snap = report.metrics.snapshot()
+    for s in snap.sources:
+        log.info(
+            "source %s: %s, %d decoded, %d sampled, %d processed, %d dropped",
+            s.source,
+            s.state.value,
+            s.decoded,
+            s.sampled,
+            s.processed,
+            s.dropped,
+        )
+    if report.failures:
+        for failure in report.failures:
+            print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
+        return report.failures[0].exit_code
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
+    data = config_mod.merge(data, {"model": {"path": args.model}})
+    cfg = config_mod.parse(data, f"{args.config}: " if args.config else "")
+    desc = load_model(cfg.model).describe()
+    if args.json:
+        print(json.dumps(desc, indent=2))
+        return 0
+    print(f"model     {desc['model']}")
+    print(f"providers {', '.join(desc['providers'])}")
+    for i in desc["inputs"]:
+        print(f"input     {i}")
+    for o in desc["outputs"]:
+        print(f"output    {o}")
+    print(f"decoder   {desc['decoder']} (max batch {desc['max_batch']})")
+    print("preprocess")
+    for key, entry in desc["preprocess"].items():
+        value = entry["value"]
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        print(f"  {key:<16} {shown:<32} from {entry['from']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "run":
+            return _run(args)
+        return _inspect(args)
+    except StreamprepError as exc:
+        if debug:
+            log.exception("failed")
+        print(f"streamprep: error: {redact_text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

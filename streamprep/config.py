@@ -1,0 +1,163 @@
+"""Typed configuration: a TOML file and command-line flags say the same things.
+
+Validation is strict (unknown keys are errors) and every message names the key, e.g.
+``config error: model.batch: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamprep.decoders import DECODERS
+from streamprep.errors import ConfigError
+from streamprep.preprocess.spec import SpecOverrides
+from streamprep.queues import DropPolicy
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One video source: a file path or a URL (``rtsp://``, ``http://``, ``/dev/video0``...)."""
+
+    url: str = Field(min_length=1)
+    id: str | None = Field(None, min_length=1, max_length=64)
+    fps: float | None = Field(None, gt=0, le=1000)
+    queue_size: int | None = Field(None, ge=1, le=1024)
+    policy: DropPolicy | None = None
+
+
+class ModelConfig(_Strict):
+    path: Path = DEFAULT_MODEL
+    name: str | None = None
+    batch: int = Field(1, ge=1, le=256)
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    decoder: str = "auto"
+    labels: Path | None = None
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    iou_threshold: float = Field(0.45, ge=0, le=1)
+    max_detections: int = Field(100, ge=1, le=10_000)
+    top_k: int = Field(5, ge=1, le=1000)
+    raw_values: bool = False
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = Field(0, ge=0, le=256)
+    preprocess: SpecOverrides = SpecOverrides()
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_decoder(cls, v: str) -> str:
+        if v not in DECODERS:
+            raise ValueError(f"unknown decoder {v!r}; choose one of {', '.join(DECODERS)}")
+        return v
+
+
+class OutputConfig(_Strict):
+    out: str | None = None  # a file path, or "-" for stdout
+    mqtt: str | None = None
+    topic_prefix: str = Field("streamprep", min_length=1)
+    qos: Literal[0, 1, 2] = 1
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("mqtt")
+    @classmethod
+    def _mqtt_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^mqtts?://[^/]+", v):
+            raise ValueError("must look like mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
+        return v
+
+
+class Config(_Strict):
+    device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
+    fps: float | None = Field(None, gt=0, le=1000)
+    queue_size: int = Field(8, ge=1, le=1024)
+    sources: tuple[SourceConfig, ...] = ()
+    model: ModelConfig = ModelConfig()
+    output: OutputConfig = OutputConfig()
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _strings_are_urls(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [{"url": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        ids = [s.id for s in self.sources if s.id]
+        dup = next((i for i in ids if ids.count(i) > 1), None)
+        if dup:
+            raise ValueError(f"source id {dup!r} is used twice")
+        return self
+
+    def source_ids(self) -> list[str]:
+        """A stable id per source: its own, or the file stem / host, made unique."""
+        taken: set[str] = {s.id for s in self.sources if s.id}
+        out: list[str] = []
+        for s in self.sources:
+            if s.id:
+                out.append(s.id)
+                continue
+            base = _default_id(s.url)
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            taken.add(name)
+            out.append(name)
+        return out
+
+
+def _default_id(url: str) -> str:
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", url)
+    stem = m.group(1) if m else Path(url).stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
+
+
+def _format(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}{key}: {msg}")
+    return "; ".join(lines)
+
+
+def parse(data: dict[str, Any], where: str = "") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, where)) from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a TOML config file into a plain dict (validated later, merged with flags)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base``, recursively for tables."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

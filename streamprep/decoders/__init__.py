@@ -1,0 +1,46 @@
+"""Decoders, chosen by name or recognised from the model's output shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamprep.decoders.base import Decoded, Decoder, DecoderOptions, read_labels
+from streamprep.decoders.classify import ClassifyDecoder
+from streamprep.decoders.grid import GridDecoder
+from streamprep.decoders.raw import RawDecoder
+from streamprep.decoders.ssd import SsdDecoder
+from streamprep.errors import ModelError
+from streamprep.inference import ModelInfo
+from streamprep.preprocess.spec import PreprocessSpec
+
+DECODERS = ("auto", "raw", "ssd", "grid", "classification")
+
+__all__ = ["DECODERS", "Decoded", "Decoder", "DecoderOptions", "build_decoder", "read_labels", "recognise"]
+
+
+def recognise(info: ModelInfo) -> str:
+    """The decoder an output layout calls for; ``raw`` when it is not recognised."""
+    shapes = [o.shape for o in info.outputs]
+    if len(shapes) == 3 and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 2:
+        return "ssd"
+    if len(shapes) == 1 and len(shapes[0]) == 4 and isinstance(shapes[0][1], int) and shapes[0][1] > 5:
+        return "grid"
+    if len(shapes) == 1 and len(shapes[0]) == 2 and isinstance(shapes[0][1], int) and shapes[0][1] > 1:
+        return "classification"
+    return "raw"
+
+
+def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: PreprocessSpec) -> Decoder:
+    """The decoder ``name`` (or the one the sidecar or output shapes call for, for ``auto``)."""
+    sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
+    if name == "auto":
+        name = str(sidecar.get("type", "")) or recognise(info)
+    if name == "ssd":
+        return SsdDecoder(info, options, spec.width, spec.height, sidecar.get("outputs"))
+    if name == "grid":
+        return GridDecoder(info, options, spec.width, spec.height)
+    if name == "classification":
+        return ClassifyDecoder(info, options)
+    if name == "raw":
+        return RawDecoder(info, options)
+    raise ModelError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")

@@ -1,0 +1,104 @@
+"""Immutable values that flow through the pipeline: Frame → Batch → Result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Image = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded, sampled video frame, stamped once when it was decoded.
+
+    ``image`` is an ``H×W×3`` BGR uint8 array owned by this frame (nobody writes to it).
+    ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
+    so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
+    """
+
+    source: str
+    index: int
+    seq: int
+    pts: float | None
+    captured_at: float
+    decoded_mono: float
+    image: Image = field(repr=False)
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box in source-frame pixels (x1, y1) top-left, (x2, y2) bottom-right."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    label: str
+    class_id: int
+    score: float
+    box: Box
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    label: str
+    class_id: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    """Per-stage durations in milliseconds for one frame.
+
+    ``queue_ms``: from decode to the start of its batch's preprocessing (queue and batch wait);
+    ``preprocess_ms``: this frame's own preprocessing; ``inference_ms``: the run of the batch it was in;
+    ``total_ms``: from decode to the result being ready for the sinks.
+    """
+
+    queue_ms: float
+    preprocess_ms: float
+    inference_ms: float
+    total_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a model made of one frame, ready to publish."""
+
+    source: str
+    seq: int
+    frame_index: int
+    pts: float | None
+    captured_at: float
+    model: str
+    width: int
+    height: int
+    batch_size: int
+    timings: Timings
+    detections: tuple[Detection, ...] | None = None
+    classifications: tuple[Classification, ...] | None = None
+    outputs: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.detections is not None:
+            return "detection"
+        if self.classifications is not None:
+            return "classification"
+        return "raw"

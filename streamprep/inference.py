@@ -1,0 +1,129 @@
+"""ONNX Runtime sessions: load a model with clear errors, describe it, run it (off the event loop)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from streamprep.errors import ModelError
+from streamprep.preprocess.spec import InputFacts, onnx_dtype
+
+log = logging.getLogger(__name__)
+
+Tensor = npt.NDArray[Any]
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+    def describe(self) -> str:
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name} [{dims}] {self.dtype}"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    path: Path
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    metadata: dict[str, str]
+    sidecar: dict[str, Any]
+    providers: tuple[str, ...]
+
+    def input_facts(self, name: str | None = None) -> InputFacts:
+        chosen = self.inputs[0] if not name else next((i for i in self.inputs if i.name == name), None)
+        if chosen is None:
+            known = ", ".join(i.name for i in self.inputs)
+            raise ModelError(f"model {self.path} has no input named {name!r} (inputs: {known})")
+        return InputFacts(chosen.name, chosen.shape, chosen.dtype)
+
+
+class Engine(Protocol):
+    """Runs a model on a batch tensor. ``run`` is blocking: call it off the event loop."""
+
+    info: ModelInfo
+
+    def run(self, tensor: Tensor) -> list[Tensor]: ...
+
+
+def _tensor_info(arg: Any) -> TensorInfo:
+    return TensorInfo(arg.name, tuple(arg.shape), onnx_dtype(arg.type))
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    sidecar = path.with_suffix(".streamprep.json")
+    if not sidecar.is_file():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model sidecar {sidecar}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"model sidecar {sidecar}: expected a JSON object")
+    return data
+
+
+class OnnxEngine:
+    """One ONNX Runtime session. Thread-safe for ``run`` (ONNX Runtime allows concurrent runs)."""
+
+    def __init__(
+        self,
+        path: Path,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        intra_op_threads: int = 0,
+    ) -> None:
+        import onnxruntime as ort
+
+        if not path.exists():
+            raise ModelError(f"model {path}: no such file")
+        if not path.is_file():
+            raise ModelError(f"model {path}: not a file")
+        available = ort.get_available_providers()
+        chosen = [p for p in providers if p in available]
+        for skipped in (p for p in providers if p not in available):
+            log.info("execution provider %s is not available in this onnxruntime build; skipped", skipped)
+        if not chosen:
+            raise ModelError(f"none of the execution providers {list(providers)} is available ({available})")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = intra_op_threads
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"model {path} cannot be loaded by ONNX Runtime: {first}") from None
+        meta = self._session.get_modelmeta()
+        self.info = ModelInfo(
+            path=path,
+            name=path.stem,
+            inputs=tuple(_tensor_info(i) for i in self._session.get_inputs()),
+            outputs=tuple(_tensor_info(o) for o in self._session.get_outputs()),
+            metadata=dict(meta.custom_metadata_map),
+            sidecar=_read_sidecar(path),
+            providers=tuple(self._session.get_providers()),
+        )
+        if not self.info.inputs:
+            raise ModelError(f"model {path} has no inputs")
+        self._input_name = self.info.inputs[0].name
+        self._output_names = [o.name for o in self.info.outputs]
+        log.info("model %s runs on %s", path.name, ", ".join(self.info.providers))
+
+    def select_input(self, name: str) -> None:
+        self._input_name = self.info.input_facts(name).name
+
+    def run(self, tensor: Tensor) -> list[Tensor]:
+        try:
+            outputs = self._session.run(self._output_names, {self._input_name: tensor})
+        except Exception as exc:
+            raise ModelError(f"model {self.info.name}: inference failed: {exc}") from None
+        return [np.asarray(o) for o in outputs]

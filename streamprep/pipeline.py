@@ -1,0 +1,253 @@
+"""Wire the stages together under one TaskGroup.
+
+    source tasks ──► per-source queues ──► batcher ──► preprocess ──► inference+decode ──► sink tasks
+
+Each stage is a task; stages are joined by bounded queues, so a slow stage slows the ones before it
+(files) or makes them drop (live sources, by their queue's policy). CPU work runs in worker threads.
+Shutdown: ``stop`` cancels the source tasks only; every later stage drains what is in flight and ends
+when its input closes, and sinks flush. A source's failure ends that source alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from streamprep.batching import Batcher
+from streamprep.config import Config
+from streamprep.errors import SourceError
+from streamprep.frames import Frame, Result, Timings
+from streamprep.inference import Tensor
+from streamprep.metrics import Metrics
+from streamprep.model import LoadedModel
+from streamprep.preprocess.geometry import Geometry
+from streamprep.queues import BoundedQueue, DropPolicy
+from streamprep.redact import redact_url
+from streamprep.sinks.base import Sink
+from streamprep.sources.base import Source, SourceState, SourceStatus
+from streamprep.sources.file import FileSource
+
+log = logging.getLogger(__name__)
+
+_BUFFERS = 3  # batch tensors in flight: one being filled, one queued, one in inference
+_SINK_QUEUE = 256
+
+
+@dataclass(frozen=True)
+class Queued:
+    frame: Frame
+    enqueued: float
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    items: tuple[Queued, ...]
+    tensor: Tensor
+    geometries: tuple[Geometry, ...]
+    preprocess_ms: tuple[float, ...]
+    started: float
+
+
+@dataclass(frozen=True)
+class RunReport:
+    metrics: Metrics
+    failures: tuple[SourceError, ...]
+    stopped: bool
+
+
+def make_source(url: str, source_id: str, fps: float | None, metrics: Metrics) -> Source:
+    """The source for ``url``. Files for now; live sources plug in here."""
+    return FileSource(source_id, Path(url), fps, on_status=_status_logger(metrics))
+
+
+def _status_logger(metrics: Metrics) -> Any:
+    def on_status(status: SourceStatus) -> None:
+        metrics.on_status(status)
+        level = logging.WARNING if status.state in (SourceState.FAILED, SourceState.OFFLINE) else logging.INFO
+        log.log(
+            level,
+            "source %s: %s%s",
+            status.source,
+            status.state.value,
+            f" ({status.reason})" * bool(status.reason),
+        )
+
+    return on_status
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, model: LoadedModel, sinks: list[Sink], drain_timeout: float = 10.0) -> None:
+        self.cfg = cfg
+        self.model = model
+        self.sinks = sinks
+        self.metrics = Metrics()
+        self.drain_timeout = drain_timeout
+        self._failures: list[SourceError] = []
+        self._stopped = False
+
+    async def run(self, stop: asyncio.Event | None = None) -> RunReport:
+        stop = stop or asyncio.Event()
+        batcher: Batcher[Queued] = Batcher(self.model.max_batch, self.cfg.model.max_wait_ms / 1000.0)
+        prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
+        free: asyncio.Queue[Tensor] = asyncio.Queue()
+        for _ in range(_BUFFERS):
+            free.put_nowait(self.model.preprocessor.new_batch(self.model.max_batch))
+        sink_queues = [BoundedQueue[Result](_SINK_QUEUE) for _ in self.sinks]
+        ids = self.cfg.source_ids()
+        source_tasks: list[asyncio.Task[None]] = []
+        done = asyncio.Event()
+        async with asyncio.TaskGroup() as tg:
+            for spec, sid in zip(self.cfg.sources, ids, strict=True):
+                fps = spec.fps if spec.fps is not None else self.cfg.fps
+                source = make_source(spec.url, sid, fps, self.metrics)
+                self.metrics.source(sid)
+                queue = batcher.add_queue(spec.queue_size or self.cfg.queue_size, spec.policy or DropPolicy.BLOCK)
+                source_tasks.append(tg.create_task(self._produce(source, queue), name=f"source {sid}"))
+            batcher.seal()
+            stages = [
+                tg.create_task(self._prepare(batcher, free, prepared), name="preprocess"),
+                tg.create_task(self._infer(prepared, free, sink_queues), name="inference"),
+            ]
+            sink_tasks = [
+                tg.create_task(self._deliver(sink, q), name=f"sink {sink.name}")
+                for sink, q in zip(self.sinks, sink_queues, strict=True)
+            ]
+            tg.create_task(self._watch(stop, done, source_tasks, stages + sink_tasks), name="stop watcher")
+            await asyncio.gather(*sink_tasks, return_exceptions=True)
+            done.set()
+        return RunReport(self.metrics, tuple(self._failures), self._stopped)
+
+    async def _watch(
+        self,
+        stop: asyncio.Event,
+        done: asyncio.Event,
+        source_tasks: list[asyncio.Task[None]],
+        downstream: list[asyncio.Task[None]],
+    ) -> None:
+        """On ``stop``: end the sources, give the rest ``drain_timeout`` to finish, then cut it short."""
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(done.wait())]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+        if done.is_set():
+            return
+        self._stopped = True
+        log.info("stopping: sources closed, draining what is in flight")
+        for task in source_tasks:
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), self.drain_timeout)
+            return
+        log.error("drain did not finish within %.1f s; results still in flight are lost", self.drain_timeout)
+        for task in downstream:
+            task.cancel()
+
+    async def _produce(self, source: Source, queue: BoundedQueue[Queued]) -> None:
+        counters = self.metrics.source(source.id)
+        try:
+            async with contextlib.aclosing(source.frames()) as frames:
+                async for frame in frames:
+                    await queue.put(Queued(frame, time.monotonic()))
+                    counters.dropped = queue.dropped
+        except SourceError as exc:
+            self._failures.append(exc)
+            counters.state, counters.reason = SourceState.FAILED, exc.reason
+            log.error("%s", exc)
+        finally:
+            queue.close()
+
+    async def _prepare(
+        self, batcher: Batcher[Queued], free: asyncio.Queue[Tensor], out: BoundedQueue[PreparedBatch]
+    ) -> None:
+        pre = self.model.preprocessor
+
+        def fill(items: list[Queued], tensor: Tensor) -> PreparedBatch:
+            started = time.monotonic()
+            geometries, times = [], []
+            for i, item in enumerate(items):
+                t0 = time.perf_counter()
+                geometries.append(pre.into(item.frame.image, tensor[i]))
+                times.append((time.perf_counter() - t0) * 1000.0)
+            return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
+
+        try:
+            while (items := await batcher.next_batch()) is not None:
+                tensor = await free.get()
+                await out.put(await asyncio.to_thread(fill, items, tensor))
+        finally:
+            out.close()
+
+    async def _infer(
+        self,
+        prepared: BoundedQueue[PreparedBatch],
+        free: asyncio.Queue[Tensor],
+        sinks: list[BoundedQueue[Result]],
+    ) -> None:
+        model = self.model
+        fixed = model.spec.batch is not None
+
+        def run(batch: PreparedBatch) -> list[Result]:
+            n = len(batch.items)
+            t0 = time.perf_counter()
+            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[:n])
+            inference_ms = (time.perf_counter() - t0) * 1000.0
+            results = []
+            for i, (item, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
+                decoded = model.decoder.decode(outputs, i, geo)
+                f = item.frame
+                results.append(
+                    Result(
+                        source=f.source,
+                        seq=f.seq,
+                        frame_index=f.index,
+                        pts=f.pts,
+                        captured_at=f.captured_at,
+                        model=model.name,
+                        width=f.width,
+                        height=f.height,
+                        batch_size=n,
+                        timings=Timings(
+                            queue_ms=(batch.started - f.decoded_mono) * 1000.0,
+                            preprocess_ms=batch.preprocess_ms[i],
+                            inference_ms=inference_ms,
+                            total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
+                        ),
+                        detections=decoded.detections,
+                        classifications=decoded.classifications,
+                        outputs=decoded.outputs,
+                    )
+                )
+            return results
+
+        try:
+            while (batch := await prepared.get()) is not None:
+                try:
+                    results = await asyncio.to_thread(run, batch)
+                finally:
+                    free.put_nowait(batch.tensor)
+                self.metrics.batches += 1
+                self.metrics.frames += len(results)
+                for result in results:
+                    self.metrics.source(result.source).processed += 1
+                    for q in sinks:
+                        await q.put(result)
+        finally:
+            for q in sinks:
+                q.close()
+
+    async def _deliver(self, sink: Sink, queue: BoundedQueue[Result]) -> None:
+        try:
+            while (result := await queue.get()) is not None:
+                await sink.send(result)
+                self.metrics.delivered += 1
+        finally:
+            await sink.close()
+
+
+def describe_sources(cfg: Config) -> list[str]:
+    return [f"{sid}={redact_url(s.url)}" for s, sid in zip(cfg.sources, cfg.source_ids(), strict=True)]

@@ -1,0 +1,105 @@
+"""Where each model-input pixel comes from in the source frame, and the way back.
+
+Every geometric transform streamprep applies is "take an integer crop of the source, resize it to
+``resized``, place it at ``pad`` in the model input". A :class:`Geometry` holds exactly that, so the
+forward map is ``model = (src - crop_origin) * scale + pad`` and the inverse is its exact inverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from streamprep.preprocess.spec import PreprocessSpec, Resize
+
+FloatArray = npt.NDArray[np.floating]
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    """A region of interest in source pixels (x, y, width, height), applied before anything else."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Geometry:
+    src_width: int
+    src_height: int
+    crop_x: int
+    crop_y: int
+    crop_width: int
+    crop_height: int
+    resized_width: int
+    resized_height: int
+    pad_x: int
+    pad_y: int
+    out_width: int
+    out_height: int
+
+    @property
+    def scale_x(self) -> float:
+        return self.resized_width / self.crop_width
+
+    @property
+    def scale_y(self) -> float:
+        return self.resized_height / self.crop_height
+
+    @property
+    def padded(self) -> bool:
+        return (self.resized_width, self.resized_height) != (self.out_width, self.out_height)
+
+    def forward(self, xy: FloatArray) -> FloatArray:
+        """Source-frame points ``[..., 2]`` (x, y) to model-input points."""
+        out = np.empty_like(xy, dtype=np.float64)
+        out[..., 0] = (xy[..., 0] - self.crop_x) * self.scale_x + self.pad_x
+        out[..., 1] = (xy[..., 1] - self.crop_y) * self.scale_y + self.pad_y
+        return out
+
+    def inverse(self, xy: FloatArray) -> FloatArray:
+        """Model-input points ``[..., 2]`` (x, y) to source-frame points."""
+        out = np.empty_like(xy, dtype=np.float64)
+        out[..., 0] = (xy[..., 0] - self.pad_x) / self.scale_x + self.crop_x
+        out[..., 1] = (xy[..., 1] - self.pad_y) / self.scale_y + self.crop_y
+        return out
+
+    def boxes_to_source(self, boxes: FloatArray) -> FloatArray:
+        """Model-input boxes ``[N, 4]`` (x1, y1, x2, y2) to source pixels, clipped to the crop."""
+        pts = self.inverse(np.asarray(boxes, dtype=np.float64).reshape(-1, 2, 2)).reshape(-1, 4)
+        np.clip(pts[:, 0::2], self.crop_x, self.crop_x + self.crop_width, out=pts[:, 0::2])
+        np.clip(pts[:, 1::2], self.crop_y, self.crop_y + self.crop_height, out=pts[:, 1::2])
+        return pts
+
+
+def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None = None) -> Geometry:
+    """The geometry ``spec`` applies to a ``src_width``×``src_height`` frame."""
+    if roi is None:
+        roi = Roi(0, 0, src_width, src_height)
+    if roi.width <= 0 or roi.height <= 0 or roi.x < 0 or roi.y < 0:
+        raise ValueError(f"region of interest {roi} is empty or negative")
+    if roi.x + roi.width > src_width or roi.y + roi.height > src_height:
+        raise ValueError(f"region of interest {roi} lies outside the {src_width}x{src_height} frame")
+    out_w, out_h = spec.width, spec.height
+    cx, cy, cw, ch = roi.x, roi.y, roi.width, roi.height
+    rw, rh, px, py = out_w, out_h, 0, 0
+    if spec.resize is Resize.LETTERBOX:
+        r = min(out_w / cw, out_h / ch)
+        rw, rh = max(1, min(out_w, round(cw * r))), max(1, min(out_h, round(ch * r)))
+        if spec.anchor == "center":
+            px, py = (out_w - rw) // 2, (out_h - rh) // 2
+    elif spec.resize is Resize.CENTER_CROP:
+        r = max(out_w / cw, out_h / ch)
+        cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
+    elif spec.resize is Resize.SHORTER_CROP:
+        r = (min(out_w, out_h) / spec.crop_fraction) / min(cw, ch)
+        cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
+    return Geometry(src_width, src_height, cx, cy, cw, ch, rw, rh, px, py, out_w, out_h)
+
+
+def _centred(x: int, y: int, w: int, h: int, new_w: int, new_h: int) -> tuple[int, int, int, int]:
+    return x + (w - new_w) // 2, y + (h - new_h) // 2, new_w, new_h

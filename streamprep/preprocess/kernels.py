@@ -1,0 +1,200 @@
+"""The fast path: one frame into one slot of a preallocated batch tensor.
+
+Order of work, chosen so that float work touches only model-size data:
+crop (a view) → uint8 resize at model size → pad → colour order → layout → values.
+Every value transform streamprep offers is a per-channel function of a uint8 pixel, so values are
+one table look-up per element (``cv2.LUT``) straight into the batch buffer: exact to float rounding,
+and one pass over the output. Per-image scalings (standardisation, min-max) build their table from
+statistics of the resized image.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from streamprep.frames import Image
+from streamprep.preprocess.geometry import Geometry, Roi, plan
+from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Scaling
+
+Array = npt.NDArray[Any]
+
+_INTERPOLATION = {
+    Interpolation.NEAREST: cv2.INTER_NEAREST,
+    Interpolation.LINEAR: cv2.INTER_LINEAR,
+    Interpolation.AREA: cv2.INTER_AREA,
+    Interpolation.CUBIC: cv2.INTER_CUBIC,
+}
+_NUMPY_DTYPE: dict[DType, type[np.generic]] = {
+    DType.FLOAT32: np.float32,
+    DType.FLOAT16: np.float16,
+    DType.UINT8: np.uint8,
+    DType.INT8: np.int8,
+}
+_CV_LUT_DTYPES = (DType.FLOAT32, DType.UINT8, DType.INT8)
+
+
+def affine_for(spec: PreprocessSpec, image: Image | None = None) -> tuple[Array, Array]:
+    """Per-channel ``(a, b)`` such that the model value of pixel ``x`` is ``a * x + b`` (float64).
+
+    Channels are in the model's colour order. ``image`` (model-size, model colour order) is needed for
+    the per-image scalings only.
+    """
+    c = spec.channels
+    ones, zeros = np.ones(c), np.zeros(c)
+    if spec.scaling is Scaling.NONE:
+        return ones, zeros
+    if spec.scaling is Scaling.UNIT:
+        return ones / 255.0, zeros
+    if spec.scaling is Scaling.SYMMETRIC:
+        return ones * (2.0 / 255.0), zeros - 1.0
+    if spec.scaling is Scaling.MEAN_STD:
+        mean = np.asarray(spec.mean[:c] if c == 3 else [np.mean(spec.mean)], dtype=np.float64)
+        std = np.asarray(spec.std[:c] if c == 3 else [np.mean(spec.std)], dtype=np.float64)
+        return 1.0 / (255.0 * std), -mean / std
+    if image is None:
+        raise ValueError(f"scaling {spec.scaling.value} needs the image")
+    pixels = image.reshape(-1)
+    if spec.scaling is Scaling.PER_IMAGE:
+        average = float(pixels.mean(dtype=np.float64))
+        adjusted = max(float(pixels.std(dtype=np.float64)), 1.0 / np.sqrt(pixels.size))
+        return ones / adjusted, zeros - average / adjusted
+    lo, hi = float(pixels.min()), float(pixels.max())
+    span = hi - lo if hi > lo else 1.0
+    return ones / span, zeros - lo / span
+
+
+def quantisation(spec: PreprocessSpec) -> tuple[float, int]:
+    """``(scale, zero_point)`` for an integer input: real value ``(q - zero_point) * scale``."""
+    scale = spec.quant_scale if spec.quant_scale is not None else 1.0
+    if spec.quant_zero_point is not None:
+        return scale, spec.quant_zero_point
+    return scale, (-128 if spec.dtype is DType.INT8 and spec.quant_scale is None else 0)
+
+
+def value_tables(spec: PreprocessSpec, a: Array, b: Array) -> Array:
+    """A ``[channels, 256]`` table of model values for every uint8 pixel value, in the model dtype."""
+    x = np.arange(256, dtype=np.float64)
+    real = a[:, None] * x[None, :] + b[:, None]
+    if spec.dtype in (DType.FLOAT32, DType.FLOAT16):
+        return real.astype(_NUMPY_DTYPE[spec.dtype])
+    scale, zero_point = quantisation(spec)
+    info = np.iinfo(np.dtype(_NUMPY_DTYPE[spec.dtype]))
+    q: Array = np.clip(np.rint(real / scale) + zero_point, info.min, info.max)
+    return q.astype(_NUMPY_DTYPE[spec.dtype])
+
+
+class Preprocessor:
+    """Writes frames into batch tensors according to one :class:`PreprocessSpec`. Thread-safe."""
+
+    def __init__(self, spec: PreprocessSpec, roi: Roi | None = None) -> None:
+        self.spec = spec
+        self.roi = roi
+        self.dtype = np.dtype(_NUMPY_DTYPE[spec.dtype])
+        self._interp = _INTERPOLATION[spec.interpolation]
+        self._per_image = spec.scaling in (Scaling.PER_IMAGE, Scaling.MINMAX)
+        self._static_tables = None if self._per_image else value_tables(spec, *affine_for(spec))
+        self._identity = (
+            self._static_tables is not None
+            and spec.dtype is DType.UINT8
+            and bool(np.array_equal(self._static_tables, np.tile(np.arange(256), (spec.channels, 1))))
+        )
+        self._geometries: dict[tuple[int, int], Geometry] = {}
+        self._local = threading.local()
+
+    def new_batch(self, batch: int) -> Array:
+        """A tensor for ``batch`` frames, to be reused across batches."""
+        return np.zeros(self.spec.tensor_shape(batch), dtype=self.dtype)
+
+    def geometry(self, width: int, height: int) -> Geometry:
+        key = (width, height)
+        geo = self._geometries.get(key)
+        if geo is None:
+            geo = plan(self.spec, width, height, self.roi)
+            self._geometries[key] = geo
+        return geo
+
+    def _scratch(self, key: tuple[object, ...], shape: tuple[int, ...], fill: int = 0) -> Image:
+        """A per-thread uint8 work buffer, made once per geometry and reused for every frame."""
+        buffers: dict[tuple[object, ...], Image] | None = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        buf = buffers.get(key)
+        if buf is None:
+            buf = buffers[key] = np.full(shape, fill, dtype=np.uint8)
+        return buf
+
+    def _at_model_size(self, image: Image) -> tuple[Image, Geometry]:
+        """The frame cropped, resized and padded to model size, still BGR (a per-thread buffer)."""
+        geo = self.geometry(image.shape[1], image.shape[0])
+        crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
+        size = (geo.resized_width, geo.resized_height)
+        if not geo.padded:
+            dst = self._scratch(("resized", geo), (geo.out_height, geo.out_width, 3))
+            cv2.resize(crop, size, dst=dst, interpolation=self._interp)
+            return dst, geo
+        canvas = self._scratch(("canvas", geo), (geo.out_height, geo.out_width, 3), self.spec.pad_value)
+        region = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
+        np.copyto(region, cv2.resize(crop, size, interpolation=self._interp))
+        return canvas, geo
+
+    def model_image(self, image: Image) -> tuple[Array, Geometry]:
+        """The frame at model size as a new uint8 HxWxC array in the model's colour order."""
+        bgr, geo = self._at_model_size(image)
+        if self.spec.color is Color.RGB:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), geo
+        if self.spec.color is Color.GRAY:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None], geo
+        return bgr.copy(), geo
+
+    def into(self, image: Image, out: Array) -> Geometry:
+        """Preprocess one BGR frame into ``out``, one batch slot (``tensor[i]``). Returns its geometry."""
+        bgr, geo = self._at_model_size(image)
+        tables = self._static_tables
+        if tables is None:
+            tables = value_tables(self.spec, *affine_for(self.spec, bgr))
+        shape = (geo.out_height, geo.out_width)
+        if self.spec.color is Color.GRAY:
+            gray = self._scratch(("gray", geo), shape)
+            cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY, dst=gray)
+            target = out[0] if self.spec.layout is Layout.NCHW else out[:, :, 0]
+            _write(gray, tables[0:1], target, self._identity)
+            return geo
+        if self.spec.layout is Layout.NHWC:
+            pixels = bgr
+            if self.spec.color is Color.RGB:
+                pixels = self._scratch(("rgb", geo), (*shape, 3))
+                cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=pixels)
+            _write(pixels, tables, out, self._identity)
+            return geo
+        planes = self._scratch(("planes", geo), (3, *shape))
+        cv2.split(bgr, [planes[0], planes[1], planes[2]])
+        order = (2, 1, 0) if self.spec.color is Color.RGB else (0, 1, 2)
+        for c, src in enumerate(order):
+            _write(planes[src], tables[c : c + 1], out[c], self._identity)
+        return geo
+
+
+def _write(pixels: Image, tables: Array, out: Array, identity: bool) -> None:
+    if identity:
+        np.copyto(out, pixels, casting="unsafe")
+    else:
+        _lookup(pixels, tables, out)
+
+
+def _lookup(pixels: Image, tables: Array, out: Array) -> None:
+    """``out[..., c] = tables[c][pixels[..., c]]`` in one pass."""
+    channels = tables.shape[0]
+    if out.dtype in (np.float32, np.uint8, np.int8):
+        lut = tables.T.reshape(256, 1, channels) if channels > 1 else tables.reshape(256, 1)
+        cv2.LUT(pixels, np.ascontiguousarray(lut), dst=out)
+        return
+    if channels == 1:
+        np.take(tables[0], pixels.reshape(out.shape), out=out)
+        return
+    for c in range(channels):
+        np.take(tables[c], pixels[..., c], out=out[..., c])

@@ -1,0 +1,46 @@
+"""JSON lines to stdout or a file: one line per result, flushed as it goes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from streamprep.errors import SinkError
+from streamprep.frames import Result
+from streamprep.schema import encode
+
+
+class JsonLinesSink:
+    def __init__(self, target: str, device: str) -> None:
+        self.name = "stdout" if target == "-" else target
+        self._target = target
+        self._device = device
+        self._file: TextIO | None = None
+        self.sent = 0
+
+    async def open(self) -> None:
+        if self._target == "-":
+            self._file = sys.stdout
+            return
+        path = Path(self._target)
+        try:
+            self._file = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise SinkError(f"output file {path}: {exc.strerror or exc}") from None
+
+    async def send(self, result: Result) -> None:
+        assert self._file is not None, "open() first"
+        try:
+            self._file.write(encode(result, self._device).decode() + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise SinkError(f"output {self.name}: {exc.strerror or exc}") from None
+        self.sent += 1
+
+    async def close(self) -> None:
+        if self._file is not None and self._file is not sys.stdout:
+            self._file.close()
+        elif self._file is not None:
+            self._file.flush()
+        self._file = None

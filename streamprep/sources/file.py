@@ -1,0 +1,151 @@
+"""Video files (MP4 and whatever FFmpeg reads), replayed deterministically: every sampled frame, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import time
+from collections.abc import AsyncGenerator, Generator, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from streamprep.errors import SourceLostError, SourceOpenError
+from streamprep.frames import Frame, Image
+from streamprep.sampling import Sampler
+from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4  # sampled frames handed over per trip to the decode thread
+
+
+def to_bgr(frame: Any) -> Image:
+    """A decoded PyAV frame as an H×W×3 BGR array (display orientation applied)."""
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
+        image: Image = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
+    else:
+        image = frame.to_ndarray(format="bgr24")
+    rotation = getattr(frame, "rotation", 0) or 0
+    if rotation % 360:
+        image = np.ascontiguousarray(np.rot90(image, k=round(rotation / 90) % 4))
+    return image
+
+
+def open_container(path: Path, source: str) -> tuple[Any, Any]:
+    """Open a file and its first video stream; every failure becomes one clear SourceOpenError."""
+    if not path.exists():
+        raise SourceOpenError(source, f"{path}: no such file")
+    if path.is_dir():
+        raise SourceOpenError(source, f"{path}: is a directory, not a video file")
+    try:
+        container = av.open(str(path), mode="r")
+    except av.error.InvalidDataError:
+        raise SourceOpenError(source, f"{path}: not a readable video (corrupt or truncated file?)") from None
+    except av.error.FFmpegError as exc:
+        reason = exc.strerror or str(exc)
+        if getattr(exc, "errno", None) == errno.EACCES:
+            reason = "permission denied"
+        raise SourceOpenError(source, f"{path}: cannot open: {reason}") from None
+    if not container.streams.video:
+        container.close()
+        raise SourceOpenError(source, f"{path}: has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+class FileSource:
+    """Decodes a file with PyAV; drops unsampled frames before any pixel conversion."""
+
+    live = False
+
+    def __init__(self, source_id: str, path: Path, fps: float | None, on_status: StatusCallback | None = None):
+        self.id = source_id
+        self.path = path
+        self.fps = fps
+        self.decoded = 0
+        self.sampled = 0
+        self.corrupt = 0
+        self._on_status = on_status
+
+    def _status(self, state: SourceState, reason: str = "") -> None:
+        if self._on_status is not None:
+            self._on_status(SourceStatus(self.id, state, reason, self.decoded, self.sampled, self.corrupt))
+
+    def _decode(self, container: Any, stream: Any) -> Generator[Frame, None, None]:
+        sampler = Sampler(self.fps)
+        time_base = stream.time_base or Fraction(1, 90000)
+        rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+        last_pts: Fraction | None = None
+        for packet in container.demux(stream):
+            try:
+                decoded = packet.decode()
+            except av.error.InvalidDataError:
+                self.corrupt += 1
+                continue
+            for frame in decoded:
+                self.decoded += 1
+                index = self.decoded - 1
+                if frame.pts is not None:
+                    pts = Fraction(frame.pts) * time_base
+                else:
+                    pts = last_pts + 1 / rate if last_pts is not None else Fraction(0)
+                last_pts = pts
+                if not sampler.keep(pts):
+                    continue
+                t0 = time.monotonic()
+                image = to_bgr(frame)
+                self.sampled += 1
+                yield Frame(
+                    source=self.id,
+                    index=index,
+                    seq=self.sampled - 1,
+                    pts=float(pts),
+                    captured_at=time.time(),
+                    decoded_mono=t0,
+                    image=image,
+                )
+
+    def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
+        chunk: list[Frame] = []
+        try:
+            for frame in frames:
+                chunk.append(frame)
+                if len(chunk) >= _CHUNK:
+                    break
+        except av.error.FFmpegError as exc:
+            raise SourceLostError(self.id, f"{self.path}: decoding failed: {exc.strerror or exc}") from None
+        return chunk
+
+    async def frames(self) -> AsyncGenerator[Frame, None]:
+        self._status(SourceState.CONNECTING)
+        container, stream = await asyncio.to_thread(open_container, self.path, self.id)
+        self._status(SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+        frames = self._decode(container, stream)
+        pending: asyncio.Task[list[Frame]] | None = None
+        try:
+            while True:
+                pending = asyncio.create_task(asyncio.to_thread(self._next_chunk, frames))
+                chunk = await asyncio.shield(pending)
+                pending = None
+                if not chunk:
+                    break
+                for frame in chunk:
+                    yield frame
+            if self.corrupt:
+                log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.corrupt)
+            if self.decoded == 0:
+                raise SourceLostError(self.id, f"{self.path}: no frame could be decoded")
+            self._status(SourceState.FINISHED, "end of file")
+        finally:
+            if pending is not None:
+                # The decode thread still uses the container: let it finish before closing it.
+                await asyncio.wait({pending})
+            frames.close()
+            container.close()
