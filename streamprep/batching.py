@@ -49,10 +49,11 @@ class Batcher(Generic[T]):
     def _take_round(self, batch: list[T]) -> None:
         """Take up to one item from each queue in turn, starting after the last one served."""
         n = len(self._queues)
+        start = self._next
         for step in range(n):
             if len(batch) >= self.max_size:
                 return
-            i = (self._next + step) % n
+            i = (start + step) % n
             item = self._queues[i].get_nowait()
             if item is not None:
                 batch.append(item)
