@@ -142,6 +142,12 @@ class FileSource:
                 log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.corrupt)
             if self.decoded == 0:
                 raise SourceLostError(self.id, f"{self.path}: no frame could be decoded")
+            if stream.frames and self.decoded < stream.frames:
+                raise SourceLostError(
+                    self.id,
+                    f"{self.path}: truncated or damaged: decoded {self.decoded} of the {stream.frames} frames "
+                    "its index lists",
+                )
             self._status(SourceState.FINISHED, "end of file")
         finally:
             if pending is not None:
