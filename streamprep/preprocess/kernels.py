@@ -151,19 +151,24 @@ class Preprocessor:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)[:, :, None], geo
         return bgr.copy(), geo
 
+    def _tables(self, pixels: Image) -> Array:
+        """The value tables: fixed for the spec, or from this image's statistics (per-image scalings)."""
+        if self._static_tables is not None:
+            return self._static_tables
+        return value_tables(self.spec, *affine_for(self.spec, pixels))
+
     def into(self, image: Image, out: Array) -> Geometry:
         """Preprocess one BGR frame into ``out``, one batch slot (``tensor[i]``). Returns its geometry."""
         bgr, geo = self._at_model_size(image)
-        tables = self._static_tables
-        if tables is None:
-            tables = value_tables(self.spec, *affine_for(self.spec, bgr))
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)
             cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY, dst=gray)
+            tables = self._tables(gray)
             target = out[0] if self.spec.layout is Layout.NCHW else out[:, :, 0]
             _write(gray, tables[0:1], target, self._identity)
             return geo
+        tables = self._tables(bgr)
         if self.spec.layout is Layout.NHWC:
             pixels = bgr
             if self.spec.color is Color.RGB:
