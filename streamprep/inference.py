@@ -121,6 +121,17 @@ class OnnxEngine:
     def select_input(self, name: str) -> None:
         self._input_name = self.info.input_facts(name).name
 
+    def warm_up(self, tensor: Tensor) -> None:
+        """One run on a blank tensor, so the first frame does not pay for ONNX Runtime's lazy set-up."""
+        try:
+            self._session.run(self._output_names, {self._input_name: tensor})
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(
+                f"model {self.info.name} fails on a tensor of shape {list(tensor.shape)} {tensor.dtype} "
+                f"for input {self._input_name!r}: {first}"
+            ) from None
+
     def run(self, tensor: Tensor) -> list[Tensor]:
         try:
             outputs = self._session.run(self._output_names, {self._input_name: tensor})

@@ -74,12 +74,14 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         max_batch = spec.batch
     if max_batch < 1:
         raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
+    preprocessor = Preprocessor(spec)
+    engine.warm_up(preprocessor.new_batch(max_batch if spec.batch is None else spec.batch))
     return LoadedModel(
         name=cfg.name or info.name,
         engine=engine,
         spec=spec,
         provenance=provenance,
-        preprocessor=Preprocessor(spec),
+        preprocessor=preprocessor,
         decoder=decoder,
         max_batch=max_batch,
     )

@@ -11,8 +11,8 @@ import itertools
 import cv2
 import numpy as np
 import pytest
-
 from conftest import photo
+
 from streamprep.preprocess.geometry import Roi, plan
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import (
@@ -55,10 +55,8 @@ def reference_pixels(spec: PreprocessSpec, image: np.ndarray, roi: Roi | None = 
         x0, y0 = ((W - rw) // 2, (H - rh) // 2) if spec.anchor == "center" else (0, 0)
         small[y0 : y0 + rh, x0 : x0 + rw] = cv2.resize(image, (rw, rh), interpolation=INTERP[spec.interpolation.value])
     else:
-        if spec.resize is Resize.CENTER_CROP:
-            r = max(W / w, H / h)
-        else:
-            r = (min(W, H) / spec.crop_fraction) / min(w, h)
+        crop = spec.resize is Resize.CENTER_CROP
+        r = max(W / w, H / h) if crop else (min(W, H) / spec.crop_fraction) / min(w, h)
         cw, ch = min(w, round(W / r)), min(h, round(H / r))
         x0, y0 = (w - cw) // 2, (h - ch) // 2
         small = cv2.resize(image[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=INTERP[spec.interpolation.value])
@@ -122,8 +120,8 @@ def test_stretch_mean_std_matches_opencv_blob(name: str, size: tuple[int, int]) 
     image = photo(name)
     spec = PreprocessSpec(width=size[0], height=size[1], scaling=Scaling.MEAN_STD, color=Color.RGB)
     params = cv2.dnn.Image2BlobParams()
-    params.scalefactor = tuple(float(v) for v in 1.0 / (255.0 * np.array(IMAGENET_STD))) + (0.0,)
-    params.mean = tuple(float(v) for v in 255.0 * np.array(IMAGENET_MEAN)) + (0.0,)
+    params.scalefactor = (*(float(v) for v in 1.0 / (255.0 * np.array(IMAGENET_STD))), 0.0)
+    params.mean = (*(float(v) for v in 255.0 * np.array(IMAGENET_MEAN)), 0.0)
     params.size = size
     params.swapRB = True
     blob = cv2.dnn.blobFromImageWithParams(image, params)[0]
