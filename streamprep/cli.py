@@ -12,10 +12,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from streamprep import config as config_mod
-from streamprep.errors import ConfigError, StreamprepError
+from streamprep.errors import ConfigError, SinkError, StreamprepError
+from streamprep.frames import Image
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline, RunReport, describe_sources
+from streamprep.preprocess.kernels import Preprocessor
 from streamprep.redact import redact_text
 from streamprep.sinks.base import Sink
 from streamprep.sinks.jsonl import JsonLinesSink
@@ -48,9 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", help="device name used in MQTT topics (default: host name)")
 
     ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
-    ins.add_argument("model", type=Path)
+    ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
     ins.add_argument("--config", type=Path, help="apply [model] overrides from this config")
     ins.add_argument("--json", action="store_true", help="print JSON")
+
+    pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
+    pre.add_argument("image", type=Path)
+    pre.add_argument("--model", type=Path, help="ONNX model (default: the bundled SSD detector)")
+    pre.add_argument("--config", type=Path, help="apply [model] overrides from this config")
+    pre.add_argument("--out", type=Path, required=True, help="where to write the tensor (.npy)")
     return p
 
 
@@ -158,11 +169,38 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect(args: argparse.Namespace) -> int:
+def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
-    data = config_mod.merge(data, {"model": {"path": args.model}})
-    cfg = config_mod.parse(data, f"{args.config}: " if args.config else "")
-    desc = load_model(cfg.model).describe()
+    if args.model is not None:
+        data = config_mod.merge(data, {"model": {"path": args.model}})
+    return config_mod.parse(data, f"{args.config}: " if args.config else "").model
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    model = load_model(_model_config(args))
+    image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
+    if image is None:
+        reason = "no such file" if not args.image.exists() else "not an image OpenCV can read"
+        raise ConfigError(f"image {args.image}: {reason}")
+    preprocessor = Preprocessor(model.spec)
+    tensor = preprocessor.new_batch(1)
+    geometry = preprocessor.into(image, tensor[0])
+    try:
+        np.save(args.out, tensor)
+    except OSError as exc:
+        raise SinkError(f"output file {args.out}: {exc.strerror or exc}") from None
+    print(
+        f"{args.out}: {list(tensor.shape)} {tensor.dtype} for input {model.spec.input_name!r}; "
+        f"source {geometry.src_width}x{geometry.src_height} crop {geometry.crop_width}x{geometry.crop_height}"
+        f"+{geometry.crop_x}+{geometry.crop_y} resized {geometry.resized_width}x{geometry.resized_height}"
+        f" at +{geometry.pad_x}+{geometry.pad_y}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    desc = load_model(_model_config(args)).describe()
     if args.json:
         print(json.dumps(desc, indent=2))
         return 0
@@ -173,6 +211,7 @@ def _inspect(args: argparse.Namespace) -> int:
     for o in desc["outputs"]:
         print(f"output    {o}")
     print(f"decoder   {desc['decoder']} (max batch {desc['max_batch']})")
+    print(f"in graph  {'yes: ONNX Runtime casts, orders, scales and lays out' if desc['in_graph'] else 'no'}")
     print("preprocess")
     for key, entry in desc["preprocess"].items():
         value = entry["value"]
@@ -192,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         if args.command == "run":
             return _run(args)
+        if args.command == "preprocess":
+            return _preprocess(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

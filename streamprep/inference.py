@@ -81,12 +81,14 @@ class OnnxEngine:
         path: Path,
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         intra_op_threads: int = 0,
+        model_bytes: bytes | None = None,
     ) -> None:
+        """Load ``path`` (or ``model_bytes``, a derived model whose origin is ``path``)."""
         import onnxruntime as ort
 
-        if not path.exists():
+        if model_bytes is None and not path.exists():
             raise ModelError(f"model {path}: no such file")
-        if not path.is_file():
+        if model_bytes is None and not path.is_file():
             raise ModelError(f"model {path}: not a file")
         available = ort.get_available_providers()
         chosen = [p for p in providers if p in available]
@@ -98,7 +100,8 @@ class OnnxEngine:
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+            source = model_bytes if model_bytes is not None else str(path)
+            self._session = ort.InferenceSession(source, sess_options=options, providers=chosen)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"model {path} cannot be loaded by ONNX Runtime: {first}") from None
@@ -116,7 +119,6 @@ class OnnxEngine:
             raise ModelError(f"model {path} has no inputs")
         self._input_name = self.info.inputs[0].name
         self._output_names = [o.name for o in self.info.outputs]
-        log.info("model %s runs on %s", path.name, ", ".join(self.info.providers))
 
     def select_input(self, name: str) -> None:
         self._input_name = self.info.input_facts(name).name

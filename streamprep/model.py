@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,8 +10,11 @@ from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels
 from streamprep.errors import ConfigError, ModelError
 from streamprep.inference import OnnxEngine
+from streamprep.preprocess import ingraph
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class LoadedModel:
     preprocessor: Preprocessor
     decoder: Decoder
     max_batch: int
+    in_graph: bool = False
 
     def describe(self) -> dict[str, Any]:
         """What ``streamprep inspect`` prints: inputs, outputs, the spec and where each field came from."""
@@ -34,6 +39,7 @@ class LoadedModel:
             "metadata": info.metadata,
             "decoder": type(self.decoder).__name__.removesuffix("Decoder").lower(),
             "max_batch": self.max_batch,
+            "in_graph": self.in_graph,
             "preprocess": {k: {"value": v, "from": self.provenance[k]} for k, v in self.spec.to_json().items()},
         }
 
@@ -59,7 +65,17 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         spec, provenance = derive(facts, info.metadata, sidecar, overrides)
     except ConfigError as exc:
         raise ConfigError(f"model {cfg.path.name}: {exc}") from None
-    engine.select_input(spec.input_name)
+    in_graph = bool(cfg.preprocess.in_graph)
+    preprocessor = Preprocessor(spec)
+    if in_graph:
+        try:
+            wrapped = ingraph.wrap(cfg.path, spec)
+        except ConfigError as exc:
+            raise ConfigError(f"model {cfg.path.name}: {exc}") from None
+        engine = OnnxEngine(cfg.path, cfg.providers, cfg.threads, model_bytes=wrapped)
+        preprocessor = Preprocessor(ingraph.frames_spec(spec))
+    else:
+        engine.select_input(spec.input_name)
     options = DecoderOptions(
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
@@ -74,7 +90,9 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         max_batch = spec.batch
     if max_batch < 1:
         raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
-    preprocessor = Preprocessor(spec)
+    log.info(
+        "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
+    )
     engine.warm_up(preprocessor.new_batch(max_batch if spec.batch is None else spec.batch))
     return LoadedModel(
         name=cfg.name or info.name,
@@ -84,4 +102,5 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         preprocessor=preprocessor,
         decoder=decoder,
         max_batch=max_batch,
+        in_graph=in_graph,
     )
