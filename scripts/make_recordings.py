@@ -1,0 +1,333 @@
+"""Build the short H.264/MP4 test recordings in ``recordings/`` from real photos.
+
+Each clip is a sequence of slow Ken Burns shots (zoom and pan over a still photo,
+placed over a blurred, darkened copy of itself) with hard cuts between shots, so
+that a COCO detector finds a known subject (person, cat, cup) in known time ranges.
+
+The output is deterministic: frames are rendered with fixed OpenCV warps, converted to
+BT.601 limited-range yuv420p with numpy, and encoded by libx264 with a single thread and
+fixed settings, so two runs give byte-identical files.
+
+Usage (from the repository root)::
+
+    .venv/bin/python scripts/make_recordings.py [PHOTO_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PHOTO_DIR = REPO_ROOT.parent / "shared" / "photos"
+OUTPUT_DIR = REPO_ROOT / "recordings"
+
+Rgb = npt.NDArray[np.uint8]
+
+# FFmpeg enum values (libavutil/pixfmt.h) used to tag the BT.601 limited-range output.
+AVCOL_PRI_SMPTE170M = 6
+AVCOL_TRC_SMPTE170M = 6
+AVCOL_SPC_SMPTE170M = 6
+AVCOL_RANGE_MPEG = 1
+
+CFR_TIME_BASE = Fraction(1, 30)
+VFR_TIME_BASE = Fraction(1, 90_000)
+VFR_JITTER_SEED = 20_240_601
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A Ken Burns move over one photo, shown from ``start`` to ``end`` seconds.
+
+    ``zoom`` is the displayed photo height as a multiple of the frame height, at the
+    start and end of the shot. ``focus`` is the point of the photo, in normalised
+    photo coordinates (x, y), that sits at the centre of the frame at start and end.
+    Both are eased with a smoothstep between the two ends.
+    """
+
+    photo: str
+    start: float
+    end: float
+    zoom: tuple[float, float]
+    focus: tuple[tuple[float, float], tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One output file: frame size, quality, shots and frame timestamps.
+
+    ``ticks`` are the frame timestamps in units of ``time_base``; the last frame lasts
+    until the end of the last shot. A variable-rate clip is encoded without B-frames.
+    """
+
+    name: str
+    width: int
+    height: int
+    crf: int
+    shots: tuple[Shot, ...]
+    time_base: Fraction
+    ticks: tuple[int, ...]
+    variable_rate: bool = False
+
+
+def cfr_ticks(duration: float, fps: int) -> tuple[int, ...]:
+    """Frame timestamps, in units of 1/fps, for a constant-rate clip of ``duration`` seconds."""
+    return tuple(range(round(duration * fps)))
+
+
+def vfr_ticks() -> tuple[int, ...]:
+    """Frame timestamps, in 1/90000 s ticks, for the variable-rate clip (10.0 s in all).
+
+    0-3 s at 30 fps, 3-5 s at 24 fps, 5-7 s at 10 fps, 7-10 s with seeded jittered
+    intervals of 20-80 ms (the last interval is cut so the clip ends at 10.0 s).
+    """
+    tick = VFR_TIME_BASE.denominator
+    ticks = [i * tick // 30 for i in range(90)]
+    ticks += [3 * tick + i * tick // 24 for i in range(48)]
+    ticks += [5 * tick + i * tick // 10 for i in range(20)]
+    rng = random.Random(VFR_JITTER_SEED)
+    t = 7 * tick
+    while t < 10 * tick - tick // 50:
+        ticks.append(t)
+        t += rng.randint(20, 80) * tick // 1000
+    return tuple(ticks)
+
+
+DEMO_720P = Clip(
+    name="demo_720p.mp4",
+    width=1280,
+    height=720,
+    crf=28,
+    shots=(
+        Shot("astronaut.png", 0.0, 4.0, (1.0, 1.12), ((0.5, 0.5), (0.47, 0.45))),
+        Shot("chelsea.png", 4.0, 8.0, (1.0, 1.0), ((0.44, 0.5), (0.58, 0.5))),
+        Shot("coffee.png", 8.0, 12.0, (1.0, 1.2), ((0.5, 0.5), (0.48, 0.42))),
+    ),
+    time_base=CFR_TIME_BASE,
+    ticks=cfr_ticks(12.0, 30),
+)
+
+PAN_1080P = Clip(
+    name="pan_1080p.mp4",
+    width=1920,
+    height=1080,
+    crf=30,
+    shots=(
+        Shot("chelsea.png", 0.0, 5.0, (0.97, 1.03), ((0.44, 0.5), (0.56, 0.5))),
+        Shot("astronaut.png", 5.0, 10.0, (1.1, 1.0), ((0.42, 0.46), (0.55, 0.5))),
+    ),
+    time_base=CFR_TIME_BASE,
+    ticks=cfr_ticks(10.0, 30),
+)
+
+VFR_720P = Clip(
+    name="vfr_720p.mp4",
+    width=1280,
+    height=720,
+    crf=28,
+    shots=(
+        Shot("coffee.png", 0.0, 5.0, (1.0, 1.15), ((0.46, 0.5), (0.5, 0.44))),
+        Shot("astronaut.png", 5.0, 10.0, (1.12, 1.0), ((0.46, 0.44), (0.5, 0.5))),
+    ),
+    time_base=VFR_TIME_BASE,
+    ticks=vfr_ticks(),
+    variable_rate=True,
+)
+
+CLIPS = (DEMO_720P, PAN_1080P, VFR_720P)
+
+
+def load_photo(path: Path) -> Rgb:
+    """Read a photo as an RGB uint8 array (grey photos are expanded to three channels)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        msg = f"cannot read photo {path}"
+        raise FileNotFoundError(msg)
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def blurred_background(photo: Rgb, width: int, height: int) -> Rgb:
+    """Cover the frame with a heavily blurred, darkened copy of the photo."""
+    ph, pw = photo.shape[:2]
+    scale = max(width / pw, height / ph)
+    cw, ch = round(width / scale), round(height / scale)
+    x0, y0 = (pw - cw) // 2, (ph - ch) // 2
+    crop = photo[y0 : y0 + ch, x0 : x0 + cw]
+    small = cv2.resize(crop, (width // 16, height // 16), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=3.0)
+    big = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    return (big.astype(np.uint16) * 9 // 20).astype(np.uint8)
+
+
+def smoothstep(t: float) -> float:
+    """Ease 0..1 to 0..1 with zero slope at both ends."""
+    t = min(max(t, 0.0), 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def lerp(a: float, b: float, t: float) -> float:
+    """Linear interpolation from ``a`` to ``b``."""
+    return a + (b - a) * t
+
+
+class ShotRenderer:
+    """Renders the frames of one shot at a given frame size."""
+
+    def __init__(self, shot: Shot, photo: Rgb, width: int, height: int) -> None:
+        self.shot = shot
+        self.photo = photo
+        self.width = width
+        self.height = height
+        self.background = blurred_background(photo, width, height)
+
+    def render(self, t: float) -> Rgb:
+        """The RGB frame shown at clip time ``t`` seconds."""
+        shot = self.shot
+        progress = smoothstep((t - shot.start) / (shot.end - shot.start))
+        ph, pw = self.photo.shape[:2]
+        zoom = lerp(shot.zoom[0], shot.zoom[1], progress)
+        fx = lerp(shot.focus[0][0], shot.focus[1][0], progress)
+        fy = lerp(shot.focus[0][1], shot.focus[1][1], progress)
+        scale = zoom * self.height / ph
+        matrix = np.array(
+            [
+                [scale, 0.0, self.width / 2 - scale * fx * pw],
+                [0.0, scale, self.height / 2 - scale * fy * ph],
+            ],
+            dtype=np.float64,
+        )
+        frame = self.background.copy()
+        cv2.warpAffine(
+            self.photo,
+            matrix,
+            (self.width, self.height),
+            dst=frame,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_TRANSPARENT,
+        )
+        return frame
+
+
+def rgb_to_yuv420p(rgb: Rgb) -> npt.NDArray[np.uint8]:
+    """Convert RGB to planar BT.601 limited-range yuv420p, as PyAV's ``yuv420p`` array layout."""
+    height, width = rgb.shape[:2]
+    px = rgb.astype(np.float32)
+    r, g, b = px[..., 0], px[..., 1], px[..., 2]
+    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+    pooled = px.reshape(height // 2, 2, width // 2, 2, 3).mean(axis=(1, 3))
+    pr, pg, pb = pooled[..., 0], pooled[..., 1], pooled[..., 2]
+    u = 128.0 + (-37.797 * pr - 74.203 * pg + 112.0 * pb) / 255.0
+    v = 128.0 + (112.0 * pr - 93.786 * pg - 18.214 * pb) / 255.0
+
+    def to_u8(plane: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+        return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
+
+    chroma = np.concatenate([to_u8(u).reshape(-1), to_u8(v).reshape(-1)])
+    return np.concatenate([to_u8(y), chroma.reshape(height // 2, width)])
+
+
+def open_stream(container: av.container.OutputContainer, clip: Clip) -> av.VideoStream:
+    """Add a deterministic, single-threaded libx264 yuv420p stream for the clip."""
+    time_base = clip.time_base
+    if clip.variable_rate:
+        stream = container.add_stream("libx264")
+    else:
+        stream = container.add_stream("libx264", rate=1 / time_base)
+    stream.width = clip.width
+    stream.height = clip.height
+    stream.pix_fmt = "yuv420p"
+    stream.time_base = time_base
+    ctx = stream.codec_context
+    ctx.time_base = time_base
+    ctx.thread_count = 1
+    ctx.gop_size = 60
+    ctx.color_primaries = AVCOL_PRI_SMPTE170M
+    ctx.color_trc = AVCOL_TRC_SMPTE170M
+    ctx.colorspace = AVCOL_SPC_SMPTE170M
+    ctx.color_range = AVCOL_RANGE_MPEG
+    x264_params = "threads=1:lookahead-threads=1:sliced-threads=0"
+    if clip.variable_rate:
+        # No B-frames: decode order equals display order, so the MP4 sample durations
+        # (stts) are exactly the display durations and the last frame ends on time.
+        x264_params += ":bframes=0"
+    stream.options = {"preset": "medium", "crf": str(clip.crf), "x264-params": x264_params}
+    return stream
+
+
+def frames_for(clip: Clip, renderers: Sequence[ShotRenderer]) -> Iterator[tuple[int, int, Rgb]]:
+    """Yield (pts, duration, rgb) per frame; the last frame lasts until the end of the clip."""
+    ticks = clip.ticks
+    end_tick = round(Fraction(clip.shots[-1].end) / clip.time_base)
+    for index, pts in enumerate(ticks):
+        t = float(pts * clip.time_base)
+        renderer = next(r for r in renderers if t < r.shot.end)
+        next_pts = ticks[index + 1] if index + 1 < len(ticks) else end_tick
+        yield pts, next_pts - pts, renderer.render(t)
+
+
+def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
+    """Render and encode one clip into ``output_dir``."""
+    renderers = [ShotRenderer(shot, load_photo(photo_dir / shot.photo), clip.width, clip.height) for shot in clip.shots]
+    path = output_dir / clip.name
+    time_base = clip.time_base
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = open_stream(container, clip)
+        durations: dict[Fraction, Fraction] = {}
+
+        def mux(packets: Sequence[av.Packet[av.VideoStream]]) -> None:
+            # libx264 leaves packet durations unset; give each packet its frame's display
+            # duration so that the MP4 sample durations, the last one included, are exact.
+            for packet in packets:
+                if packet.pts is not None:
+                    start = packet.pts * packet.time_base
+                    packet.duration = round(durations.pop(start) / packet.time_base)
+                container.mux(packet)
+
+        for pts, duration, rgb in frames_for(clip, renderers):
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
+            frame.pts = pts
+            frame.duration = duration
+            frame.time_base = time_base
+            frame.color_primaries = AVCOL_PRI_SMPTE170M
+            frame.color_trc = AVCOL_TRC_SMPTE170M
+            frame.colorspace = AVCOL_SPC_SMPTE170M
+            frame.color_range = AVCOL_RANGE_MPEG
+            durations[pts * time_base] = duration * time_base
+            mux(stream.encode(frame))
+        mux(stream.encode(None))
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build every clip from the photos in the given folder."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "photo_dir",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_PHOTO_DIR,
+        help=(
+            "folder with astronaut.png, chelsea.png and coffee.png "
+            f"(default: ../shared/photos next to the repository, {DEFAULT_PHOTO_DIR})"
+        ),
+    )
+    args = parser.parse_args(argv)
+    photo_dir: Path = args.photo_dir.resolve()
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    for clip in CLIPS:
+        path = write_clip(clip, photo_dir, OUTPUT_DIR)
+        print(f"{path.relative_to(REPO_ROOT)}: {len(clip.ticks)} frames, {path.stat().st_size} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
