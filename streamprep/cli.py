@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
     run.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
     run.add_argument("--device", help="device name used in MQTT topics (default: host name)")
+    run.add_argument(
+        "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
+    )
 
     ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
@@ -87,6 +90,8 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
         flags["fps"] = args.fps
     if getattr(args, "device", None) is not None:
         flags["device"] = args.device
+    if getattr(args, "realtime", None):
+        flags["realtime"] = True
     where = f"{args.config}: " if args.config else ""
     return config_mod.parse(config_mod.merge(data, flags), where)
 

@@ -27,13 +27,21 @@ class _Strict(BaseModel):
 
 
 class SourceConfig(_Strict):
-    """One video source: a file path or a URL (``rtsp://``, ``http://``, ``/dev/video0``...)."""
+    """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
 
     url: str = Field(min_length=1)
     id: str | None = Field(None, min_length=1, max_length=64)
     fps: float | None = Field(None, gt=0, le=1000)
     queue_size: int | None = Field(None, ge=1, le=1024)
     policy: DropPolicy | None = None
+    realtime: bool | None = None
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0, le=300)
+    stall_timeout_s: float = Field(5.0, gt=0, le=300)
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
+    max_restarts_per_minute: int = Field(20, ge=1, le=600)
+    format: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
 
 
 class ModelConfig(_Strict):
@@ -78,7 +86,9 @@ class OutputConfig(_Strict):
 class Config(_Strict):
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     fps: float | None = Field(None, gt=0, le=1000)
+    realtime: bool = False
     queue_size: int = Field(8, ge=1, le=1024)
+    live_queue_size: int = Field(1, ge=1, le=1024)
     sources: tuple[SourceConfig, ...] = ()
     model: ModelConfig = ModelConfig()
     output: OutputConfig = OutputConfig()

@@ -15,8 +15,6 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from streamprep.batching import Batcher
 from streamprep.config import Config
@@ -27,15 +25,17 @@ from streamprep.metrics import Metrics
 from streamprep.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry
 from streamprep.queues import BoundedQueue, DropPolicy
-from streamprep.redact import redact_url
+from streamprep.redact import redact_text, redact_url
 from streamprep.sinks.base import Sink
+from streamprep.sources import make_source
 from streamprep.sources.base import Source, SourceState, SourceStatus
-from streamprep.sources.file import FileSource
 
 log = logging.getLogger(__name__)
 
 _BUFFERS = 3  # batch tensors in flight: one being filled, one queued, one in inference
 _SINK_QUEUE = 256
+_STATUS_QUEUE = 64
+_BAD_STATES = (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED)
 
 
 @dataclass(frozen=True)
@@ -60,26 +60,6 @@ class RunReport:
     stopped: bool
 
 
-def make_source(url: str, source_id: str, fps: float | None, metrics: Metrics) -> Source:
-    """The source for ``url``. Files for now; live sources plug in here."""
-    return FileSource(source_id, Path(url), fps, on_status=_status_logger(metrics))
-
-
-def _status_logger(metrics: Metrics) -> Any:
-    def on_status(status: SourceStatus) -> None:
-        metrics.on_status(status)
-        level = logging.WARNING if status.state in (SourceState.FAILED, SourceState.OFFLINE) else logging.INFO
-        log.log(
-            level,
-            "source %s: %s%s",
-            status.source,
-            status.state.value,
-            f" ({status.reason})" * bool(status.reason),
-        )
-
-    return on_status
-
-
 class Pipeline:
     def __init__(self, cfg: Config, model: LoadedModel, sinks: list[Sink], drain_timeout: float = 10.0) -> None:
         self.cfg = cfg
@@ -89,6 +69,7 @@ class Pipeline:
         self.drain_timeout = drain_timeout
         self._failures: list[SourceError] = []
         self._stopped = False
+        self._status_queues = [BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST) for _ in sinks]
 
     async def run(self, stop: asyncio.Event | None = None) -> RunReport:
         stop = stop or asyncio.Event()
@@ -104,9 +85,13 @@ class Pipeline:
         async with asyncio.TaskGroup() as tg:
             for spec, sid in zip(self.cfg.sources, ids, strict=True):
                 fps = spec.fps if spec.fps is not None else self.cfg.fps
-                source = make_source(spec.url, sid, fps, self.metrics)
+                source = make_source(spec, sid, fps, self.cfg.realtime, self._on_status)
                 self.metrics.source(sid)
-                queue = batcher.add_queue(spec.queue_size or self.cfg.queue_size, spec.policy or DropPolicy.BLOCK)
+                if source.live:
+                    size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
+                else:
+                    size, policy = self.cfg.queue_size, DropPolicy.BLOCK
+                queue = batcher.add_queue(spec.queue_size or size, spec.policy or policy)
                 source_tasks.append(tg.create_task(self._produce(source, queue), name=f"source {sid}"))
             batcher.seal()
             stages = [
@@ -117,10 +102,27 @@ class Pipeline:
                 tg.create_task(self._deliver(sink, q), name=f"sink {sink.name}")
                 for sink, q in zip(self.sinks, sink_queues, strict=True)
             ]
+            status_tasks = [
+                tg.create_task(self._deliver_status(sink, q), name=f"status {sink.name}")
+                for sink, q in zip(self.sinks, self._status_queues, strict=True)
+            ]
             tg.create_task(self._watch(stop, done, source_tasks, stages + sink_tasks), name="stop watcher")
             await asyncio.gather(*sink_tasks, return_exceptions=True)
             done.set()
+            for q in self._status_queues:
+                q.close()
+            await asyncio.gather(*status_tasks, return_exceptions=True)
+            for sink in self.sinks:
+                await sink.close()
         return RunReport(self.metrics, tuple(self._failures), self._stopped)
+
+    def _on_status(self, status: SourceStatus) -> None:
+        self.metrics.on_status(status)
+        level = logging.WARNING if status.state in _BAD_STATES else logging.INFO
+        reason = f" ({redact_text(status.reason)})" if status.reason else ""
+        log.log(level, "source %s: %s%s", status.source, status.state.value, reason)
+        for queue in self._status_queues:
+            queue.offer(status)
 
     async def _watch(
         self,
@@ -153,12 +155,13 @@ class Pipeline:
             async with contextlib.aclosing(source.frames()) as frames:
                 async for frame in frames:
                     await queue.put(Queued(frame, time.monotonic()))
-                    counters.dropped = queue.dropped
+                    counters.dropped = queue.dropped + source.dropped
         except SourceError as exc:
             self._failures.append(exc)
             counters.state, counters.reason = SourceState.FAILED, exc.reason
             log.error("%s", exc)
         finally:
+            counters.dropped = queue.dropped + source.dropped
             queue.close()
 
     async def _prepare(
@@ -240,13 +243,14 @@ class Pipeline:
             for q in sinks:
                 q.close()
 
+    async def _deliver_status(self, sink: Sink, queue: BoundedQueue[SourceStatus]) -> None:
+        while (status := await queue.get()) is not None:
+            await sink.send_status(status)
+
     async def _deliver(self, sink: Sink, queue: BoundedQueue[Result]) -> None:
-        try:
-            while (result := await queue.get()) is not None:
-                await sink.send(result)
-                self.metrics.delivered += 1
-        finally:
-            await sink.close()
+        while (result := await queue.get()) is not None:
+            await sink.send(result)
+            self.metrics.delivered += 1
 
 
 def describe_sources(cfg: Config) -> list[str]:

@@ -80,6 +80,20 @@ class BoundedQueue(Generic[T]):
         self._signal()
         return True
 
+    def offer(self, item: T) -> bool:
+        """Add ``item`` without waiting: when full, DROP_OLDEST evicts, anything else drops ``item``."""
+        if self._closed:
+            return False
+        if len(self._items) >= self.maxsize:
+            self.dropped += 1
+            if self.policy is not DropPolicy.DROP_OLDEST:
+                return False
+            self._items.popleft()
+        self._items.append(item)
+        self.put_count += 1
+        self._signal()
+        return True
+
     def get_nowait(self) -> T | None:
         """The oldest item, or None if the queue is empty."""
         if not self._items:

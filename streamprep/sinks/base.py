@@ -6,6 +6,7 @@ import re
 from typing import Protocol
 
 from streamprep.frames import Result
+from streamprep.sources.base import SourceStatus
 
 
 class Sink(Protocol):
@@ -16,6 +17,10 @@ class Sink(Protocol):
     async def open(self) -> None: ...
 
     async def send(self, result: Result) -> None: ...
+
+    async def send_status(self, status: SourceStatus) -> None:
+        """A source changed state (sinks that publish state, such as MQTT, retain it)."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -9,6 +9,7 @@ from typing import TextIO
 from streamprep.errors import SinkError
 from streamprep.frames import Result
 from streamprep.schema import encode
+from streamprep.sources.base import SourceStatus
 
 
 class JsonLinesSink:
@@ -37,6 +38,9 @@ class JsonLinesSink:
         except OSError as exc:
             raise SinkError(f"output {self.name}: {exc.strerror or exc}") from None
         self.sent += 1
+
+    async def send_status(self, status: SourceStatus) -> None:
+        """Status goes to the log, not into the results stream."""
 
     async def close(self) -> None:
         if self._file is not None and self._file is not sys.stdout:

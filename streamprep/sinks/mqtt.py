@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import ssl
+import time
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -22,6 +24,7 @@ from streamprep.frames import Result
 from streamprep.redact import redact_text, redact_url
 from streamprep.schema import encode
 from streamprep.sinks.base import topic_level
+from streamprep.sources.base import SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +60,12 @@ class MqttSink:
         self._close_timeout = close_timeout
         self._client: aiomqtt.Client | None = None
         self._closing = False
+        self._statuses: dict[str, bytes] = {}  # latest status per source topic, re-sent on reconnect
         self.sent = 0
         self.reconnects = 0
 
-    def topic(self, source: str) -> str:
-        return f"{self._prefix}/{topic_level(self._device)}/{topic_level(source)}/results"
+    def topic(self, source: str, kind: str = "results") -> str:
+        return f"{self._prefix}/{topic_level(self._device)}/{topic_level(source)}/{kind}"
 
     def _new_client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -87,6 +91,9 @@ class MqttSink:
             reason = "timed out" if isinstance(exc, TimeoutError) else self._describe(exc)
             raise SinkError(f"MQTT broker {self.name} unreachable: {reason}") from None
         self._client = client
+        for topic, payload in list(self._statuses.items()):
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(topic, payload, qos=1, retain=True)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -121,6 +128,24 @@ class MqttSink:
                 log.info("reconnected to MQTT broker %s", self.name)
             except SinkError as exc:
                 log.warning("%s", exc)
+
+    async def send_status(self, status: SourceStatus) -> None:
+        """Retained, so a subscriber arriving later sees each source's current state. Never blocks on an
+        absent broker: the latest status per source is re-published on reconnect."""
+        topic = self.topic(status.source, "status")
+        payload = json.dumps(
+            {
+                "source": status.source,
+                "state": status.state.value,
+                "reason": redact_text(status.reason),
+                "at": round(time.time(), 3),
+            },
+            separators=(",", ":"),
+        ).encode()
+        self._statuses[topic] = payload
+        if self._client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await self._client.publish(topic, payload, qos=1, retain=True)
 
     async def close(self) -> None:
         self._closing = True

@@ -41,5 +41,6 @@ class Source(Protocol):
 
     id: str
     live: bool
+    dropped: int  # sampled frames dropped inside the source (live hand-off)
 
     def frames(self) -> AsyncGenerator[Frame, None]: ...

@@ -72,6 +72,7 @@ class FileSource:
         self.decoded = 0
         self.sampled = 0
         self.corrupt = 0
+        self.dropped = 0
         self._on_status = on_status
 
     def _status(self, state: SourceState, reason: str = "") -> None:

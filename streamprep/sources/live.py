@@ -1,0 +1,294 @@
+"""Live sources: RTSP/HTTP/UDP streams, V4L2 webcams, FFmpeg lavfi test sources, and files paced in real time.
+
+Decoding runs continuously in a thread of its own, whatever the pipeline is doing; sampled frames are
+handed to the event loop through a small queue whose policy decides what happens when the pipeline is
+behind (drop the oldest by default: the newest frame always gets in, so results describe the present).
+
+The thread reconnects on its own: every open and read has a timeout (a dead camera never hangs it), a
+stream that ends or stalls is reopened after an exponential backoff with jitter (capped), and restarts
+are rate-limited. Each change of state is reported as a :class:`SourceStatus` whose reason never
+contains a password. Timestamps stay monotonic across reconnects and stream resets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import av
+
+from streamprep.errors import SourceLostError
+from streamprep.frames import Frame
+from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
+from streamprep.redact import redact_text, redact_url
+from streamprep.sampling import Sampler
+from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
+from streamprep.sources.file import to_bgr
+
+log = logging.getLogger(__name__)
+
+_NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    transport: str = "tcp"  # RTSP transport: tcp or udp
+    open_timeout: float = 5.0
+    stall_timeout: float = 5.0  # no frame for this long: the source is stalled and gets reopened
+    backoff_initial: float = 0.5
+    backoff_cap: float = 10.0
+    max_restarts_per_minute: int = 20
+    realtime: bool = False  # pace a file at its own frame rate (live semantics for a file)
+    input_format: str | None = None  # FFmpeg demuxer: v4l2, lavfi...
+    input_options: dict[str, str] = field(default_factory=dict)  # video_size, framerate, input_format...
+    handoff: int = 2  # sampled frames that may wait between the decode thread and the pipeline
+    policy: DropPolicy = DropPolicy.DROP_OLDEST
+
+
+def classify(url: str) -> tuple[str, str | None, str]:
+    """``(kind, demuxer, target)`` for a source URL: kind is ``network``, ``webcam``, ``lavfi`` or ``file``."""
+    if url.startswith(_NETWORK_SCHEMES):
+        return "network", None, url
+    if url.startswith("lavfi:"):
+        return "lavfi", "lavfi", url.removeprefix("lavfi:")
+    if url.isdigit():
+        return "webcam", "v4l2", f"/dev/video{url}"
+    if url.startswith("/dev/video"):
+        return "webcam", "v4l2", url
+    return "file", None, url
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return redact_text(str(text))
+
+
+class _Restarts:
+    """Exponential backoff with jitter, capped, plus a cap on restarts per minute."""
+
+    def __init__(self, options: LiveOptions) -> None:
+        self._options = options
+        self._delay = options.backoff_initial
+        self._recent: collections.deque[float] = collections.deque()
+
+    def succeeded(self) -> None:
+        self._delay = self._options.backoff_initial
+
+    def next_wait(self) -> float:
+        now = time.monotonic()
+        while self._recent and now - self._recent[0] > 60.0:
+            self._recent.popleft()
+        wait = self._delay * random.uniform(0.5, 1.0)
+        self._delay = min(self._delay * 2, self._options.backoff_cap)
+        if len(self._recent) >= self._options.max_restarts_per_minute:
+            wait = max(wait, 60.0 - (now - self._recent[0]))
+        self._recent.append(now + wait)
+        return wait
+
+
+class LiveSource:
+    """A source that never lags: decodes continuously and reconnects until stopped."""
+
+    live = True
+
+    def __init__(
+        self,
+        source_id: str,
+        url: str,
+        fps: float | None,
+        options: LiveOptions | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        self.id = source_id
+        self.url = url
+        self.safe_url = redact_url(url)
+        self.fps = fps
+        self.options = options or LiveOptions()
+        self.kind, self._format, self._target = classify(url)
+        if self.options.input_format:
+            self._format = self.options.input_format
+        self.decoded = 0
+        self.sampled = 0
+        self.corrupt = 0
+        self.reconnects = 0
+        self.dropped = 0
+        self.state = SourceState.CONNECTING
+        self.failure: str | None = None
+        self._reason = ""
+        self._on_status = on_status
+        self._stop = threading.Event()
+
+    # -- status, called from the decode thread and handed to the loop
+    def _status(self, loop: asyncio.AbstractEventLoop, state: SourceState, reason: str = "") -> None:
+        if (state, reason) == (self.state, self._reason) or (state is self.state and not reason):
+            return
+        self.state, self._reason = state, reason
+        if state is SourceState.FAILED:
+            self.failure = reason
+        status = SourceStatus(self.id, state, reason, self.decoded, self.sampled, self.corrupt)
+        if self._on_status is not None:
+            try:
+                loop.call_soon_threadsafe(self._on_status, status)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                self._stop.set()
+
+    def _open(self) -> tuple[Any, Any]:
+        options: dict[str, str] = dict(self.options.input_options)
+        if self._target.startswith(("rtsp://", "rtsps://")):
+            options.setdefault("rtsp_transport", self.options.transport)
+        if self.kind in ("network", "webcam"):
+            options.setdefault("fflags", "nobuffer")
+            options.setdefault("flags", "low_delay")
+        container = av.open(
+            self._target,
+            mode="r",
+            format=self._format,
+            options=options,
+            timeout=(self.options.open_timeout, self.options.stall_timeout),
+        )
+        if not container.streams.video:
+            container.close()
+            raise SourceLostError(self.id, f"{self.safe_url}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        return container, stream
+
+    def _run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
+        """The decode thread: open, decode, hand off, and reopen, until stopped."""
+        sampler = Sampler(self.fps)
+        restarts = _Restarts(self.options)
+        last_pts: Fraction | None = None
+        interval = Fraction(1, 30)
+        while not self._stop.is_set():
+            self._status(loop, SourceState.CONNECTING)
+            try:
+                container, stream = self._open()
+            except (av.error.FFmpegError, OSError, SourceLostError) as exc:
+                reason = exc.reason if isinstance(exc, SourceLostError) else _reason(exc)
+                self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
+                if self.kind == "file":
+                    self._status(loop, SourceState.FAILED, f"cannot open {self.safe_url}: {reason}")
+                    return
+                self._stop.wait(restarts.next_wait())
+                continue
+            self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+            online_since = time.monotonic()
+            rate = stream.average_rate or stream.guessed_rate
+            if rate:
+                interval = 1 / Fraction(rate)
+            base = last_pts + interval if last_pts is not None else Fraction(0)
+            origin: Fraction | None = None
+            wall_origin = time.monotonic()
+            ended = "stream ended"
+            try:
+                for packet in container.demux(stream):
+                    if self._stop.is_set():
+                        break
+                    try:
+                        decoded = packet.decode()
+                    except av.error.InvalidDataError:
+                        self.corrupt += 1
+                        continue
+                    for frame in decoded:
+                        self.decoded += 1
+                        if frame.pts is not None and stream.time_base is not None:
+                            raw = Fraction(frame.pts) * stream.time_base
+                        else:
+                            raw = Fraction(time.monotonic() - wall_origin).limit_denominator(1_000_000)
+                        if origin is None:
+                            origin = raw
+                        pts = base + (raw - origin)
+                        if last_pts is not None and pts <= last_pts:
+                            # a reset inside the stream: continue from where we were
+                            base, origin = last_pts + interval, raw
+                            pts = base
+                        last_pts = pts
+                        if self.options.realtime:
+                            delay = wall_origin + float(pts - base) - time.monotonic()
+                            if delay > 0 and self._stop.wait(delay):
+                                break
+                        if not sampler.keep(pts):
+                            continue
+                        t0 = time.monotonic()
+                        self.sampled += 1
+                        item = Frame(
+                            source=self.id,
+                            index=self.decoded - 1,
+                            seq=self.sampled - 1,
+                            pts=float(pts),
+                            captured_at=time.time(),
+                            decoded_mono=t0,
+                            image=to_bgr(frame),
+                        )
+                        if not self._hand_off(loop, handoff, item):
+                            return
+            except av.error.FFmpegError as exc:
+                ended = _reason(exc)
+                if "timed out" in ended.lower() or isinstance(exc, av.error.ExitError):
+                    ended = f"no frame for {self.options.stall_timeout:g} s"
+                    self._status(loop, SourceState.STALLED, ended)
+            finally:
+                container.close()
+            if self._stop.is_set():
+                return
+            if self.kind == "file":
+                self._status(loop, SourceState.FINISHED, "end of file")
+                return
+            if time.monotonic() - online_since > 10.0:
+                restarts.succeeded()
+            self.reconnects += 1
+            self._status(loop, SourceState.OFFLINE, ended)
+            self._stop.wait(restarts.next_wait())
+
+    def _hand_off(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame], frame: Frame) -> bool:
+        """Give a frame to the loop; False when the consumer is gone."""
+        try:
+            future = asyncio.run_coroutine_threadsafe(handoff.put(frame), loop)
+        except RuntimeError:
+            return False
+        while not self._stop.is_set():
+            try:
+                future.result(timeout=0.5)
+                return True
+            except TimeoutError:
+                continue
+            except (QueueClosed, asyncio.CancelledError):
+                return False
+        future.cancel()
+        return False
+
+    async def frames(self) -> AsyncGenerator[Frame, None]:
+        loop = asyncio.get_running_loop()
+        handoff: BoundedQueue[Frame] = BoundedQueue(self.options.handoff, self.options.policy)
+        self._stop.clear()
+        thread = threading.Thread(target=self._guarded_run, args=(loop, handoff), name=f"source {self.id}", daemon=True)
+        thread.start()
+        try:
+            while (frame := await handoff.get()) is not None:
+                self.dropped = handoff.dropped
+                yield frame
+            if self.failure is not None:
+                raise SourceLostError(self.id, self.failure)
+        finally:
+            self._stop.set()
+            handoff.close()
+            self.dropped = handoff.dropped
+
+    def _guarded_run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
+        try:
+            self._run(loop, handoff)
+        except Exception as exc:  # a bug must not vanish with the thread
+            log.exception("source %s: decode thread failed", self.id)
+            self._status(loop, SourceState.FAILED, f"internal error: {_reason(exc)}")
+        finally:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(handoff.close)
