@@ -1,0 +1,216 @@
+"""The command line as a user meets it: real processes, real files, one clear line per problem."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from conftest import FASTESTDET, RECORDINGS, SSD, free_port
+
+DEMO = RECORDINGS / "demo_720p.mp4"
+
+
+def streamprep(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamprep", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_one_clear_line(proc: subprocess.CompletedProcess[str], code: int, *fragments: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("streamprep: error:")]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.mp4"
+    assert_one_clear_line(streamprep("run", str(missing)), 3, str(missing), "no such file")
+
+
+def test_corrupt_file(tmp_path: Path) -> None:
+    bad = tmp_path / "noise.mp4"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    assert_one_clear_line(streamprep("run", str(bad)), 3, str(bad), "corrupt or truncated")
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.002])
+def test_truncated_file(tmp_path: Path, keep: float) -> None:
+    cut = tmp_path / "cut.mp4"
+    data = DEMO.read_bytes()
+    cut.write_bytes(data[: int(len(data) * keep)])
+    proc = streamprep("run", str(cut), "--out", str(tmp_path / "r.jsonl"))
+    assert_one_clear_line(proc, 3, str(cut), "truncated")
+
+
+def test_file_without_video_stream(tmp_path: Path) -> None:
+    audio = tmp_path / "tone.wav"
+    with av.open(str(audio), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000), dtype=np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert_one_clear_line(streamprep("run", str(audio)), 3, str(audio), "no video stream")
+
+
+def test_model_that_is_not_a_model(tmp_path: Path) -> None:
+    fake = tmp_path / "model.onnx"
+    fake.write_text("this is not a model")
+    assert_one_clear_line(streamprep("run", str(DEMO), "--model", str(fake)), 4, str(fake), "cannot be loaded")
+
+
+def test_missing_model(tmp_path: Path) -> None:
+    assert_one_clear_line(streamprep("run", str(DEMO), "--model", str(tmp_path / "m.onnx")), 4, "no such file")
+
+
+def test_unreachable_broker() -> None:
+    port = free_port()  # nothing listens there
+    proc = streamprep("run", str(DEMO), "--mqtt", f"mqtt://user:hunter2@127.0.0.1:{port}", timeout=60)
+    assert_one_clear_line(proc, 5, f"127.0.0.1:{port}", "unreachable")
+    assert "hunter2" not in proc.stderr
+    assert "user:***@" in proc.stderr
+
+
+def test_bad_config_key_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("fps = 5\n[model]\nbatchsize = 4\n")
+    assert_one_clear_line(streamprep("run", str(DEMO), "--config", str(cfg)), 2, "model.batchsize", "unknown key")
+
+
+def test_bad_config_value_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[[sources]]\nurl = "a.mp4"\nfps = -2\n')
+    assert_one_clear_line(streamprep("run", "--config", str(cfg)), 2, "sources.0.fps", "greater than 0")
+
+
+def test_bad_flag_value() -> None:
+    assert_one_clear_line(streamprep("run", str(DEMO), "--batch", "0"), 2, "model.batch")
+
+
+def test_no_sources() -> None:
+    assert_one_clear_line(streamprep("run"), 2, "no sources")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = streamprep("--debug", "run", str(DEMO), "--model", str(tmp_path / "m.onnx"))
+    assert proc.returncode == 4
+    assert "Traceback" in proc.stderr
+
+
+def test_one_bad_source_does_not_stop_the_others(tmp_path: Path) -> None:
+    proc = streamprep("run", str(DEMO), str(tmp_path / "gone.mp4"), "--fps", "1")
+    assert proc.returncode == 3
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == 12
+    assert {r["source"] for r in lines} == {"demo_720p"}
+    assert "gone.mp4: no such file" in proc.stderr
+
+
+def test_config_file_says_what_flags_say(tmp_path: Path) -> None:
+    out_flags, out_cfg = tmp_path / "flags.jsonl", tmp_path / "cfg.jsonl"
+    flags = streamprep("run", str(DEMO), "--fps", "1", "--model", str(FASTESTDET), "--out", str(out_flags))
+    assert flags.returncode == 0, flags.stderr
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'fps = 1\nsources = ["{DEMO}"]\n[model]\npath = "{FASTESTDET}"\n[output]\nout = "{out_cfg}"\n')
+    proc = streamprep("run", "--config", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+
+    def stable(path: Path) -> list[dict[str, object]]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        for r in rows:
+            r.pop("captured_at")
+            r.pop("timings_ms")
+        return rows
+
+    assert len(stable(out_flags)) == 12
+    assert stable(out_flags) == stable(out_cfg)
+
+
+def test_sigterm_stops_cleanly_and_flushes(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamprep", "run", str(DEMO), str(DEMO), str(DEMO), "--out", str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 10_000):
+        time.sleep(0.05)
+    assert out.exists() and out.stat().st_size >= 10_000, "no results before SIGTERM"
+    os.kill(proc.pid, signal.SIGTERM)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    assert time.monotonic() - t0 < 5.0
+    assert "SIGTERM received" in stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # every line complete
+    assert 0 < len(rows) < 3 * 360
+    for source in {r["source"] for r in rows}:
+        seqs = [r["seq"] for r in rows if r["source"] == source]
+        assert seqs == list(range(len(seqs))), "in order, nothing missing before the stop"
+
+
+def test_inspect_shows_each_bundled_contract() -> None:
+    ssd = json.loads(streamprep("inspect", str(SSD), "--json").stdout)
+    fd = json.loads(streamprep("inspect", str(FASTESTDET), "--json").stdout)
+    pre_ssd = {k: v["value"] for k, v in ssd["preprocess"].items()}
+    pre_fd = {k: v["value"] for k, v in fd["preprocess"].items()}
+    assert (pre_ssd["width"], pre_ssd["layout"], pre_ssd["dtype"], pre_ssd["color"], pre_ssd["scaling"]) == (
+        256,
+        "nhwc",
+        "uint8",
+        "rgb",
+        "none",
+    )
+    assert (pre_fd["width"], pre_fd["layout"], pre_fd["dtype"], pre_fd["color"], pre_fd["scaling"]) == (
+        352,
+        "nchw",
+        "float32",
+        "bgr",
+        "unit",
+    )
+    assert ssd["preprocess"]["layout"]["from"] == "model input"
+    assert fd["preprocess"]["color"]["from"] == "sidecar"
+    assert ssd["decoder"] == "ssd" and fd["decoder"] == "grid"
+    assert fd["max_batch"] == 1
+
+
+def test_inspect_refuses_a_conflicting_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model.preprocess]\nwidth = 320\n")
+    assert_one_clear_line(
+        streamprep("inspect", str(FASTESTDET), "--config", str(cfg)), 2, "width = 320", "contradicts", "352"
+    )
+
+
+@pytest.mark.parametrize("model", [SSD, FASTESTDET], ids=["ssd", "fastestdet"])
+def test_demo_finds_person_cat_and_cup_where_they_are(model: Path) -> None:
+    proc = streamprep("run", str(DEMO), "--fps", "1", "--model", str(model))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 12
+    expected = {range(0, 4): "person", range(4, 8): "cat", range(8, 12): "cup"}
+    for r in rows:
+        label = next(v for k, v in expected.items() if int(r["pts"]) in k)
+        hits = [d for d in r["detections"] if d["label"] == label]
+        assert hits, f"no {label} at pts {r['pts']}: {r['detections']}"
+        x1, y1, x2, y2 = hits[0]["box"]
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        assert 1280 * 0.2 < cx < 1280 * 0.8 and 720 * 0.15 < cy < 720 * 0.85, "box lies on the centred subject"
