@@ -11,39 +11,15 @@ from typing import Any
 
 import av
 import pytest
-from conftest import FASTESTDET, RECORDINGS, SSD
+from conftest import FASTESTDET, RECORDINGS, SSD, ListSink
 
 from streamprep.config import Config, parse
 from streamprep.frames import Result
 from streamprep.model import load_model
 from streamprep.pipeline import Pipeline, RunReport
 from streamprep.schema import VOLATILE_FIELDS, result_to_dict
-from streamprep.sources.base import SourceStatus
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-
-
-class ListSink:
-    """A real sink that keeps what it receives."""
-
-    name = "list"
-
-    def __init__(self) -> None:
-        self.results: list[Result] = []
-        self.statuses: list[SourceStatus] = []
-        self.closed = False
-
-    async def open(self) -> None:
-        pass
-
-    async def send(self, result: Result) -> None:
-        self.results.append(result)
-
-    async def send_status(self, status: SourceStatus) -> None:
-        self.statuses.append(status)
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 def run(cfg: Config) -> tuple[list[Result], RunReport]:

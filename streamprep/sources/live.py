@@ -121,7 +121,7 @@ class LiveSource:
         self.corrupt = 0
         self.reconnects = 0
         self.dropped = 0
-        self.state = SourceState.CONNECTING
+        self.state: SourceState | None = None
         self.failure: str | None = None
         self._reason = ""
         self._on_status = on_status

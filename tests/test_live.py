@@ -1,0 +1,120 @@
+"""Live sources against a real RTSP server (gst-rtsp-server) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+
+import pytest
+from conftest import RECORDINGS, ListSink, RtspServer, free_port
+
+from streamprep.config import parse
+from streamprep.model import load_model
+from streamprep.pipeline import Pipeline
+from streamprep.sources.base import SourceState
+
+
+async def start_pipeline(cfg: dict[str, object]) -> tuple[ListSink, asyncio.Event, asyncio.Task[object]]:
+    config = parse(cfg)
+    sink = ListSink()
+    stop = asyncio.Event()
+    model = await asyncio.to_thread(load_model, config.model)
+    task: asyncio.Task[object] = asyncio.create_task(Pipeline(config, model, [sink], drain_timeout=5).run(stop))
+    return sink, stop, task
+
+
+async def finish(stop: asyncio.Event, task: asyncio.Task[object]) -> None:
+    stop.set()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_rtsp_frames_flow_to_results(rtsp_server: Callable[..., RtspServer]) -> None:
+    server = rtsp_server("--file", str(RECORDINGS / "demo_720p.mp4"))
+    sink, stop, task = await start_pipeline({"sources": [{"url": server.url(), "id": "cam"}], "fps": 5})
+    try:
+        await sink.wait_for(lambda: len(sink.of("cam")) >= 10, 30, "10 results from the RTSP camera")
+    finally:
+        await finish(stop, task)
+    results = sink.of("cam")
+    assert [r.seq for r in results] == list(range(len(results)))
+    assert all((r.width, r.height) == (1280, 720) for r in results)
+    pts = [r.pts for r in results]
+    assert all(b > a for a, b in itertools.pairwise(pts))
+    labels = {d.label for r in results for d in r.detections or ()}
+    assert labels & {"person", "cat", "cup"}, "real content is detected"
+    assert sink.states("cam")[:2] == [SourceState.CONNECTING, SourceState.ONLINE]
+
+
+async def test_server_killed_then_restarted(rtsp_server: Callable[..., RtspServer]) -> None:
+    server = rtsp_server("--pattern", "--size", "320x240")
+    stall, cap = 2.0, 1.0
+    sink, stop, task = await start_pipeline(
+        {
+            "sources": [
+                {"url": server.url(), "id": "cam", "stall_timeout_s": stall, "backoff_cap_s": cap},
+                {"url": "lavfi:testsrc2=size=320x240:rate=10,realtime", "id": "other"},
+            ],
+            "fps": 5,
+        }
+    )
+    try:
+        await sink.wait_for(lambda: len(sink.of("cam")) >= 5, 30, "the camera to produce")
+        server.kill()
+        before_other = len(sink.of("other"))
+        waited = await sink.wait_for(
+            lambda: sink.states("cam")[-1] in (SourceState.STALLED, SourceState.OFFLINE),
+            stall + 5,
+            "the camera to be reported stalled or offline",
+        )
+        assert waited <= stall + 1.5
+        await sink.wait_for(lambda: len(sink.of("other")) >= before_other + 5, 10, "the other source to go on")
+        lost_at = len(sink.of("cam"))
+        server.start()  # same port
+        await sink.wait_for(lambda: sink.states("cam")[-1] is SourceState.ONLINE, cap + 10, "the camera back online")
+        await sink.wait_for(lambda: len(sink.of("cam")) >= lost_at + 5, 20, "camera results to resume")
+    finally:
+        await finish(stop, task)
+    cam = sink.of("cam")
+    pts = [r.pts for r in cam]
+    assert all(b > a for a, b in itertools.pairwise(pts)), "pts stay monotonic across the reconnect"
+    captured = [r.captured_at for r in cam]
+    assert captured == sorted(captured)
+    assert [r.seq for r in cam] == list(range(len(cam)))
+    assert SourceState.CONNECTING in sink.states("cam")[2:], "it reconnected"
+
+
+async def test_unreachable_and_wrong_urls_are_reported_masked(
+    rtsp_server: Callable[..., RtspServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    guarded = rtsp_server("--pattern", "--size", "320x240", "--user", "admin", "--password", "letmein")
+    sources = [
+        {"url": f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream", "id": "refused"},
+        {"url": guarded.url("admin:wrongpass@"), "id": "badauth"},
+        {"url": guarded.url("admin:letmein@").replace("/stream", "/nope"), "id": "badpath"},
+        {"url": guarded.url("admin:letmein@"), "id": "good"},
+    ]
+    sink, stop, task = await start_pipeline({"sources": sources, "fps": 5})
+    try:
+        await sink.wait_for(lambda: len(sink.of("good")) >= 5, 30, "the good camera to produce")
+
+        def reported(source: str) -> str | None:
+            return next(
+                (s.reason for s in sink.statuses if s.source == source and s.state is SourceState.OFFLINE), None
+            )
+
+        await sink.wait_for(
+            lambda: all(reported(s) for s in ("refused", "badauth", "badpath")), 20, "all three offline"
+        )
+    finally:
+        await finish(stop, task)
+    assert "refused" in (reported("refused") or "").lower()
+    assert "401" in (reported("badauth") or "")
+    assert "404" in (reported("badpath") or "") or "not found" in (reported("badpath") or "").lower()
+    everything = caplog.text + " ".join(s.reason for s in sink.statuses)
+    for secret in ("hunter2", "wrongpass", "letmein"):
+        assert secret not in everything
+    assert "admin:***@" in caplog.text
+    assert not sink.of("refused") and not sink.of("badauth") and not sink.of("badpath")
