@@ -21,10 +21,12 @@ from streamprep.frames import Image
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline, RunReport, describe_sources
 from streamprep.preprocess.kernels import Preprocessor
+from streamprep.record import record
 from streamprep.redact import redact_text
 from streamprep.sinks.base import Sink
 from streamprep.sinks.jsonl import JsonLinesSink
 from streamprep.sinks.mqtt import MqttSink
+from streamprep.sources.live import LiveOptions
 
 log = logging.getLogger("streamprep")
 
@@ -59,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
     ins.add_argument("--config", type=Path, help="apply [model] overrides from this config")
     ins.add_argument("--json", action="store_true", help="print JSON")
+
+    rec = sub.add_parser("record", help="copy a stream into a file without re-encoding, for replay")
+    rec.add_argument("source", metavar="SOURCE", help="stream URL, camera or file")
+    rec.add_argument("out", type=Path, metavar="OUT", help="output file (.mp4, .mkv, .ts)")
+    rec.add_argument("--seconds", type=float, required=True, help="how much to record")
+    rec.add_argument("--transport", choices=("tcp", "udp"), default="tcp", help="RTSP transport")
+    rec.add_argument("--timeout", type=float, default=5.0, help="open and read timeout in seconds")
 
     pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
     pre.add_argument("image", type=Path)
@@ -204,6 +213,15 @@ def _preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record(args: argparse.Namespace) -> int:
+    if not args.seconds > 0:
+        raise ConfigError("record: --seconds must be positive")
+    options = LiveOptions(transport=args.transport, open_timeout=args.timeout, stall_timeout=args.timeout)
+    done = record(args.source, args.seconds, args.out, options)
+    print(f"{done.path}: {done.packets} frames, {done.seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
 def _inspect(args: argparse.Namespace) -> int:
     desc = load_model(_model_config(args)).describe()
     if args.json:
@@ -238,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "preprocess":
             return _preprocess(args)
+        if args.command == "record":
+            return _record(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

@@ -5,8 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import re
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import av
 import pytest
 from conftest import RECORDINGS, ListSink, RtspServer, free_port
 
@@ -118,3 +123,39 @@ async def test_unreachable_and_wrong_urls_are_reported_masked(
         assert secret not in everything
     assert "admin:***@" in caplog.text
     assert not sink.of("refused") and not sink.of("badauth") and not sink.of("badpath")
+
+
+def test_record_then_replay_gives_the_same_frames(rtsp_server: Callable[..., RtspServer], tmp_path: Path) -> None:
+    server = rtsp_server("--file", str(RECORDINGS / "demo_720p.mp4"))
+    out = tmp_path / "field.mp4"
+    rec = subprocess.run(
+        [sys.executable, "-m", "streamprep", "record", server.url(), str(out), "--seconds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rec.returncode == 0, rec.stderr
+    recorded = int(re.search(r"(\d+) frames", rec.stderr).group(1))  # type: ignore[union-attr]
+    assert 60 <= recorded <= 95  # 3 s at 30 fps, starting at a keyframe
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and (stream.width, stream.height) == (1280, 720)
+        assert stream.frames == recorded
+    replay = subprocess.run(
+        [sys.executable, "-m", "streamprep", "run", str(out)], capture_output=True, text=True, timeout=120
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert len(replay.stdout.splitlines()) == recorded
+
+
+def test_record_of_an_unreachable_camera_fails_clearly(tmp_path: Path) -> None:
+    url = f"rtsp://admin:topsecret@127.0.0.1:{free_port()}/stream"
+    rec = subprocess.run(
+        [sys.executable, "-m", "streamprep", "record", url, str(tmp_path / "x.mp4"), "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rec.returncode == 3
+    assert "Connection refused" in rec.stderr and "topsecret" not in rec.stderr
+    assert "Traceback" not in rec.stderr

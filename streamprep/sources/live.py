@@ -72,6 +72,33 @@ def _reason(exc: BaseException) -> str:
     return redact_text(str(text))
 
 
+def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
+    """Open a live input and its first video stream, with open and read timeouts.
+
+    Raises av.error.FFmpegError or OSError as FFmpeg reports them, SourceLostError without a video stream.
+    """
+    kind, demuxer, target = classify(url)
+    opts: dict[str, str] = dict(options.input_options)
+    if target.startswith(("rtsp://", "rtsps://")):
+        opts.setdefault("rtsp_transport", options.transport)
+    if kind in ("network", "webcam"):
+        opts.setdefault("fflags", "nobuffer")
+        opts.setdefault("flags", "low_delay")
+    container = av.open(
+        target,
+        mode="r",
+        format=options.input_format or demuxer,
+        options=opts,
+        timeout=(options.open_timeout, options.stall_timeout),
+    )
+    if not container.streams.video:
+        container.close()
+        raise SourceLostError(source_id, f"{redact_url(url)}: has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
 class _Restarts:
     """Exponential backoff with jitter, capped, plus a cap on restarts per minute."""
 
@@ -113,9 +140,7 @@ class LiveSource:
         self.safe_url = redact_url(url)
         self.fps = fps
         self.options = options or LiveOptions()
-        self.kind, self._format, self._target = classify(url)
-        if self.options.input_format:
-            self._format = self.options.input_format
+        self.kind = classify(url)[0]
         self.decoded = 0
         self.sampled = 0
         self.corrupt = 0
@@ -142,25 +167,7 @@ class LiveSource:
                 self._stop.set()
 
     def _open(self) -> tuple[Any, Any]:
-        options: dict[str, str] = dict(self.options.input_options)
-        if self._target.startswith(("rtsp://", "rtsps://")):
-            options.setdefault("rtsp_transport", self.options.transport)
-        if self.kind in ("network", "webcam"):
-            options.setdefault("fflags", "nobuffer")
-            options.setdefault("flags", "low_delay")
-        container = av.open(
-            self._target,
-            mode="r",
-            format=self._format,
-            options=options,
-            timeout=(self.options.open_timeout, self.options.stall_timeout),
-        )
-        if not container.streams.video:
-            container.close()
-            raise SourceLostError(self.id, f"{self.safe_url}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        return container, stream
+        return open_input(self.id, self.url, self.options)
 
     def _run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
         """The decode thread: open, decode, hand off, and reopen, until stopped."""
