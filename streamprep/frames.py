@@ -15,7 +15,9 @@ Image = npt.NDArray[np.uint8]
 class Frame:
     """One decoded, sampled video frame, stamped once when it was decoded.
 
-    ``image`` is an ``H×W×3`` BGR uint8 array owned by this frame (nobody writes to it).
+    ``image`` is owned by this frame (nobody writes to it) and is in the decoder's format where that is
+    cheaper to preprocess: ``bgr24`` is an ``H×W×3`` BGR array, ``yuv420p`` the planar I420 layout, an
+    ``(H·3/2)×W`` array of the Y plane followed by the U and V planes.
     ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
     so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
     """
@@ -27,6 +29,7 @@ class Frame:
     captured_at: float
     decoded_mono: float
     image: Image = field(repr=False)
+    pixel_format: str = "bgr24"
 
     @property
     def width(self) -> int:
@@ -34,7 +37,8 @@ class Frame:
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        rows = int(self.image.shape[0])
+        return rows * 2 // 3 if self.pixel_format == "yuv420p" else rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,7 +174,7 @@ class Pipeline:
             geometries, times = [], []
             for i, item in enumerate(items):
                 t0 = time.perf_counter()
-                geometries.append(pre.into(item.frame.image, tensor[i]))
+                geometries.append(pre.into(item.frame.image, tensor[i], item.frame.pixel_format))
                 times.append((time.perf_counter() - t0) * 1000.0)
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
 

@@ -263,3 +263,37 @@ def test_bad_roi_is_refused() -> None:
     spec = PreprocessSpec(width=64, height=64)
     with pytest.raises(ValueError, match="outside"):
         plan(spec, 100, 100, Roi(50, 50, 80, 10))
+
+
+def i420(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.cvtColor(image[: h - h % 2, : w - w % 2], cv2.COLOR_BGR2YUV_I420)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+@pytest.mark.parametrize("resize", [Resize.STRETCH, Resize.LETTERBOX, Resize.CENTER_CROP])
+def test_yuv420p_frames_resize_planes_then_convert(name: str, resize: Resize) -> None:
+    """The decoder's I420 frame, resized plane by plane, is within chroma-interpolation error of
+    converting the whole frame to BGR first."""
+    yuv = i420(photo(name))
+    bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+    spec = PreprocessSpec(width=224, height=224, scaling=Scaling.NONE, dtype=DType.UINT8, resize=resize)
+    pre = Preprocessor(spec)
+    got, want = pre.new_batch(1), pre.new_batch(1)
+    geo_yuv = pre.into(yuv, got[0], "yuv420p")
+    geo_bgr = pre.into(bgr, want[0])
+    assert geo_yuv == geo_bgr
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    assert diff.mean() < 1.0
+    assert np.percentile(diff, 99) <= 6
+
+
+def test_yuv420p_with_odd_geometry_converts_first() -> None:
+    yuv = i420(photo("chelsea"))  # 450x300: letterboxed to 225x150, odd
+    bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+    spec = PreprocessSpec(width=225, height=225, resize=Resize.LETTERBOX, scaling=Scaling.NONE, dtype=DType.UINT8)
+    pre = Preprocessor(spec)
+    got, want = pre.new_batch(1), pre.new_batch(1)
+    pre.into(yuv, got[0], "yuv420p")
+    pre.into(bgr, want[0])
+    assert np.array_equal(got, want)

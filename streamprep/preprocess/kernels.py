@@ -35,7 +35,10 @@ _NUMPY_DTYPE: dict[DType, type[np.generic]] = {
     DType.UINT8: np.uint8,
     DType.INT8: np.int8,
 }
-_CV_LUT_DTYPES = (DType.FLOAT32, DType.UINT8, DType.INT8)
+# Limited-range BT.601 YCbCr → BGR (what FFmpeg and cv2.COLOR_YUV2BGR_I420 use for SD/HD H.264 by default),
+# as a 3×4 affine matrix for cv2.transform.
+_BT601 = np.array([[1.164, 2.018, 0.0], [1.164, -0.391, -0.813], [1.164, 0.0, 1.596]])
+_BT601_TO_BGR = np.hstack([_BT601, (-_BT601 @ np.array([16.0, 128.0, 128.0]))[:, None]]).astype(np.float32)
 
 
 def affine_for(spec: PreprocessSpec, image: Image | None = None) -> tuple[Array, Array]:
@@ -128,19 +131,53 @@ class Preprocessor:
             buf = buffers[key] = np.full(shape, fill, dtype=np.uint8)
         return buf
 
-    def _at_model_size(self, image: Image) -> tuple[Image, Geometry]:
-        """The frame cropped, resized and padded to model size, still BGR (a per-thread buffer)."""
-        geo = self.geometry(image.shape[1], image.shape[0])
-        crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
+    def _at_model_size(self, image: Image, pixel_format: str = "bgr24") -> tuple[Array, Geometry]:
+        """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
+        yuv = pixel_format == "yuv420p"
+        height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
+        geo = self.geometry(image.shape[1], height)
+        if yuv and not _even(geo):
+            image, yuv = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420), False  # type: ignore[assignment]
         size = (geo.resized_width, geo.resized_height)
+        small: Array
+        if yuv:
+            small = self._resize_i420(image, geo)
+        else:
+            crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
+            if not geo.padded:
+                dst = self._scratch(("resized", geo), (geo.out_height, geo.out_width, 3))
+                cv2.resize(crop, size, dst=dst, interpolation=self._interp)
+                return dst, geo
+            small = cv2.resize(crop, size, interpolation=self._interp)
         if not geo.padded:
-            dst = self._scratch(("resized", geo), (geo.out_height, geo.out_width, 3))
-            cv2.resize(crop, size, dst=dst, interpolation=self._interp)
-            return dst, geo
+            return small, geo
         canvas = self._scratch(("canvas", geo), (geo.out_height, geo.out_width, 3), self.spec.pad_value)
         region = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
-        np.copyto(region, cv2.resize(crop, size, interpolation=self._interp))
+        np.copyto(region, small)
         return canvas, geo
+
+    def _resize_i420(self, image: Image, geo: Geometry) -> Image:
+        """Resize the Y, U and V planes of an I420 frame straight to model size, then convert colour there.
+
+        Chroma is interpolated from its own half-resolution plane, so the result differs from converting
+        the full frame first only by interpolation (mean under one level of 255 on real photos).
+        """
+        h, w = geo.src_height, geo.src_width
+        size = (geo.resized_width, geo.resized_height)
+        x, y, cw, ch = geo.crop_x, geo.crop_y, geo.crop_width, geo.crop_height
+        quarter = (h // 2) * (w // 2)
+        chroma = image[h:].reshape(-1)
+        yuv = self._scratch(("yuv", geo), (3, geo.resized_height, geo.resized_width))
+        cv2.resize(image[y : y + ch, x : x + cw], size, dst=yuv[0], interpolation=self._interp)
+        for k in (1, 2):
+            plane = chroma[(k - 1) * quarter : k * quarter].reshape(h // 2, w // 2)
+            crop = plane[y // 2 : (y + ch) // 2, x // 2 : (x + cw) // 2]
+            cv2.resize(crop, size, dst=yuv[k], interpolation=self._interp)
+        packed = self._scratch(("yuv444", geo), (geo.resized_height, geo.resized_width, 3))
+        cv2.merge([yuv[0], yuv[1], yuv[2]], dst=packed)
+        bgr = self._scratch(("yuv-bgr", geo), (geo.resized_height, geo.resized_width, 3))
+        cv2.transform(packed, _BT601_TO_BGR, dst=bgr)
+        return bgr
 
     def model_image(self, image: Image) -> tuple[Array, Geometry]:
         """The frame at model size as a new uint8 HxWxC array in the model's colour order."""
@@ -157,9 +194,10 @@ class Preprocessor:
             return self._static_tables
         return value_tables(self.spec, *affine_for(self.spec, pixels))
 
-    def into(self, image: Image, out: Array) -> Geometry:
-        """Preprocess one BGR frame into ``out``, one batch slot (``tensor[i]``). Returns its geometry."""
-        bgr, geo = self._at_model_size(image)
+    def into(self, image: Image, out: Array, pixel_format: str = "bgr24") -> Geometry:
+        """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
+        ``out``, one batch slot (``tensor[i]``). Returns its geometry."""
+        bgr, geo = self._at_model_size(image, pixel_format)
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)
@@ -182,6 +220,12 @@ class Preprocessor:
         for c, src in enumerate(order):
             _write(planes[src], tables[c : c + 1], out[c], self._identity)
         return geo
+
+
+def _even(geo: Geometry) -> bool:
+    """I420 planes can be cropped and resized separately only on even coordinates and sizes."""
+    values = (geo.src_width, geo.src_height, geo.crop_x, geo.crop_y, geo.crop_width, geo.crop_height)
+    return all(v % 2 == 0 for v in (*values, geo.resized_width, geo.resized_height))
 
 
 def _write(pixels: Image, tables: Array, out: Array, identity: bool) -> None:

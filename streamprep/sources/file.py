@@ -25,16 +25,22 @@ log = logging.getLogger(__name__)
 _CHUNK = 4  # sampled frames handed over per trip to the decode thread
 
 
-def to_bgr(frame: Any) -> Image:
-    """A decoded PyAV frame as an H×W×3 BGR array (display orientation applied)."""
+def to_image(frame: Any) -> tuple[Image, str]:
+    """A decoded PyAV frame as ``(array, pixel_format)``, display orientation applied.
+
+    Even-sized yuv420p frames stay I420 (a plain copy): the preprocessor resizes the planes and converts
+    colour at model size, far cheaper than converting the full frame. Anything else becomes BGR.
+    """
+    rotation = (getattr(frame, "rotation", 0) or 0) % 360
+    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0 and not rotation:
+        return frame.to_ndarray(), "yuv420p"
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         image: Image = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
     else:
         image = frame.to_ndarray(format="bgr24")
-    rotation = getattr(frame, "rotation", 0) or 0
-    if rotation % 360:
+    if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=round(rotation / 90) % 4))
-    return image
+    return image, "bgr24"
 
 
 def open_container(path: Path, source: str) -> tuple[Any, Any]:
@@ -101,7 +107,7 @@ class FileSource:
                 if not sampler.keep(pts):
                     continue
                 t0 = time.monotonic()
-                image = to_bgr(frame)
+                image, pixel_format = to_image(frame)
                 self.sampled += 1
                 yield Frame(
                     source=self.id,
@@ -111,6 +117,7 @@ class FileSource:
                     captured_at=time.time(),
                     decoded_mono=t0,
                     image=image,
+                    pixel_format=pixel_format,
                 )
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:

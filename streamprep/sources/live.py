@@ -32,7 +32,7 @@ from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
-from streamprep.sources.file import to_bgr
+from streamprep.sources.file import to_image
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +227,7 @@ class LiveSource:
                             continue
                         t0 = time.monotonic()
                         self.sampled += 1
+                        image, pixel_format = to_image(frame)
                         item = Frame(
                             source=self.id,
                             index=self.decoded - 1,
@@ -234,7 +235,8 @@ class LiveSource:
                             pts=float(pts),
                             captured_at=time.time(),
                             decoded_mono=t0,
-                            image=to_bgr(frame),
+                            image=image,
+                            pixel_format=pixel_format,
                         )
                         if not self._hand_off(loop, handoff, item):
                             return
