@@ -58,6 +58,8 @@ class ModelConfig(_Strict):
     raw_values: bool = False
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     threads: int = Field(0, ge=0, le=256)
+    inter_op_threads: int = Field(0, ge=0, le=256)
+    optimization: Literal["disable", "basic", "extended", "all"] = "all"
     preprocess: SpecOverrides = SpecOverrides()
 
     @field_validator("decoder")

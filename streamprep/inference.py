@@ -82,6 +82,8 @@ class OnnxEngine:
         providers: tuple[str, ...] = ("CPUExecutionProvider",),
         intra_op_threads: int = 0,
         model_bytes: bytes | None = None,
+        inter_op_threads: int = 0,
+        optimization: str = "all",
     ) -> None:
         """Load ``path`` (or ``model_bytes``, a derived model whose origin is ``path``)."""
         import onnxruntime as ort
@@ -93,12 +95,23 @@ class OnnxEngine:
         available = ort.get_available_providers()
         chosen = [p for p in providers if p in available]
         for skipped in (p for p in providers if p not in available):
-            log.info("execution provider %s is not available in this onnxruntime build; skipped", skipped)
+            log.warning(
+                "execution provider %s is not in this onnxruntime build (it has %s); skipped",
+                skipped,
+                ", ".join(available),
+            )
         if not chosen:
             raise ModelError(f"none of the execution providers {list(providers)} is available ({available})")
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[optimization]
         try:
             source = model_bytes if model_bytes is not None else str(path)
             self._session = ort.InferenceSession(source, sess_options=options, providers=chosen)
@@ -115,6 +128,10 @@ class OnnxEngine:
             sidecar=_read_sidecar(path),
             providers=tuple(self._session.get_providers()),
         )
+        for dropped in (p for p in chosen if p not in self.info.providers):
+            log.warning(
+                "execution provider %s could not start for %s (see ONNX Runtime's log); skipped", dropped, path.name
+            )
         if not self.info.inputs:
             raise ModelError(f"model {path} has no inputs")
         self._input_name = self.info.inputs[0].name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -45,17 +46,45 @@ class LoadedModel:
 
 
 def _labels(cfg: ModelConfig, engine: OnnxEngine) -> tuple[str, ...]:
+    """From the config, else ``<model>.labels.txt`` beside the model, else the model's ``names`` metadata."""
     if cfg.labels is not None:
         return read_labels(cfg.labels)
     beside = cfg.path.with_suffix(".labels.txt")
     if beside.is_file():
         return read_labels(beside)
+    return labels_from_metadata(engine.info.metadata)
+
+
+def labels_from_metadata(metadata: dict[str, str]) -> tuple[str, ...]:
+    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list."""
+    text = metadata.get("names")
+    if not text:
+        return ()
+    try:
+        names = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return ()
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        return tuple(str(names.get(i, f"class_{i}")) for i in range(max(names) + 1))
+    if isinstance(names, list):
+        return tuple(str(n) for n in names)
     return ()
+
+
+def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
+    return OnnxEngine(
+        cfg.path,
+        providers=cfg.providers,
+        intra_op_threads=cfg.threads,
+        model_bytes=model_bytes,
+        inter_op_threads=cfg.inter_op_threads,
+        optimization=cfg.optimization,
+    )
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
     """Load and check everything about a model before any frame flows; errors name what is wrong."""
-    engine = OnnxEngine(cfg.path, providers=cfg.providers, intra_op_threads=cfg.threads)
+    engine = _engine(cfg)
     info = engine.info
     overrides = cfg.preprocess.values()
     facts = info.input_facts(overrides.get("input_name"))
@@ -72,7 +101,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
             wrapped = ingraph.wrap(cfg.path, spec)
         except ConfigError as exc:
             raise ConfigError(f"model {cfg.path.name}: {exc}") from None
-        engine = OnnxEngine(cfg.path, cfg.providers, cfg.threads, model_bytes=wrapped)
+        engine = _engine(cfg, wrapped)
         preprocessor = Preprocessor(ingraph.frames_spec(spec))
     else:
         engine.select_input(spec.input_name)

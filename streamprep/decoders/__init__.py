@@ -9,20 +9,33 @@ from streamprep.decoders.classify import ClassifyDecoder
 from streamprep.decoders.grid import GridDecoder
 from streamprep.decoders.raw import RawDecoder
 from streamprep.decoders.ssd import SsdDecoder
+from streamprep.decoders.yolo import YoloDecoder
 from streamprep.errors import ModelError
 from streamprep.inference import ModelInfo
 from streamprep.preprocess.spec import PreprocessSpec
 
-DECODERS = ("auto", "raw", "ssd", "grid", "classification")
+DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")
 
 __all__ = ["DECODERS", "Decoded", "Decoder", "DecoderOptions", "build_decoder", "read_labels", "recognise"]
 
 
-def recognise(info: ModelInfo) -> str:
-    """The decoder an output layout calls for; ``raw`` when it is not recognised."""
+def recognise(info: ModelInfo, classes: int | None = None) -> str:
+    """The decoder an output layout calls for; ``raw`` when it is not recognised.
+
+    ``classes`` (the number of labels, when known) separates the YOLO layouts exactly; without it a
+    ``[N, small, large]`` output is read as YOLOv8 and ``[N, large, small]`` as YOLOv5.
+    """
     shapes = [o.shape for o in info.outputs]
     if len(shapes) == 3 and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 2:
         return "ssd"
+    if shapes and len(shapes[0]) == 3 and all(isinstance(d, int) for d in shapes[0][1:]):
+        a, b = int(shapes[0][1]), int(shapes[0][2])  # type: ignore[arg-type]
+        if classes is not None and b == 5 + classes:
+            return "yolov5"
+        if classes is not None and a == 4 + classes:
+            return "yolov8"
+        if classes is None and min(a, b) > 5:
+            return "yolov8" if a < b else "yolov5"
     if len(shapes) == 1 and len(shapes[0]) == 4 and isinstance(shapes[0][1], int) and shapes[0][1] > 5:
         return "grid"
     if len(shapes) == 1 and len(shapes[0]) == 2 and isinstance(shapes[0][1], int) and shapes[0][1] > 1:
@@ -34,9 +47,11 @@ def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: Pre
     """The decoder ``name`` (or the one the sidecar or output shapes call for, for ``auto``)."""
     sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
     if name == "auto":
-        name = str(sidecar.get("type", "")) or recognise(info)
+        name = str(sidecar.get("type", "")) or recognise(info, len(options.labels) or None)
     if name == "ssd":
         return SsdDecoder(info, options, spec.width, spec.height, sidecar.get("outputs"))
+    if name in ("yolov5", "yolov8"):
+        return YoloDecoder(info, options, name)
     if name == "grid":
         return GridDecoder(info, options, spec.width, spec.height)
     if name == "classification":
