@@ -126,7 +126,7 @@ def _first_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _serve(cfg: config_mod.Config, model: LoadedModel, sinks: list[Sink]) -> RunReport:
+async def _serve(cfg: config_mod.Config, models: dict[str, LoadedModel], sinks: list[Sink]) -> RunReport:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -148,7 +148,7 @@ async def _serve(cfg: config_mod.Config, model: LoadedModel, sinks: list[Sink]) 
             await sink.open()
             opened.append(sink)
         try:
-            return await Pipeline(cfg, model, sinks).run(stop)
+            return await Pipeline(cfg, models, sinks).run(stop)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
     finally:
@@ -162,9 +162,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     if not cfg.sources:
         raise ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config")
-    model = load_model(cfg.model)
-    log.info("model %s, sources: %s", model.name, ", ".join(describe_sources(cfg)))
-    report = asyncio.run(_serve(cfg, model, _sinks(cfg)))
+    models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
+    log.info("sources: %s", ", ".join(describe_sources(cfg)))
+    report = asyncio.run(_serve(cfg, models, _sinks(cfg)))
     snap = report.metrics.snapshot()
     for s in snap.sources:
         log.info(

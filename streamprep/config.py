@@ -19,6 +19,7 @@ from streamprep.errors import ConfigError
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
 
+DEFAULT_MODEL_KEY = "default"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
@@ -42,6 +43,7 @@ class SourceConfig(_Strict):
     max_restarts_per_minute: int = Field(20, ge=1, le=600)
     format: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
 
 
 class ModelConfig(_Strict):
@@ -93,6 +95,7 @@ class Config(_Strict):
     live_queue_size: int = Field(1, ge=1, le=1024)
     sources: tuple[SourceConfig, ...] = ()
     model: ModelConfig = ModelConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
     output: OutputConfig = OutputConfig()
 
     @field_validator("sources", mode="before")
@@ -108,7 +111,21 @@ class Config(_Strict):
         dup = next((i for i in ids if ids.count(i) > 1), None)
         if dup:
             raise ValueError(f"source id {dup!r} is used twice")
+        if DEFAULT_MODEL_KEY in self.models:
+            raise ValueError(f"models.{DEFAULT_MODEL_KEY}: the name is reserved for [model]")
+        for i, s in enumerate(self.sources):
+            if s.model is not None and s.model != DEFAULT_MODEL_KEY and s.model not in self.models:
+                known = ", ".join([DEFAULT_MODEL_KEY, *self.models]) or "none"
+                raise ValueError(f"sources.{i}.model: no model named {s.model!r} (models: {known})")
         return self
+
+    def model_for(self, key: str) -> ModelConfig:
+        return self.model if key == DEFAULT_MODEL_KEY else self.models[key]
+
+    def used_models(self) -> list[str]:
+        """The model keys some source uses, in order of first use."""
+        keys = [s.model or DEFAULT_MODEL_KEY for s in self.sources]
+        return list(dict.fromkeys(keys))
 
     def source_ids(self) -> list[str]:
         """A stable id per source: its own, or the file stem / host, made unique."""

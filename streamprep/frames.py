@@ -72,6 +72,7 @@ class Timings:
 
     ``queue_ms``: from decode to the start of its batch's preprocessing (queue and batch wait);
     ``preprocess_ms``: this frame's own preprocessing; ``inference_ms``: the run of the batch it was in;
+    ``age_ms``: how old the frame was (since decode) when its batch's inference started;
     ``total_ms``: from decode to the result being ready for the sinks.
     """
 
@@ -79,6 +80,7 @@ class Timings:
     preprocess_ms: float
     inference_ms: float
     total_ms: float
+    age_ms: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

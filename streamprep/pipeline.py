@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamprep.batching import Batcher
-from streamprep.config import Config
-from streamprep.errors import SourceError
+from streamprep.config import DEFAULT_MODEL_KEY, Config
+from streamprep.errors import ConfigError, SourceError
 from streamprep.frames import Frame, Result, Timings
 from streamprep.inference import Tensor
 from streamprep.metrics import Metrics
@@ -60,10 +61,29 @@ class RunReport:
     stopped: bool
 
 
+@dataclass
+class _Branch:
+    """One model's stages: its batcher, the prepared-batch queue, and its reusable batch tensors."""
+
+    model: LoadedModel
+    batcher: Batcher[Queued]
+    prepared: BoundedQueue[PreparedBatch]
+    free: asyncio.Queue[Tensor]
+
+
 class Pipeline:
-    def __init__(self, cfg: Config, model: LoadedModel, sinks: list[Sink], drain_timeout: float = 10.0) -> None:
+    """Sources → model branches → sinks. ``models`` maps each model key of the config (``default`` for
+    ``[model]``, else the keys of ``[models.NAME]``) that some source uses to its loaded model."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        models: LoadedModel | Mapping[str, LoadedModel],
+        sinks: list[Sink],
+        drain_timeout: float = 10.0,
+    ) -> None:
         self.cfg = cfg
-        self.model = model
+        self.models = {DEFAULT_MODEL_KEY: models} if isinstance(models, LoadedModel) else dict(models)
         self.sinks = sinks
         self.metrics = Metrics()
         self.drain_timeout = drain_timeout
@@ -73,11 +93,13 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event | None = None) -> RunReport:
         stop = stop or asyncio.Event()
-        batcher: Batcher[Queued] = Batcher(self.model.max_batch, self.cfg.model.max_wait_ms / 1000.0)
-        prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
-        free: asyncio.Queue[Tensor] = asyncio.Queue()
-        for _ in range(_BUFFERS):
-            free.put_nowait(self.model.preprocessor.new_batch(self.model.max_batch))
+        branches: dict[str, _Branch] = {}
+        for key, model in self.models.items():
+            free: asyncio.Queue[Tensor] = asyncio.Queue()
+            for _ in range(_BUFFERS):
+                free.put_nowait(model.preprocessor.new_batch(model.max_batch))
+            max_wait = self.cfg.model_for(key).max_wait_ms / 1000.0
+            branches[key] = _Branch(model, Batcher(model.max_batch, max_wait), BoundedQueue(1), free)
         sink_queues = [BoundedQueue[Result](_SINK_QUEUE) for _ in self.sinks]
         ids = self.cfg.source_ids()
         source_tasks: list[asyncio.Task[None]] = []
@@ -91,13 +113,19 @@ class Pipeline:
                     size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
                 else:
                     size, policy = self.cfg.queue_size, DropPolicy.BLOCK
-                queue = batcher.add_queue(spec.queue_size or size, spec.policy or policy)
+                branch = branches.get(spec.model or DEFAULT_MODEL_KEY)
+                if branch is None:
+                    raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
+                queue = branch.batcher.add_queue(spec.queue_size or size, spec.policy or policy)
                 source_tasks.append(tg.create_task(self._produce(source, queue), name=f"source {sid}"))
-            batcher.seal()
-            stages = [
-                tg.create_task(self._prepare(batcher, free, prepared), name="preprocess"),
-                tg.create_task(self._infer(prepared, free, sink_queues), name="inference"),
-            ]
+            stages: list[asyncio.Task[None]] = []
+            inference: list[asyncio.Task[None]] = []
+            for key, branch in branches.items():
+                branch.batcher.seal()
+                stages.append(tg.create_task(self._prepare(branch), name=f"preprocess {key}"))
+                inference.append(tg.create_task(self._infer(branch, sink_queues), name=f"inference {key}"))
+            stages += inference
+            stages.append(tg.create_task(self._close_when_done(inference, sink_queues), name="results end"))
             sink_tasks = [
                 tg.create_task(self._deliver(sink, q), name=f"sink {sink.name}")
                 for sink, q in zip(self.sinks, sink_queues, strict=True)
@@ -164,10 +192,8 @@ class Pipeline:
             counters.dropped = queue.dropped + source.dropped
             queue.close()
 
-    async def _prepare(
-        self, batcher: Batcher[Queued], free: asyncio.Queue[Tensor], out: BoundedQueue[PreparedBatch]
-    ) -> None:
-        pre = self.model.preprocessor
+    async def _prepare(self, branch: _Branch) -> None:
+        pre, batcher, free, out = branch.model.preprocessor, branch.batcher, branch.free, branch.prepared
 
         def fill(items: list[Queued], tensor: Tensor) -> PreparedBatch:
             started = time.monotonic()
@@ -185,17 +211,21 @@ class Pipeline:
         finally:
             out.close()
 
-    async def _infer(
-        self,
-        prepared: BoundedQueue[PreparedBatch],
-        free: asyncio.Queue[Tensor],
-        sinks: list[BoundedQueue[Result]],
-    ) -> None:
-        model = self.model
+    async def _close_when_done(self, inference: list[asyncio.Task[None]], sinks: list[BoundedQueue[Result]]) -> None:
+        """Results end when every model's inference has ended (normally or not)."""
+        try:
+            await asyncio.gather(*inference, return_exceptions=True)
+        finally:
+            for q in sinks:
+                q.close()
+
+    async def _infer(self, branch: _Branch, sinks: list[BoundedQueue[Result]]) -> None:
+        model, prepared, free = branch.model, branch.prepared, branch.free
         fixed = model.spec.batch is not None
 
         def run(batch: PreparedBatch) -> list[Result]:
             n = len(batch.items)
+            started = time.monotonic()
             t0 = time.perf_counter()
             outputs = model.engine.run(batch.tensor if fixed else batch.tensor[:n])
             inference_ms = (time.perf_counter() - t0) * 1000.0
@@ -218,6 +248,7 @@ class Pipeline:
                             queue_ms=(batch.started - f.decoded_mono) * 1000.0,
                             preprocess_ms=batch.preprocess_ms[i],
                             inference_ms=inference_ms,
+                            age_ms=(started - f.decoded_mono) * 1000.0,
                             total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
                         ),
                         detections=decoded.detections,
@@ -240,8 +271,7 @@ class Pipeline:
                     for q in sinks:
                         await q.put(result)
         finally:
-            for q in sinks:
-                q.close()
+            prepared.close()
 
     async def _deliver_status(self, sink: Sink, queue: BoundedQueue[SourceStatus]) -> None:
         while (status := await queue.get()) is not None:

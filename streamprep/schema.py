@@ -50,6 +50,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "queue": round(t.queue_ms, 3),
         "preprocess": round(t.preprocess_ms, 3),
         "inference": round(t.inference_ms, 3),
+        "age": round(t.age_ms, 3),
         "total": round(t.total_ms, 3),
     }
     return out

@@ -109,3 +109,58 @@ def test_results_match_golden(name: str, model: Path, fps: float) -> None:
         for dg, de in zip(g["detections"], e["detections"], strict=True):
             assert dg["score"] == pytest.approx(de["score"], abs=0.02)
             assert dg["box"] == pytest.approx(de["box"], abs=3.0)
+
+
+def run_models(cfg: Config) -> tuple[list[Result], RunReport]:
+    sink = ListSink()
+    models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
+    report = asyncio.run(asyncio.wait_for(Pipeline(cfg, models, [sink]).run(), 120))
+    return sink.results, report
+
+
+def test_batches_fill_across_sources_and_results_go_back_to_their_frames() -> None:
+    clips = [str(RECORDINGS / "demo_720p.mp4")] * 3 + [str(RECORDINGS / "vfr_720p.mp4")]
+    batched, _ = run(parse({"sources": clips, "fps": 2, "model": {"batch": 4, "max_wait_ms": 200}}))
+    sizes = [r.batch_size for r in batched]
+    assert max(sizes) == 4 and sizes.count(4) >= len(sizes) // 2, "batches fill to their max"
+    alone, _ = run(parse({"sources": [clips[0], clips[3]], "fps": 2}))
+    by_frame = {(r.source.split("-")[0], r.seq): r for r in alone}
+    for r in batched:
+        twin = by_frame[(r.source.split("-")[0], r.seq)]
+        assert r.frame_index == twin.frame_index and r.pts == twin.pts
+        assert [(d.label, d.box) for d in r.detections or ()] == [(d.label, d.box) for d in twin.detections or ()]
+
+
+def test_a_fixed_batch_1_model_receives_single_frames() -> None:
+    clips = [str(RECORDINGS / "demo_720p.mp4")] * 2
+    results, _ = run(parse({"sources": clips, "fps": 1, "model": {"path": str(FASTESTDET), "batch": 8}}))
+    assert len(results) == 24
+    assert {r.batch_size for r in results} == {1}
+
+
+def test_two_models_in_one_run_each_with_its_own_sources() -> None:
+    cfg = parse(
+        {
+            "fps": 1,
+            "sources": [
+                {"url": str(RECORDINGS / "demo_720p.mp4"), "id": "a"},
+                {"url": str(RECORDINGS / "demo_720p.mp4"), "id": "b", "model": "fast"},
+            ],
+            "models": {"fast": {"path": str(FASTESTDET), "name": "fastestdet"}},
+        }
+    )
+    results, report = run_models(cfg)
+    assert not report.failures
+    assert {r.model for r in results if r.source == "a"} == {SSD.stem}
+    assert {r.model for r in results if r.source == "b"} == {"fastestdet"}
+    assert len([r for r in results if r.source == "a"]) == len([r for r in results if r.source == "b"]) == 12
+    golden = [json.loads(line) for line in (GOLDEN / "demo_720p.fastestdet.jsonl").read_text().splitlines()]
+    first_labels = {d["label"] for d in golden[0]["detections"]}
+    assert first_labels <= {d.label for d in next(r for r in results if r.source == "b").detections or ()}
+
+
+def test_unknown_model_key_is_refused() -> None:
+    from streamprep.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"sources\.0\.model: no model named 'nope'"):
+        parse({"sources": [{"url": "x.mp4", "model": "nope"}]})
