@@ -7,11 +7,13 @@ everything else is deterministic. See the README for the field reference.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from streamprep.frames import Result
 
 SCHEMA = "streamprep.result/1"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "result-1.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("captured_at", "timings_ms")
 
 

@@ -1,0 +1,70 @@
+"""Every kind of result validates against the published JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+from conftest import FASTESTDET, RECORDINGS
+
+from streamprep.schema import SCHEMA, SCHEMA_FILE
+
+CLASSIFIER = FASTESTDET.parent / "mobilenet_v2_224_int8.onnx"
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$id"] == SCHEMA
+    return jsonschema.Draft202012Validator(schema)
+
+
+@pytest.mark.parametrize(
+    ("args", "kind"),
+    [
+        ([], "detection"),
+        (["--model", str(FASTESTDET)], "detection"),
+        (["--model", str(CLASSIFIER)], "classification"),
+        (["--model", str(FASTESTDET), "--decoder", "raw"], "raw"),
+    ],
+    ids=["ssd", "fastestdet", "classifier", "raw"],
+)
+def test_results_validate(validator: jsonschema.Draft202012Validator, args: list[str], kind: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "run", str(RECORDINGS / "vfr_720p.mp4"), "--fps", "1", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(rows) == 10
+    for row in rows:
+        validator.validate(row)
+        assert row["kind"] == kind
+
+
+def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validator) -> None:
+    good = {
+        "schema": SCHEMA,
+        "device": "d",
+        "source": "s",
+        "seq": 0,
+        "frame_index": 0,
+        "pts": 0.0,
+        "captured_at": 1.0,
+        "model": "m",
+        "frame": {"width": 2, "height": 2},
+        "kind": "detection",
+        "detections": [],
+        "batch_size": 1,
+        "timings_ms": {"queue": 0, "preprocess": 0, "inference": 0, "age": 0, "total": 0},
+    }
+    validator.validate(good)
+    for broken in ({**good, "seq": -1}, {**good, "kind": "classification"}, {**good, "extra": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(broken)
