@@ -53,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
     run.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
     run.add_argument("--device", help="device name used in MQTT topics (default: host name)")
+    run.add_argument("--state-dir", type=Path, help="where undelivered MQTT results are spooled across restarts")
     run.add_argument(
         "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
     )
@@ -92,9 +93,12 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
     ):
         if getattr(args, attr, None) is not None:
             flags["model"][key] = getattr(args, attr)
-    for attr in ("out", "mqtt"):
-        if getattr(args, attr, None) is not None:
-            flags["output"][attr] = getattr(args, attr)
+    if getattr(args, "out", None) is not None:
+        flags["output"]["out"] = args.out
+    if getattr(args, "mqtt", None) is not None:
+        flags["output"]["mqtt"] = {"url": args.mqtt}
+    if getattr(args, "state_dir", None) is not None:
+        flags["state_dir"] = args.state_dir
     if getattr(args, "fps", None) is not None:
         flags["fps"] = args.fps
     if getattr(args, "device", None) is not None:
@@ -111,7 +115,7 @@ def _sinks(cfg: config_mod.Config) -> list[Sink]:
     if out.out is not None or out.mqtt is None:
         sinks.append(JsonLinesSink(out.out or "-", cfg.device))
     if out.mqtt is not None:
-        sinks.append(MqttSink(out.mqtt, cfg.device, out.topic_prefix, out.qos, connect_timeout=out.connect_timeout_s))
+        sinks.append(MqttSink(out.mqtt, cfg.device, cfg.state_dir))
     return sinks
 
 
@@ -148,12 +152,12 @@ async def _serve(cfg: config_mod.Config, models: dict[str, LoadedModel], sinks: 
             await sink.open()
             opened.append(sink)
         try:
-            return await Pipeline(cfg, models, sinks).run(stop)
+            return await Pipeline(cfg, models, sinks, drain_timeout=cfg.drain_timeout_s).run(stop)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
     finally:
         for sink in opened:
-            await sink.close()
+            await sink.shutdown()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -72,23 +72,56 @@ class ModelConfig(_Strict):
         return v
 
 
+class MqttConfig(_Strict):
+    """``[output.mqtt]``; ``mqtt = "URL"`` is short for ``[output.mqtt] url = "URL"``.
+
+    The password comes from the URL, ``password_env`` (an environment variable's name), ``password_file``,
+    or ``$CREDENTIALS_DIRECTORY/mqtt-password`` (systemd's LoadCredential), in that order; never log it.
+    """
+
+    url: str
+    client_id: str | None = Field(None, min_length=1, max_length=128)
+    topic_prefix: str = Field("streamprep", min_length=1)
+    qos_results: Literal[0, 1, 2] = 1
+    qos_status: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    persistent_session: bool = False
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    publish_timeout_s: float = Field(5.0, gt=0, le=120)
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
+    wait_for_broker: bool = False  # start even if the broker is unreachable (default: fail fast)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False  # skip certificate and host name verification (testing only)
+    outbox_max: int = Field(10_000, ge=1, le=10_000_000)
+    outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^mqtts?://[^/]+", v):
+            raise ValueError("must look like mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...")
+        return v
+
+
 class OutputConfig(_Strict):
     out: str | None = None  # a file path, or "-" for stdout
-    mqtt: str | None = None
-    topic_prefix: str = Field("streamprep", min_length=1)
-    qos: Literal[0, 1, 2] = 1
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    mqtt: MqttConfig | None = None
 
-    @field_validator("mqtt")
+    @field_validator("mqtt", mode="before")
     @classmethod
-    def _mqtt_scheme(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^mqtts?://[^/]+", v):
-            raise ValueError("must look like mqtt://HOST[:PORT] or mqtts://HOST[:PORT]")
-        return v
+    def _url_shorthand(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
 
 
 class Config(_Strict):
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
+    state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
+    drain_timeout_s: float = Field(10.0, ge=0, le=3600)  # on stop: time to finish what is in flight
     fps: float | None = Field(None, gt=0, le=1000)
     realtime: bool = False
     queue_size: int = Field(8, ge=1, le=1024)

@@ -134,15 +134,28 @@ class Pipeline:
                 tg.create_task(self._deliver_status(sink, q), name=f"status {sink.name}")
                 for sink, q in zip(self.sinks, self._status_queues, strict=True)
             ]
+            serve_tasks = [tg.create_task(sink.serve(), name=f"serve {sink.name}") for sink in self.sinks]
             tg.create_task(self._watch(stop, done, source_tasks, stages + sink_tasks), name="stop watcher")
             await asyncio.gather(*sink_tasks, return_exceptions=True)
             done.set()
             for q in self._status_queues:
                 q.close()
             await asyncio.gather(*status_tasks, return_exceptions=True)
-            for sink in self.sinks:
-                await sink.close()
+            await self._finish_sinks(serve_tasks)
         return RunReport(self.metrics, tuple(self._failures), self._stopped)
+
+    async def _finish_sinks(self, serve_tasks: list[asyncio.Task[None]]) -> None:
+        """Every result has been handed over: let each sink deliver the rest within the drain timeout."""
+        for sink in self.sinks:
+            await sink.close()
+        _, late = await asyncio.wait(serve_tasks, timeout=self.drain_timeout) if serve_tasks else (set(), set())
+        for task in late:
+            log.error("%s: delivery did not finish within %.1f s", task.get_name(), self.drain_timeout)
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        for sink in self.sinks:
+            await sink.shutdown()
 
     def _on_status(self, status: SourceStatus) -> None:
         self.metrics.on_status(status)

@@ -179,8 +179,14 @@ class ListSink:
         self.statuses.append(status)
         self._notify()
 
+    async def serve(self) -> None:
+        pass
+
     async def close(self) -> None:
         self.closed = True
+
+    async def shutdown(self) -> None:
+        pass
 
     def of(self, source: str) -> list[Result]:
         return [r for r in self.results if r.source == source]

@@ -10,7 +10,13 @@ from streamprep.sources.base import SourceStatus
 
 
 class Sink(Protocol):
-    """Receives results in order per source. ``open`` fails fast with a SinkError; ``close`` flushes."""
+    """Receives results in order per source.
+
+    Life cycle: ``open`` (fails fast with a SinkError) → ``send``/``send_status`` while ``serve`` runs in
+    the pipeline's TaskGroup doing any background delivery → ``close`` (no more input: ``serve`` delivers
+    what is left, then returns) → ``shutdown`` (release everything; safe to call twice, and after
+    ``serve`` was cancelled).
+    """
 
     name: str
 
@@ -22,7 +28,11 @@ class Sink(Protocol):
         """A source changed state (sinks that publish state, such as MQTT, retain it)."""
         ...
 
+    async def serve(self) -> None: ...
+
     async def close(self) -> None: ...
+
+    async def shutdown(self) -> None: ...
 
 
 _UNSAFE_LEVEL = re.compile(r"[/#+\x00-\x1f\x7f]")

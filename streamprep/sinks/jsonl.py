@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -42,9 +43,15 @@ class JsonLinesSink:
     async def send_status(self, status: SourceStatus) -> None:
         """Status goes to the log, not into the results stream."""
 
+    async def serve(self) -> None:
+        """Writing happens in ``send``: nothing to do in the background."""
+
     async def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.flush()
+
+    async def shutdown(self) -> None:
         if self._file is not None and self._file is not sys.stdout:
             self._file.close()
-        elif self._file is not None:
-            self._file.flush()
         self._file = None

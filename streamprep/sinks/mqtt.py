@@ -1,9 +1,10 @@
-"""Results over MQTT (aiomqtt): ``<prefix>/<device>/<source>/results``, QoS 1 by default.
+"""Results over MQTT (aiomqtt), delivered in order, with nothing lost while the broker is away.
 
-The broker must be reachable at start (so a typo fails fast). If it goes away later, ``send`` keeps
-the result and retries with capped exponential backoff: nothing is lost, and the pipeline slows to
-the broker's pace (backpressure) instead of dropping. Errors are converted to SinkError at this
-boundary, with any password masked.
+Topics: ``<prefix>/<device>/<source>/results`` (QoS 1 by default), ``<prefix>/<device>/<source>/status``
+(retained), and ``<prefix>/<device>/status``: a retained ``online`` birth message and an ``offline`` last
+will. Every result passes through the :class:`~streamprep.sinks.outbox.Outbox` and leaves it only when
+the broker has acknowledged it; :meth:`MqttSink.serve` publishes from it, reconnecting with capped,
+jittered exponential backoff. Errors are converted to SinkError at this boundary, secrets masked.
 """
 
 from __future__ import annotations
@@ -12,126 +13,183 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import ssl
 import time
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from streamprep.config import MqttConfig
 from streamprep.errors import ConfigError, SinkError
 from streamprep.frames import Result
 from streamprep.redact import redact_text, redact_url
 from streamprep.schema import encode
 from streamprep.sinks.base import topic_level
+from streamprep.sinks.outbox import Message, Outbox
 from streamprep.sources.base import SourceStatus
 
 log = logging.getLogger(__name__)
 
+CREDENTIAL_NAME = "mqtt-password"  # the name to give systemd's LoadCredential=
+
+
+def read_password(cfg: MqttConfig, url_password: str | None) -> str | None:
+    """The broker password: URL, then ``password_env``, ``password_file``, ``$CREDENTIALS_DIRECTORY``."""
+    if url_password:
+        return url_password
+    if cfg.password_env:
+        value = os.environ.get(cfg.password_env)
+        if value is None:
+            raise ConfigError(f"output.mqtt.password_env: environment variable {cfg.password_env} is not set")
+        return value
+    files = [cfg.password_file] if cfg.password_file else []
+    if not files and os.environ.get("CREDENTIALS_DIRECTORY"):
+        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
+        files = [candidate] if candidate.is_file() else []
+    for path in files:
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"output.mqtt.password_file: {path}: {exc.strerror or exc}") from None
+    return None
+
+
+def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        if cfg.cert_file:
+            context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"output.mqtt TLS files: {getattr(exc, 'strerror', None) or exc}") from None
+    if cfg.tls_insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
 
 class MqttSink:
-    def __init__(
-        self,
-        url: str,
-        device: str,
-        prefix: str = "streamprep",
-        qos: int = 1,
-        connect_timeout: float = 5.0,
-        backoff_cap: float = 10.0,
-        close_timeout: float = 10.0,
-    ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"output.mqtt: {redact_url(url)} must look like mqtt://HOST[:PORT]")
-        self.name = redact_url(url)
-        self._host = parts.hostname
+    def __init__(self, cfg: MqttConfig, device: str, state_dir: Path | None = None) -> None:
+        parts = urlsplit(cfg.url)
+        self.name = redact_url(cfg.url)
+        if not parts.hostname:
+            raise ConfigError(f"output.mqtt.url: {self.name} has no host")
         try:
             self._port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         except ValueError:
-            raise ConfigError(f"output.mqtt: {self.name} has an invalid port") from None
-        self._username = unquote(parts.username) if parts.username else None
-        self._password = unquote(parts.password) if parts.password else None
-        self._tls = ssl.create_default_context() if parts.scheme == "mqtts" else None
-        self._device = device
-        self._prefix = prefix
-        self._qos = qos
-        self._connect_timeout = connect_timeout
-        self._backoff_cap = backoff_cap
-        self._close_timeout = close_timeout
+            raise ConfigError(f"output.mqtt.url: {self.name} has an invalid port") from None
+        self._host = parts.hostname
+        self.cfg = cfg
+        self._username = cfg.username or (unquote(parts.username) if parts.username else None)
+        self._password = read_password(cfg, unquote(parts.password) if parts.password else None)
+        uses_tls = parts.scheme == "mqtts" or cfg.ca_file is not None or cfg.cert_file is not None
+        self._tls = tls_context(cfg) if uses_tls else None
+        self._device = topic_level(device)
+        self._prefix = cfg.topic_prefix
+        self._client_id = cfg.client_id or f"streamprep-{self._device}"
+        spool = state_dir / "mqtt-outbox.sqlite3" if state_dir is not None else None
+        try:
+            self.outbox = Outbox(cfg.outbox_max, cfg.outbox_policy, spool)
+        except Exception as exc:
+            raise SinkError(f"MQTT outbox spool {spool}: {exc}") from None
         self._client: aiomqtt.Client | None = None
-        self._closing = False
-        self._statuses: dict[str, bytes] = {}  # latest status per source topic, re-sent on reconnect
+        self._closing = asyncio.Event()
+        self._statuses: dict[str, bytes] = {}  # latest status per source topic, re-sent on each connect
+        self.connected = False
         self.sent = 0
         self.reconnects = 0
+        self._reported_drops = 0
 
+    # -- topics and payloads
     def topic(self, source: str, kind: str = "results") -> str:
-        return f"{self._prefix}/{topic_level(self._device)}/{topic_level(source)}/{kind}"
+        return f"{self._prefix}/{self._device}/{topic_level(source)}/{kind}"
 
+    @property
+    def device_topic(self) -> str:
+        return f"{self._prefix}/{self._device}/status"
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return "timed out"
+        text = str(exc) or type(exc).__name__
+        if self._password:
+            text = text.replace(self._password, "***")
+        text = redact_text(text)
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            return f"TLS certificate verification failed ({text})"
+        if "Not authorized" in text or "Bad user name or password" in text:
+            return f"{text}: check the user name and password"
+        return text
+
+    # -- connection
     def _new_client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(self.device_topic, b"offline", qos=1, retain=True)
         return aiomqtt.Client(
             self._host,
             self._port,
             username=self._username,
             password=self._password,
-            timeout=self._connect_timeout,
+            identifier=self._client_id,
+            keepalive=self.cfg.keepalive_s,
+            clean_session=not self.cfg.persistent_session,
+            will=will,
+            timeout=self.cfg.connect_timeout_s,
             tls_context=self._tls,
         )
-
-    def _describe(self, exc: BaseException) -> str:
-        text = str(exc) or type(exc).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
-        return redact_text(text)
 
     async def _connect(self) -> None:
         client = self._new_client()
         try:
-            await asyncio.wait_for(client.__aenter__(), self._connect_timeout)
-        except (aiomqtt.MqttError, OSError, TimeoutError) as exc:
-            reason = "timed out" if isinstance(exc, TimeoutError) else self._describe(exc)
-            raise SinkError(f"MQTT broker {self.name} unreachable: {reason}") from None
-        self._client = client
-        for topic, payload in list(self._statuses.items()):
-            with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(topic, payload, qos=1, retain=True)
-
-    async def _drop_client(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            with contextlib.suppress(aiomqtt.MqttError, OSError):
+            await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s)
+            await client.publish(self.device_topic, b"online", qos=1, retain=True)
+            for topic, payload in list(self._statuses.items()):
+                await client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+        except (aiomqtt.MqttError, OSError, TimeoutError, ssl.SSLError) as exc:
+            with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
+            raise SinkError(f"MQTT broker {self.name} unreachable: {self._describe(exc)}") from None
+        self._client = client
+        self.connected = True
+        self.outbox.set_online(True)
 
+    async def _disconnect(self, graceful: bool) -> None:
+        client, self._client = self._client, None
+        self.connected = False
+        self.outbox.set_online(False)
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            if graceful:
+                await asyncio.wait_for(client.publish(self.device_topic, b"offline", qos=1, retain=True), 2)
+            await asyncio.wait_for(client.__aexit__(None, None, None), 2)
+
+    # -- the Sink protocol
     async def open(self) -> None:
-        await self._connect()
-        log.info("connected to MQTT broker %s", self.name)
+        try:
+            await self._connect()
+            log.info("connected to MQTT broker %s as %s", self.name, self._client_id)
+        except SinkError as exc:
+            if not self.cfg.wait_for_broker:
+                raise
+            log.warning("%s; results wait in the outbox until it is reachable", exc)
+        if len(self.outbox):
+            log.info("MQTT outbox holds %d result(s) from before; delivering them first", len(self.outbox))
 
     async def send(self, result: Result) -> None:
-        payload = encode(result, self._device)
-        topic = self.topic(result.source)
-        delay = 0.2
-        while True:
-            if self._client is not None:
-                try:
-                    await self._client.publish(topic, payload, qos=self._qos)
-                    self.sent += 1
-                    return
-                except aiomqtt.MqttError as exc:
-                    log.warning("MQTT publish to %s failed: %s; reconnecting", self.name, self._describe(exc))
-                    await self._drop_client()
-            if self._closing:
-                raise SinkError(f"MQTT broker {self.name} is unreachable; result not delivered")
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self._backoff_cap)
-            try:
-                await self._connect()
-                self.reconnects += 1
-                log.info("reconnected to MQTT broker %s", self.name)
-            except SinkError as exc:
-                log.warning("%s", exc)
+        await self.outbox.put(self.topic(result.source), encode(result, self._device), self.cfg.qos_results)
+        if self.outbox.dropped > self._reported_drops:
+            log.warning(
+                "MQTT outbox full (%d): dropped %d oldest result(s) so far",
+                self.outbox.limit,
+                self.outbox.dropped,
+            )
+            self._reported_drops = self.outbox.dropped
 
     async def send_status(self, status: SourceStatus) -> None:
-        """Retained, so a subscriber arriving later sees each source's current state. Never blocks on an
-        absent broker: the latest status per source is re-published on reconnect."""
+        """Retained, so a subscriber arriving later sees each source's current state. Never waits for an
+        absent broker: the latest status per source is re-published on every connect."""
         topic = self.topic(status.source, "status")
         payload = json.dumps(
             {
@@ -145,8 +203,66 @@ class MqttSink:
         self._statuses[topic] = payload
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.publish(topic, payload, qos=1, retain=True)
+                await self._client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+
+    async def serve(self) -> None:
+        """Publish from the outbox until :meth:`close` and the outbox is empty (or the drain time is up)."""
+        delay = 0.2
+        while not (self._closing.is_set() and not len(self.outbox)):
+            if self._client is None:
+                try:
+                    await self._connect()
+                    self.reconnects += 1
+                    delay = 0.2
+                    log.info("reconnected to MQTT broker %s (%d waiting)", self.name, len(self.outbox))
+                except SinkError as exc:
+                    log.warning("%s; retrying", exc)
+                    await self._pause(delay * random.uniform(0.5, 1.0))
+                    delay = min(delay * 2, self.cfg.backoff_cap_s)
+                    continue
+            message = await self._next_or_closing()
+            if message is None:
+                continue
+            try:
+                await self._publish(message)
+            except (aiomqtt.MqttError, TimeoutError) as exc:
+                log.warning("MQTT publish to %s failed: %s; reconnecting", self.name, self._describe(exc))
+                await self._disconnect(graceful=False)
+
+    async def _publish(self, message: Message) -> None:
+        assert self._client is not None
+        await self._client.publish(message.topic, message.payload, qos=message.qos, timeout=self.cfg.publish_timeout_s)
+        self.outbox.ack(message)
+        self.sent += 1
+
+    async def _next_or_closing(self) -> Message | None:
+        if (message := self.outbox.peek()) is not None:
+            return message
+        getter = asyncio.ensure_future(self.outbox.next())
+        closer = asyncio.ensure_future(self._closing.wait())
+        await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        closer.cancel()
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
     async def close(self) -> None:
-        self._closing = True
-        await self._drop_client()
+        """Stop taking results; ``serve`` drains the outbox, then ends."""
+        self._closing.set()
+
+    async def shutdown(self) -> None:
+        """After ``serve`` ended (or was cancelled): say goodbye and keep the rest for the next run."""
+        if self.outbox.closed:
+            return
+        left = len(self.outbox)
+        await self._disconnect(graceful=True)
+        if left:
+            kept = "kept in the spool for the next run" if self.outbox.spooled else "lost (no state_dir to spool to)"
+            log.error("MQTT: %d result(s) not delivered to %s: %s", left, self.name, kept)
+        if self.outbox.dropped:
+            log.error("MQTT: %d result(s) dropped because the outbox was full", self.outbox.dropped)
+        self.outbox.close()
