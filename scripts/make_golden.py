@@ -18,7 +18,7 @@ CASES = [
     ("pan_1080p", "ssd_mobilenet_v2_fpnlite_256_int8", "ssd"),
     ("vfr_720p", "ssd_mobilenet_v2_fpnlite_256_int8", "ssd"),
 ]
-VOLATILE = ("captured_at", "timings_ms")
+VOLATILE = ("id", "captured_at", "timings_ms")
 
 
 def main() -> None:
@@ -27,10 +27,21 @@ def main() -> None:
     for clip, model, short in CASES:
         proc = subprocess.run(
             [
-                sys.executable, "-m", "streamprep", "run", str(ROOT / "recordings" / f"{clip}.mp4"),
-                "--fps", "2", "--model", str(ROOT / "models" / f"{model}.onnx"), "--device", "test",
+                sys.executable,
+                "-m",
+                "streamprep",
+                "run",
+                str(ROOT / "recordings" / f"{clip}.mp4"),
+                "--fps",
+                "2",
+                "--model",
+                str(ROOT / "models" / f"{model}.onnx"),
+                "--device",
+                "test",
             ],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         rows = [json.loads(line) for line in proc.stdout.splitlines()]
         for row in rows:

@@ -97,9 +97,15 @@ class Result:
     height: int
     batch_size: int
     timings: Timings
+    run_id: str = ""
     detections: tuple[Detection, ...] | None = None
     classifications: tuple[Classification, ...] | None = None
     outputs: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        """Unique per result, stable across redeliveries: consumers drop duplicates by it."""
+        return f"{self.run_id}/{self.source}/{self.seq}"
 
     @property
     def kind(self) -> str:

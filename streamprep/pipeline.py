@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ class Pipeline:
         self.models = {DEFAULT_MODEL_KEY: models} if isinstance(models, LoadedModel) else dict(models)
         self.sinks = sinks
         self.metrics = Metrics()
+        self.run_id = secrets.token_hex(6)  # makes every result id unique across runs
         self.drain_timeout = drain_timeout
         self._failures: list[SourceError] = []
         self._stopped = False
@@ -254,6 +256,7 @@ class Pipeline:
                         pts=f.pts,
                         captured_at=f.captured_at,
                         model=model.name,
+                        run_id=self.run_id,
                         width=f.width,
                         height=f.height,
                         batch_size=n,

@@ -51,6 +51,7 @@ def test_results_validate(validator: jsonschema.Draft202012Validator, args: list
 def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validator) -> None:
     good = {
         "schema": SCHEMA,
+        "id": "r/s/0",
         "device": "d",
         "source": "s",
         "seq": 0,

@@ -2,7 +2,8 @@
 
 The wrapped model takes ``streamprep_frames``: uint8 ``[N, H, W, 3]`` BGR frames already at model size
 (streamprep still crops, resizes and pads on the CPU), then inside the graph:
-``Cast → Gather (BGR→RGB) → Mul/Add (per-channel scaling) → Transpose (NCHW) → Cast (model dtype)``,
+``Transpose (NCHW) → Gather (BGR→RGB) → Cast → Mul/Add (per-channel scaling) → [Transpose back to NHWC]
+→ Cast (model dtype)``,
 feeding the original input. Whatever execution provider runs the model runs this too.
 """
 
@@ -60,22 +61,27 @@ def preprocess_nodes(spec: PreprocessSpec, output: str) -> tuple[list[onnx.NodeP
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
         current = name
 
+    # Work in planar layout where there is arithmetic: ONNX Runtime's CPU kernels are an order of magnitude
+    # slower broadcasting over a 3-element innermost axis than over planes (measured: 9 ms vs 0.5 ms at 640²).
     float_path = spec.dtype in (DType.FLOAT32, DType.FLOAT16)
-    if float_path:
-        step("Cast", [current], to=TensorProto.FLOAT)
+    planar = spec.layout is Layout.NCHW or (float_path and spec.scaling is not Scaling.NONE)
+    if planar:
+        step("Transpose", [current], perm=[0, 3, 1, 2])
     if spec.color is Color.RGB:
         order = numpy_helper.from_array(np.array([2, 1, 0], dtype=np.int64), f"{_PREFIX}rgb_order")
         inits.append(order)
-        step("Gather", [current, order.name], axis=3)
+        step("Gather", [current, order.name], axis=1 if planar else 3)
+    if float_path:
+        step("Cast", [current], to=TensorProto.FLOAT)
     if float_path and spec.scaling is not Scaling.NONE:
         a, b = affine_for(spec)
-        mul = numpy_helper.from_array(a.astype(np.float32).reshape(1, 1, 1, 3), f"{_PREFIX}scale")
-        add = numpy_helper.from_array(b.astype(np.float32).reshape(1, 1, 1, 3), f"{_PREFIX}offset")
+        mul = numpy_helper.from_array(a.astype(np.float32).reshape(1, 3, 1, 1), f"{_PREFIX}scale")
+        add = numpy_helper.from_array(b.astype(np.float32).reshape(1, 3, 1, 1), f"{_PREFIX}offset")
         inits += [mul, add]
         step("Mul", [current, mul.name])
         step("Add", [current, add.name])
-    if spec.layout is Layout.NCHW:
-        step("Transpose", [current], perm=[0, 3, 1, 2])
+    if planar and spec.layout is Layout.NHWC:
+        step("Transpose", [current], perm=[0, 2, 3, 1])
     if spec.dtype is DType.FLOAT16:
         step("Cast", [current], to=TensorProto.FLOAT16)
     if not nodes:

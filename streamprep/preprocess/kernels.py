@@ -101,6 +101,8 @@ class Preprocessor:
         self._interp = _INTERPOLATION[spec.interpolation]
         self._per_image = spec.scaling in (Scaling.PER_IMAGE, Scaling.MINMAX)
         self._static_tables = None if self._per_image else value_tables(spec, *affine_for(spec))
+        planar_float = spec.layout is Layout.NCHW and spec.dtype is DType.FLOAT32 and spec.color is not Color.GRAY
+        self._plane_affine = affine_for(spec) if planar_float and not self._per_image else None
         self._identity = (
             self._static_tables is not None
             and spec.dtype is DType.UINT8
@@ -218,7 +220,12 @@ class Preprocessor:
         cv2.split(bgr, [planes[0], planes[1], planes[2]])
         order = (2, 1, 0) if self.spec.color is Color.RGB else (0, 1, 2)
         for c, src in enumerate(order):
-            _write(planes[src], tables[c : c + 1], out[c], self._identity)
+            if self._plane_affine is not None:
+                # one float32 multiply-add per element: a little cheaper than the table look-up
+                a, b = self._plane_affine
+                cv2.addWeighted(planes[src], a[c], planes[src], 0.0, b[c], dst=out[c], dtype=cv2.CV_32F)
+            else:
+                _write(planes[src], tables[c : c + 1], out[c], self._identity)
         return geo
 
 
