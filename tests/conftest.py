@@ -206,3 +206,61 @@ class ListSink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return time.monotonic() - start
+
+
+@dataclass
+class ManagedBroker:
+    """A Mosquitto broker the test can stop and start again on the same port (same config, same state)."""
+
+    port: int
+    conf: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [_mosquitto(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """A clean stop: Mosquitto writes its persistent sessions to disk."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Callable[..., ManagedBroker]]:
+    """Make real Mosquitto brokers on free loopback ports: ``mosquitto("allow_anonymous true")``.
+
+    Lines given are added to the listener's configuration; ``persistence true`` keeps sessions in tmp_path.
+    """
+    brokers: list[ManagedBroker] = []
+
+    def make(*lines: str, listener: str = "") -> ManagedBroker:
+        port = free_port()
+        state = tmp_path / f"broker-{port}"
+        state.mkdir()
+        conf = state / "mosquitto.conf"
+        body = [
+            f"listener {port} 127.0.0.1",
+            *([listener] if listener else []),
+            *lines,
+            f"persistence_location {state}/",
+            "autosave_interval 1",
+            # as root, Mosquitto would switch to its own user, which cannot read the test's files
+            "user root" if os.geteuid() == 0 else "",
+        ]
+        conf.write_text("\n".join(body) + "\n")
+        broker = ManagedBroker(port, conf)
+        broker.start()
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.stop()
