@@ -169,12 +169,11 @@ def _run(args: argparse.Namespace) -> int:
     models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
     log.info("sources: %s", ", ".join(describe_sources(cfg)))
     report = asyncio.run(_serve(cfg, models, _sinks(cfg)))
-    snap = report.metrics.snapshot()
-    for s in snap.sources:
+    for s in report.snapshot.sources:
         log.info(
             "source %s: %s, %d decoded, %d sampled, %d processed, %d dropped",
             s.source,
-            s.state.value,
+            s.state,
             s.decoded,
             s.sampled,
             s.processed,

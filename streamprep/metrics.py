@@ -1,10 +1,42 @@
-"""Counters the pipeline updates and anyone may read as an immutable snapshot."""
+"""What the pipeline counts, and the immutable snapshots everyone else reads.
+
+The pipeline updates :class:`Metrics` on the event loop; the dashboard, ``streamprep top``, the status
+socket, the Prometheus exporter and the systemd watchdog only ever see :class:`Snapshot` values, so none of
+them reaches into the pipeline. Latency figures come from bounded windows of recent values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import collections
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
 
 from streamprep.sources.base import SourceState, SourceStatus
+
+_WINDOW = 512  # recent values kept per latency figure
+
+
+class Window:
+    """The last ``size`` values of a figure; percentiles over them."""
+
+    def __init__(self, size: int = _WINDOW) -> None:
+        self._values: collections.deque[float] = collections.deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def mean(self) -> float:
+        return sum(self._values) / len(self._values) if self._values else 0.0
+
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        if not self._values:
+            return tuple(0.0 for _ in qs)
+        arr = np.fromiter(self._values, dtype=np.float64)
+        return tuple(float(v) for v in np.percentile(arr, qs))
 
 
 @dataclass
@@ -16,26 +48,60 @@ class SourceCounters:
     dropped: int = 0
     processed: int = 0
     corrupt: int = 0
+    reconnects: int = 0
+    age_ms: Window = field(default_factory=Window)
 
 
 @dataclass(frozen=True)
 class SourceSnapshot:
     source: str
-    state: SourceState
+    state: str
     reason: str
     decoded: int
     sampled: int
     dropped: int
     processed: int
     corrupt: int
+    reconnects: int
+    queued: int
+    age_p50_ms: float
+    age_p95_ms: float
+
+
+@dataclass(frozen=True)
+class SinkSnapshot:
+    name: str
+    connected: bool
+    sent: int
+    outbox: int
+    dropped: int
 
 
 @dataclass(frozen=True)
 class Snapshot:
+    at: float  # time.monotonic() when taken: rates are differences between two snapshots
     sources: tuple[SourceSnapshot, ...]
+    sinks: tuple[SinkSnapshot, ...]
     batches: int
     frames: int
     delivered: int
+    queued: int
+    batch_fill: float  # mean frames per batch over the recent window
+    preprocess_p50_ms: float
+    preprocess_p95_ms: float
+    inference_p50_ms: float
+    inference_p95_ms: float
+    errors: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Snapshot:
+        sources = tuple(SourceSnapshot(**s) for s in data["sources"])
+        sinks = tuple(SinkSnapshot(**s) for s in data["sinks"])
+        rest = {k: v for k, v in data.items() if k not in ("sources", "sinks", "errors")}
+        return cls(sources=sources, sinks=sinks, errors=tuple(data["errors"]), **rest)
 
 
 @dataclass
@@ -44,6 +110,10 @@ class Metrics:
     batches: int = 0
     frames: int = 0
     delivered: int = 0
+    batch_sizes: Window = field(default_factory=Window)
+    preprocess_ms: Window = field(default_factory=Window)
+    inference_ms: Window = field(default_factory=Window)
+    errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
 
     def source(self, source_id: str) -> SourceCounters:
         return self.sources.setdefault(source_id, SourceCounters())
@@ -52,14 +122,46 @@ class Metrics:
         c = self.source(status.source)
         c.state, c.reason = status.state, status.reason
         c.decoded, c.sampled, c.corrupt = status.decoded, status.sampled, status.corrupt
+        if status.state in (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED):
+            self.error(f"{status.source}: {status.state.value}" + (f" ({status.reason})" if status.reason else ""))
 
-    def snapshot(self) -> Snapshot:
+    def error(self, line: str) -> None:
+        self.errors.append(f"{time.strftime('%H:%M:%S')} {line}")
+
+    def snapshot(self, queued: dict[str, int], sinks: Iterable[SinkSnapshot] = ()) -> Snapshot:
+        sources = []
+        for name, c in self.sources.items():
+            p50, p95 = c.age_ms.percentiles(50, 95)
+            sources.append(
+                SourceSnapshot(
+                    name,
+                    c.state.value,
+                    c.reason,
+                    c.decoded,
+                    c.sampled,
+                    c.dropped,
+                    c.processed,
+                    c.corrupt,
+                    c.reconnects,
+                    queued.get(name, 0),
+                    p50,
+                    p95,
+                )
+            )
+        pre50, pre95 = self.preprocess_ms.percentiles(50, 95)
+        inf50, inf95 = self.inference_ms.percentiles(50, 95)
         return Snapshot(
-            sources=tuple(
-                SourceSnapshot(k, c.state, c.reason, c.decoded, c.sampled, c.dropped, c.processed, c.corrupt)
-                for k, c in self.sources.items()
-            ),
+            at=time.monotonic(),
+            sources=tuple(sources),
+            sinks=tuple(sinks),
             batches=self.batches,
             frames=self.frames,
             delivered=self.delivered,
+            queued=sum(queued.values()),
+            batch_fill=self.batch_sizes.mean(),
+            preprocess_p50_ms=pre50,
+            preprocess_p95_ms=pre95,
+            inference_p50_ms=inf50,
+            inference_p95_ms=inf95,
+            errors=tuple(self.errors),
         )

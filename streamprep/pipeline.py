@@ -15,15 +15,16 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from streamprep.batching import Batcher
-from streamprep.config import DEFAULT_MODEL_KEY, Config
+from streamprep.config import DEFAULT_MODEL_KEY, Config, SourceConfig
 from streamprep.errors import ConfigError, SourceError
 from streamprep.frames import Frame, Result, Timings
 from streamprep.inference import Tensor
-from streamprep.metrics import Metrics
+from streamprep.metrics import Metrics, Snapshot
 from streamprep.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry
 from streamprep.queues import BoundedQueue, DropPolicy
@@ -58,6 +59,7 @@ class PreparedBatch:
 @dataclass(frozen=True)
 class RunReport:
     metrics: Metrics
+    snapshot: Snapshot
     failures: tuple[SourceError, ...]
     stopped: bool
 
@@ -70,6 +72,18 @@ class _Branch:
     batcher: Batcher[Queued]
     prepared: BoundedQueue[PreparedBatch]
     free: asyncio.Queue[Tensor]
+    demand: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(0))
+
+
+@dataclass
+class _Running:
+    spec: SourceConfig
+    source: Source
+    queue: BoundedQueue[Queued]
+    task: asyncio.Task[None]
+
+
+Companion = Callable[["Pipeline"], Coroutine[Any, Any, None]]
 
 
 class Pipeline:
@@ -91,39 +105,35 @@ class Pipeline:
         self.drain_timeout = drain_timeout
         self._failures: list[SourceError] = []
         self._stopped = False
+        self._branches: dict[str, _Branch] = {}
+        self._running: dict[str, _Running] = {}
+        self._tg: asyncio.TaskGroup | None = None
         self._status_queues = [BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST) for _ in sinks]
 
-    async def run(self, stop: asyncio.Event | None = None) -> RunReport:
+    async def run(self, stop: asyncio.Event | None = None, companions: Sequence[Companion] = ()) -> RunReport:
+        """Run until every source has ended (or ``stop`` is set) and every result is delivered.
+
+        ``companions`` (status socket, metrics, watchdog, dashboard...) run in the same TaskGroup and are
+        cancelled once delivery is over.
+        """
         stop = stop or asyncio.Event()
-        branches: dict[str, _Branch] = {}
         for key, model in self.models.items():
             free: asyncio.Queue[Tensor] = asyncio.Queue()
             for _ in range(_BUFFERS):
                 free.put_nowait(model.preprocessor.new_batch(model.max_batch))
             max_wait = self.cfg.model_for(key).max_wait_ms / 1000.0
-            branches[key] = _Branch(model, Batcher(model.max_batch, max_wait), BoundedQueue(1), free)
+            self._branches[key] = _Branch(model, Batcher(model.max_batch, max_wait), BoundedQueue(1), free)
         sink_queues = [BoundedQueue[Result](_SINK_QUEUE) for _ in self.sinks]
-        ids = self.cfg.source_ids()
-        source_tasks: list[asyncio.Task[None]] = []
         done = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            for spec, sid in zip(self.cfg.sources, ids, strict=True):
-                fps = spec.fps if spec.fps is not None else self.cfg.fps
-                source = make_source(spec, sid, fps, self.cfg.realtime, self._on_status)
-                self.metrics.source(sid)
-                if source.live:
-                    size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
-                else:
-                    size, policy = self.cfg.queue_size, DropPolicy.BLOCK
-                branch = branches.get(spec.model or DEFAULT_MODEL_KEY)
-                if branch is None:
-                    raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
-                queue = branch.batcher.add_queue(spec.queue_size or size, spec.policy or policy)
-                source_tasks.append(tg.create_task(self._produce(source, queue), name=f"source {sid}"))
+            self._tg = tg
+            for spec, sid in zip(self.cfg.sources, self.cfg.source_ids(), strict=True):
+                self._start_source(spec, sid)
+            if not self._running:
+                self._seal()
             stages: list[asyncio.Task[None]] = []
             inference: list[asyncio.Task[None]] = []
-            for key, branch in branches.items():
-                branch.batcher.seal()
+            for key, branch in self._branches.items():
                 stages.append(tg.create_task(self._prepare(branch), name=f"preprocess {key}"))
                 inference.append(tg.create_task(self._infer(branch, sink_queues), name=f"inference {key}"))
             stages += inference
@@ -137,14 +147,77 @@ class Pipeline:
                 for sink, q in zip(self.sinks, self._status_queues, strict=True)
             ]
             serve_tasks = [tg.create_task(sink.serve(), name=f"serve {sink.name}") for sink in self.sinks]
-            tg.create_task(self._watch(stop, done, source_tasks, stages + sink_tasks), name="stop watcher")
+            helpers = [tg.create_task(companion(self), name=f"companion {i}") for i, companion in enumerate(companions)]
+            tg.create_task(self._watch(stop, done, stages + sink_tasks), name="stop watcher")
             await asyncio.gather(*sink_tasks, return_exceptions=True)
             done.set()
             for q in self._status_queues:
                 q.close()
             await asyncio.gather(*status_tasks, return_exceptions=True)
             await self._finish_sinks(serve_tasks)
-        return RunReport(self.metrics, tuple(self._failures), self._stopped)
+            for task in helpers:
+                task.cancel()
+        self._tg = None
+        return RunReport(self.metrics, self.snapshot(), tuple(self._failures), self._stopped)
+
+    # -- sources: started at run, and added or removed by apply() while running
+    def _start_source(self, spec: SourceConfig, sid: str) -> None:
+        assert self._tg is not None, "sources start inside run()"
+        branch = self._branches.get(spec.model or DEFAULT_MODEL_KEY)
+        if branch is None:
+            raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
+        fps = spec.fps if spec.fps is not None else self.cfg.fps
+        source = make_source(spec, sid, fps, self.cfg.realtime, self._on_status)
+        self.metrics.source(sid)
+        if source.live:
+            size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
+        else:
+            size, policy = self.cfg.queue_size, DropPolicy.BLOCK
+        queue = branch.batcher.add_queue(spec.queue_size or size, spec.policy or policy)
+        task = self._tg.create_task(self._produce(source, queue), name=f"source {sid}")
+        self._running[sid] = _Running(spec, source, queue, task)
+
+    def _seal(self) -> None:
+        for branch in self._branches.values():
+            branch.batcher.seal()
+
+    def apply(self, cfg: Config) -> tuple[list[str], list[str]]:
+        """Reload: start the sources ``cfg`` adds or changes, stop those it removes or changes; the others
+        run on untouched. Returns ``(started, stopped)`` source ids. Other changes need a restart."""
+        if self._tg is None or self._stopped:
+            raise ConfigError("reload: the pipeline is not running")
+        wanted = dict(zip(cfg.source_ids(), cfg.sources, strict=True))
+        for i, spec in enumerate(wanted.values()):
+            if (spec.model or DEFAULT_MODEL_KEY) not in self._branches:
+                raise ConfigError(f"reload: sources.{i}.model {spec.model!r} is not loaded; restart to add models")
+        if cfg.model_dump(exclude={"sources"}) != self.cfg.model_dump(exclude={"sources"}):
+            log.warning("reload: only [[sources]] changes apply while running; restart for the other changes")
+        stopped = [sid for sid, run in self._running.items() if wanted.get(sid) != run.spec]
+        started = [sid for sid, spec in wanted.items() if sid not in self._running or sid in stopped]
+        for sid in stopped:
+            self._running[sid].task.cancel()
+        for sid in started:
+            self._retire(sid)
+            self._start_source(wanted[sid], sid)
+        self.cfg = self.cfg.model_copy(update={"sources": cfg.sources})
+        return started, stopped
+
+    def _retire(self, sid: str) -> None:
+        """Forget a source that was stopped (its counters stay until a new one takes the id)."""
+        old = self._running.pop(sid, None)
+        if old is not None:
+            old.queue.close()
+
+    def snapshot(self) -> Snapshot:
+        """An immutable picture of the pipeline, for the dashboard, status socket, metrics and watchdog."""
+        queued: dict[str, int] = {}
+        for sid, run in self._running.items():
+            c = self.metrics.source(sid)
+            c.decoded, c.sampled, c.corrupt = run.source.decoded, run.source.sampled, run.source.corrupt
+            c.reconnects = run.source.reconnects
+            c.dropped = run.queue.dropped + run.source.dropped
+            queued[sid] = len(run.queue)
+        return self.metrics.snapshot(queued, [sink.stats() for sink in self.sinks])
 
     async def _finish_sinks(self, serve_tasks: list[asyncio.Task[None]]) -> None:
         """Every result has been handed over: let each sink deliver the rest within the drain timeout."""
@@ -167,13 +240,7 @@ class Pipeline:
         for queue in self._status_queues:
             queue.offer(status)
 
-    async def _watch(
-        self,
-        stop: asyncio.Event,
-        done: asyncio.Event,
-        source_tasks: list[asyncio.Task[None]],
-        downstream: list[asyncio.Task[None]],
-    ) -> None:
+    async def _watch(self, stop: asyncio.Event, done: asyncio.Event, downstream: list[asyncio.Task[None]]) -> None:
         """On ``stop``: end the sources, give the rest ``drain_timeout`` to finish, then cut it short."""
         waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(done.wait())]
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
@@ -183,8 +250,9 @@ class Pipeline:
             return
         self._stopped = True
         log.info("stopping: sources closed, draining what is in flight")
-        for task in source_tasks:
-            task.cancel()
+        self._seal()
+        for run in self._running.values():
+            run.task.cancel()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), self.drain_timeout)
             return
@@ -198,14 +266,21 @@ class Pipeline:
             async with contextlib.aclosing(source.frames()) as frames:
                 async for frame in frames:
                     await queue.put(Queued(frame, time.monotonic()))
-                    counters.dropped = queue.dropped + source.dropped
         except SourceError as exc:
             self._failures.append(exc)
             counters.state, counters.reason = SourceState.FAILED, exc.reason
+            self.metrics.error(str(exc))
             log.error("%s", exc)
         finally:
             counters.dropped = queue.dropped + source.dropped
             queue.close()
+            current = self._running.get(source.id)
+            if current is not None and current.source is source:
+                counters.decoded, counters.sampled = source.decoded, source.sampled
+                counters.corrupt, counters.reconnects = source.corrupt, source.reconnects
+                del self._running[source.id]
+            if not self._running:
+                self._seal()
 
     async def _prepare(self, branch: _Branch) -> None:
         pre, batcher, free, out = branch.model.preprocessor, branch.batcher, branch.free, branch.prepared
@@ -220,11 +295,20 @@ class Pipeline:
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
 
         try:
-            while (items := await batcher.next_batch()) is not None:
+            while True:
+                if self._live(branch):
+                    # Latest-frame semantics: take frames only when inference is ready for them, so a
+                    # newer frame can still replace a waiting one in its drop-oldest queue.
+                    await branch.demand.acquire()
+                if (items := await batcher.next_batch()) is None:
+                    break
                 tensor = await free.get()
                 await out.put(await asyncio.to_thread(fill, items, tensor))
         finally:
             out.close()
+
+    def _live(self, branch: _Branch) -> bool:
+        return any(run.source.live for run in self._running.values() if run.queue in branch.batcher.queues)
 
     async def _close_when_done(self, inference: list[asyncio.Task[None]], sinks: list[BoundedQueue[Result]]) -> None:
         """Results end when every model's inference has ended (normally or not)."""
@@ -275,15 +359,23 @@ class Pipeline:
             return results
 
         try:
-            while (batch := await prepared.get()) is not None:
+            while True:
+                branch.demand.release()  # ask for the next batch only now (see _prepare)
+                if (batch := await prepared.get()) is None:
+                    break
                 try:
                     results = await asyncio.to_thread(run, batch)
                 finally:
                     free.put_nowait(batch.tensor)
                 self.metrics.batches += 1
                 self.metrics.frames += len(results)
+                self.metrics.batch_sizes.add(len(results))
+                self.metrics.inference_ms.add(results[0].timings.inference_ms)
                 for result in results:
-                    self.metrics.source(result.source).processed += 1
+                    counters = self.metrics.source(result.source)
+                    counters.processed += 1
+                    counters.age_ms.add(result.timings.age_ms)
+                    self.metrics.preprocess_ms.add(result.timings.preprocess_ms)
                     for q in sinks:
                         await q.put(result)
         finally:

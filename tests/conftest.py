@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from streamprep.frames import Result
+from streamprep.metrics import SinkSnapshot
 from streamprep.sources.base import SourceState, SourceStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +188,9 @@ class ListSink:
 
     async def shutdown(self) -> None:
         pass
+
+    def stats(self) -> SinkSnapshot:
+        return SinkSnapshot(self.name, True, len(self.results), 0, 0)
 
     def of(self, source: str) -> list[Result]:
         return [r for r in self.results if r.source == source]

@@ -6,6 +6,7 @@ import re
 from typing import Protocol
 
 from streamprep.frames import Result
+from streamprep.metrics import SinkSnapshot
 from streamprep.sources.base import SourceStatus
 
 
@@ -33,6 +34,10 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
     async def shutdown(self) -> None: ...
+
+    def stats(self) -> SinkSnapshot:
+        """Counters for the dashboard and metrics."""
+        ...
 
 
 _UNSAFE_LEVEL = re.compile(r"[/#+\x00-\x1f\x7f]")

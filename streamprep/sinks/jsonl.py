@@ -9,6 +9,7 @@ from typing import TextIO
 
 from streamprep.errors import SinkError
 from streamprep.frames import Result
+from streamprep.metrics import SinkSnapshot
 from streamprep.schema import encode
 from streamprep.sources.base import SourceStatus
 
@@ -42,6 +43,9 @@ class JsonLinesSink:
 
     async def send_status(self, status: SourceStatus) -> None:
         """Status goes to the log, not into the results stream."""
+
+    def stats(self) -> SinkSnapshot:
+        return SinkSnapshot(self.name, self._file is not None, self.sent, 0, 0)
 
     async def serve(self) -> None:
         """Writing happens in ``send``: nothing to do in the background."""

@@ -25,6 +25,7 @@ import aiomqtt
 from streamprep.config import MqttConfig
 from streamprep.errors import ConfigError, SinkError
 from streamprep.frames import Result
+from streamprep.metrics import SinkSnapshot
 from streamprep.redact import redact_text, redact_url
 from streamprep.schema import encode
 from streamprep.sinks.base import topic_level
@@ -176,6 +177,9 @@ class MqttSink:
             log.warning("%s; results wait in the outbox until it is reachable", exc)
         if len(self.outbox):
             log.info("MQTT outbox holds %d result(s) from before; delivering them first", len(self.outbox))
+
+    def stats(self) -> SinkSnapshot:
+        return SinkSnapshot(self.name, self.connected, self.sent, len(self.outbox), self.outbox.dropped)
 
     async def send(self, result: Result) -> None:
         await self.outbox.put(self.topic(result.source), encode(result, self._device), self.cfg.qos_results)

@@ -41,6 +41,10 @@ class Source(Protocol):
 
     id: str
     live: bool
+    decoded: int  # frames decoded so far
+    sampled: int  # frames the sampler kept
+    corrupt: int  # packets that could not be decoded
+    reconnects: int
     dropped: int  # sampled frames dropped inside the source (live hand-off)
 
     def frames(self) -> AsyncGenerator[Frame, None]: ...

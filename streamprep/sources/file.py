@@ -79,6 +79,7 @@ class FileSource:
         self.sampled = 0
         self.corrupt = 0
         self.dropped = 0
+        self.reconnects = 0
         self._on_status = on_status
 
     def _status(self, state: SourceState, reason: str = "") -> None:
