@@ -59,10 +59,10 @@ import onnxruntime as ort
 
 import streamprep
 from streamprep.config import ModelConfig, parse
-from streamprep.frames import Frame, Result
+from streamprep.frames import Frame
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline
-from streamprep.sources.base import SourceStatus
+from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import FileSource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,33 +83,6 @@ class Run:
 
 
 Method = Callable[[], Run]
-
-
-class CountingSink:
-    """A sink that only counts the results it receives; every other step of a sink's life does nothing."""
-
-    name = "count"
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def open(self) -> None:
-        """Nothing to connect to."""
-
-    async def send(self, result: Result) -> None:
-        self.count += 1
-
-    async def send_status(self, status: SourceStatus) -> None:
-        """Source status changes are not counted."""
-
-    async def serve(self) -> None:
-        """Counting happens in ``send``: nothing to do in the background."""
-
-    async def close(self) -> None:
-        """Nothing to flush."""
-
-    async def shutdown(self) -> None:
-        """Nothing to release."""
 
 
 def timed(method: Method) -> Run:
@@ -158,7 +131,7 @@ def streamprep_no_inference(clip: Path, fps: float, model: LoadedModel) -> Run:
 
 def streamprep_pipeline(clip: Path, fps: float, model: LoadedModel) -> Run:
     cfg = parse({"sources": [str(clip)], "fps": fps})
-    sink = CountingSink()
+    sink = MemorySink(keep=0)
 
     async def replay() -> Run:
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from streamprep.frames import Result
-from streamprep.metrics import SinkSnapshot
+from streamprep.sinks.memory import MemorySink
 from streamprep.sources.base import SourceState, SourceStatus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,43 +154,24 @@ def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
         server.kill()
 
 
-class ListSink:
-    """A real sink that keeps what it receives, and lets a test wait for what it expects."""
-
-    name = "list"
+class ListSink(MemorySink):
+    """streamprep's memory sink, plus a way for a test to wait for what it expects."""
 
     def __init__(self) -> None:
-        self.results: list[Result] = []
-        self.statuses: list[SourceStatus] = []
-        self.closed = False
+        super().__init__()
         self._changed: asyncio.Event | None = None
 
     def _notify(self) -> None:
         if self._changed is not None:
             self._changed.set()
 
-    async def open(self) -> None:
-        pass
-
     async def send(self, result: Result) -> None:
-        self.results.append(result)
+        await super().send(result)
         self._notify()
 
     async def send_status(self, status: SourceStatus) -> None:
-        self.statuses.append(status)
+        await super().send_status(status)
         self._notify()
-
-    async def serve(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        self.closed = True
-
-    async def shutdown(self) -> None:
-        pass
-
-    def stats(self) -> SinkSnapshot:
-        return SinkSnapshot(self.name, True, len(self.results), 0, 0)
 
     def of(self, source: str) -> list[Result]:
         return [r for r in self.results if r.source == source]

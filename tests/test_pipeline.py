@@ -27,7 +27,7 @@ def run(cfg: Config) -> tuple[list[Result], RunReport]:
     model = load_model(cfg.model)
     report = asyncio.run(asyncio.wait_for(Pipeline(cfg, model, [sink]).run(), 120))
     assert sink.closed
-    return sink.results, report
+    return list(sink.results), report
 
 
 def stable(results: list[Result]) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ def run_models(cfg: Config) -> tuple[list[Result], RunReport]:
     sink = ListSink()
     models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
     report = asyncio.run(asyncio.wait_for(Pipeline(cfg, models, [sink]).run(), 120))
-    return sink.results, report
+    return list(sink.results), report
 
 
 def test_batches_fill_across_sources_and_results_go_back_to_their_frames() -> None:

@@ -1,0 +1,43 @@
+"""Results kept in memory: for using streamprep as a library, for tests and for benchmarks."""
+
+from __future__ import annotations
+
+import collections
+
+from streamprep.frames import Result
+from streamprep.metrics import SinkSnapshot
+from streamprep.sources.base import SourceStatus
+
+
+class MemorySink:
+    """Keeps the last ``keep`` results (all of them when None) and every status change, in arrival order."""
+
+    name = "memory"
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.results: collections.deque[Result] = collections.deque(maxlen=keep)
+        self.statuses: collections.deque[SourceStatus] = collections.deque(maxlen=10_000)
+        self.count = 0
+        self.closed = False
+
+    async def open(self) -> None:
+        """Nothing to connect to."""
+
+    async def send(self, result: Result) -> None:
+        self.results.append(result)
+        self.count += 1
+
+    async def send_status(self, status: SourceStatus) -> None:
+        self.statuses.append(status)
+
+    async def serve(self) -> None:
+        """Everything happens in ``send``."""
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def shutdown(self) -> None:
+        """Nothing to release."""
+
+    def stats(self) -> SinkSnapshot:
+        return SinkSnapshot(self.name, True, self.count, 0, 0)
