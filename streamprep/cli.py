@@ -1,4 +1,7 @@
-"""Command line: ``streamprep run|inspect``. Maps every StreamprepError to one line and an exit code."""
+"""Command line: ``streamprep run|check|top|inspect|preprocess|record``.
+
+Maps every StreamprepError to one line and an exit code; tracebacks only with ``--debug``.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +17,25 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rich.console import Console
 
 from streamprep import config as config_mod
+from streamprep import logs
+from streamprep.dashboard import dashboard_companion, top
 from streamprep.errors import ConfigError, SinkError, StreamprepError
+from streamprep.exporter import metrics_companion
 from streamprep.frames import Image
+from streamprep.logs import CallbackHandler
 from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline, RunReport, describe_sources
+from streamprep.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.record import record
-from streamprep.redact import redact_text
+from streamprep.redact import redact_text, redact_url
+from streamprep.service import Notifier, default_status_socket, status_companion, systemd_companion
 from streamprep.sinks.base import Sink
 from streamprep.sinks.jsonl import JsonLinesSink
 from streamprep.sinks.mqtt import MqttSink
-from streamprep.sources.live import LiveOptions
+from streamprep.sources.live import LiveOptions, classify
 
 log = logging.getLogger("streamprep")
 
@@ -57,6 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
     )
+    run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
+    run.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
+    run.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
+    run.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
+
+    chk = sub.add_parser("check", help="validate a config: keys, values, models, files; start nothing")
+    chk.add_argument("sources", nargs="*", metavar="SOURCE")
+    chk.add_argument("--config", type=Path, help="TOML config file")
+    chk.add_argument("--model", type=Path)
+
+    top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
+    top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
 
     ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
@@ -105,6 +127,12 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
         flags["device"] = args.device
     if getattr(args, "realtime", None):
         flags["realtime"] = True
+    if getattr(args, "metrics", None):
+        flags["metrics"] = {"listen": args.metrics}
+    if getattr(args, "status_socket", None):
+        flags["status"] = {"socket": args.status_socket}
+    if getattr(args, "log_format", None):
+        flags["logging"] = {"format": args.log_format}
     where = f"{args.config}: " if args.config else ""
     return config_mod.parse(config_mod.merge(data, flags), where)
 
@@ -130,10 +158,32 @@ def _first_error(exc: BaseException) -> BaseException:
     return exc
 
 
-async def _serve(cfg: config_mod.Config, models: dict[str, LoadedModel], sinks: list[Sink]) -> RunReport:
+def _companions(cfg: config_mod.Config, args: argparse.Namespace, pipeline: Pipeline) -> list[Companion]:
+    companions: list[Companion] = []
+    notifier = Notifier()
+    if notifier.enabled:
+        companions.append(systemd_companion(notifier, pipeline.snapshot))
+    status_path = cfg.status.socket or default_status_socket()
+    if status_path is not None:
+        companions.append(status_companion(status_path, pipeline.snapshot))
+    if cfg.metrics.listen:
+        companions.append(metrics_companion(cfg.metrics.listen, pipeline.snapshot))
+    if getattr(args, "dashboard", False):
+        companions.append(dashboard_companion(Console(stderr=True)))
+    return companions
+
+
+async def _serve(
+    cfg: config_mod.Config, args: argparse.Namespace, models: dict[str, LoadedModel], sinks: list[Sink]
+) -> RunReport:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
+    pipeline = Pipeline(cfg, models, sinks, drain_timeout=cfg.drain_timeout_s)
+    notifier = Notifier()
+    if getattr(args, "dashboard", False):
+        logs.setup(cfg.logging.format, cfg.logging.level, quiet=True)
+        logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
 
     def on_signal(sig: signal.Signals) -> None:
         if stop.is_set():
@@ -142,33 +192,52 @@ async def _serve(cfg: config_mod.Config, models: dict[str, LoadedModel], sinks: 
                 main.cancel()
             return
         log.info("%s received: stopping", sig.name)
+        notifier.notify(stopping=1)
         stop.set()
+
+    def on_reload() -> None:
+        if args.config is None:
+            log.warning("SIGHUP: no --config to reload; ignored")
+            return
+        notifier.notify(reloading=1)
+        try:
+            started, stopped = pipeline.apply(_config_from_args(args))
+            log.info("reloaded %s: started %s; stopped %s", args.config, started or "none", stopped or "none")
+        except StreamprepError as exc:
+            log.error("reload refused, running on as before: %s", exc)
+        notifier.notify(ready=1)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     opened: list[Sink] = []
     try:
         for sink in sinks:
             await sink.open()
             opened.append(sink)
         try:
-            return await Pipeline(cfg, models, sinks, drain_timeout=cfg.drain_timeout_s).run(stop)
+            return await pipeline.run(stop, _companions(cfg, args, pipeline))
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
     finally:
         for sink in opened:
             await sink.shutdown()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        notifier.close()
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
+    logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level)
     if not cfg.sources:
         raise ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config")
+    to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
+    if args.dashboard and to_stdout and sys.stdout.isatty():
+        raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
     models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
     log.info("sources: %s", ", ".join(describe_sources(cfg)))
-    report = asyncio.run(_serve(cfg, models, _sinks(cfg)))
+    report = asyncio.run(_serve(cfg, args, models, _sinks(cfg)))
     for s in report.snapshot.sources:
         log.info(
             "source %s: %s, %d decoded, %d sampled, %d processed, %d dropped",
@@ -183,6 +252,44 @@ def _run(args: argparse.Namespace) -> int:
         for failure in report.failures:
             print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
         return report.failures[0].exit_code
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Frigate-style config check: everything ``run`` would refuse, refused here, without starting."""
+    args.fps = args.batch = args.max_wait_ms = args.decoder = args.score_threshold = None
+    args.out = args.mqtt = args.device = args.state_dir = args.realtime = None
+    cfg = _config_from_args(args)
+    problems: list[str] = []
+    for key in cfg.used_models():
+        try:
+            model = load_model(cfg.model_for(key))
+            print(f"model {key}: {model.name} ok ({model.spec.width}x{model.spec.height} {model.spec.layout.value})")
+        except StreamprepError as exc:
+            problems.append(f"model {key}: {exc}")
+    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        kind = classify(spec.url)[0]
+        if kind == "file" and not Path(spec.url).is_file():
+            problems.append(f"source {sid}: {spec.url}: no such file")
+        else:
+            print(f"source {sid}: {kind} {redact_url(spec.url)}")
+    if cfg.output.mqtt is not None:
+        MqttSink(cfg.output.mqtt, cfg.device, None)  # credentials and TLS files are read here
+        print(f"mqtt: {redact_url(cfg.output.mqtt.url)}")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    print("config ok")
+    return 0
+
+
+def _top(args: argparse.Namespace) -> int:
+    path = args.socket or default_status_socket() or Path("/run/streamprep/status.sock")
+    if not path.exists():
+        raise ConfigError(f"top: no status socket at {path}: is streamprep running with status.socket set?")
+    try:
+        asyncio.run(top(path, Console(), args.interval))
+    except (OSError, TimeoutError) as exc:
+        raise SinkError(f"top: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return 0
 
 
@@ -248,11 +355,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.setup("auto", "debug" if debug else "info")
     try:
         args = _parser().parse_args(argv)
         if args.command == "run":
@@ -261,6 +364,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _preprocess(args)
         if args.command == "record":
             return _record(args)
+        if args.command == "check":
+            return _check(args)
+        if args.command == "top":
+            return _top(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

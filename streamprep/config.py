@@ -118,6 +118,19 @@ class OutputConfig(_Strict):
         return {"url": v} if isinstance(v, str) else v
 
 
+class MetricsConfig(_Strict):
+    listen: str | None = None  # HOST:PORT for Prometheus, e.g. 127.0.0.1:9108; off when unset
+
+
+class StatusConfig(_Strict):
+    socket: Path | None = None  # unix socket for `streamprep top`; default $RUNTIME_DIRECTORY/status.sock
+
+
+class LoggingConfig(_Strict):
+    format: Literal["auto", "text", "journal", "json"] = "auto"  # auto: journal under systemd, else text
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
 class Config(_Strict):
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
@@ -130,6 +143,9 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     output: OutputConfig = OutputConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    status: StatusConfig = StatusConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -39,6 +39,37 @@ class Window:
         return tuple(float(v) for v in np.percentile(arr, qs))
 
 
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+
+
+class Histogram:
+    """Cumulative counts per upper bound (Prometheus style), plus the sum and count of all values."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BUCKETS_MS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+        self.total += value
+        self.count += 1
+
+    def freeze(self) -> HistogramSnapshot:
+        return HistogramSnapshot(self.bounds, tuple(self.counts), self.total, self.count)
+
+
+@dataclass(frozen=True)
+class HistogramSnapshot:
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]  # cumulative: values <= bounds[i]
+    total: float
+    count: int
+
+
 @dataclass
 class SourceCounters:
     state: SourceState = SourceState.CONNECTING
@@ -92,6 +123,7 @@ class Snapshot:
     inference_p50_ms: float
     inference_p95_ms: float
     errors: tuple[str, ...]
+    histograms: dict[str, HistogramSnapshot] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +132,12 @@ class Snapshot:
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
         sources = tuple(SourceSnapshot(**s) for s in data["sources"])
         sinks = tuple(SinkSnapshot(**s) for s in data["sinks"])
-        rest = {k: v for k, v in data.items() if k not in ("sources", "sinks", "errors")}
-        return cls(sources=sources, sinks=sinks, errors=tuple(data["errors"]), **rest)
+        histograms = {
+            k: HistogramSnapshot(tuple(h["bounds"]), tuple(h["counts"]), h["total"], h["count"])
+            for k, h in data.get("histograms", {}).items()
+        }
+        rest = {k: v for k, v in data.items() if k not in ("sources", "sinks", "errors", "histograms")}
+        return cls(sources=sources, sinks=sinks, errors=tuple(data["errors"]), histograms=histograms, **rest)
 
 
 @dataclass
@@ -114,6 +150,9 @@ class Metrics:
     preprocess_ms: Window = field(default_factory=Window)
     inference_ms: Window = field(default_factory=Window)
     errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
+    histograms: dict[str, Histogram] = field(
+        default_factory=lambda: {"preprocess_ms": Histogram(), "inference_ms": Histogram(), "age_ms": Histogram()}
+    )
 
     def source(self, source_id: str) -> SourceCounters:
         return self.sources.setdefault(source_id, SourceCounters())
@@ -164,4 +203,5 @@ class Metrics:
             inference_p50_ms=inf50,
             inference_p95_ms=inf95,
             errors=tuple(self.errors),
+            histograms={name: h.freeze() for name, h in self.histograms.items()},
         )

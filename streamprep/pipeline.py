@@ -371,11 +371,14 @@ class Pipeline:
                 self.metrics.frames += len(results)
                 self.metrics.batch_sizes.add(len(results))
                 self.metrics.inference_ms.add(results[0].timings.inference_ms)
+                self.metrics.histograms["inference_ms"].add(results[0].timings.inference_ms)
                 for result in results:
                     counters = self.metrics.source(result.source)
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
+                    self.metrics.histograms["age_ms"].add(result.timings.age_ms)
                     self.metrics.preprocess_ms.add(result.timings.preprocess_ms)
+                    self.metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)
                     for q in sinks:
                         await q.put(result)
         finally:
