@@ -182,7 +182,6 @@ async def _serve(
     pipeline = Pipeline(cfg, models, sinks, drain_timeout=cfg.drain_timeout_s)
     notifier = Notifier()
     if getattr(args, "dashboard", False):
-        logs.setup(cfg.logging.format, cfg.logging.level, quiet=True)
         logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
 
     def on_signal(sig: signal.Signals) -> None:
@@ -229,7 +228,7 @@ async def _serve(
 
 def _run(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
-    logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level)
+    logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
     if not cfg.sources:
         raise ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config")
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)

@@ -34,6 +34,7 @@ class Notifier:
         self._socket: socket.socket | None = None
         if self._address:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._socket.setblocking(False)  # never stall the event loop on a reader that is behind
         self.watchdog_s = watchdog_interval(env)
 
     @property
