@@ -44,6 +44,14 @@ class SourceConfig(_Strict):
     format: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
+    roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if v is not None and (min(v) < 0 or v[2] <= 0 or v[3] <= 0):
+            raise ValueError("must be [x, y, width, height] with width and height > 0")
+        return v
 
 
 class ModelConfig(_Strict):

@@ -26,7 +26,7 @@ from streamprep.frames import Frame, Result, Timings
 from streamprep.inference import Tensor
 from streamprep.metrics import Metrics, Snapshot
 from streamprep.model import LoadedModel
-from streamprep.preprocess.geometry import Geometry
+from streamprep.preprocess.geometry import Geometry, Region
 from streamprep.queues import BoundedQueue, DropPolicy
 from streamprep.redact import redact_text, redact_url
 from streamprep.sinks.base import Sink
@@ -107,6 +107,7 @@ class Pipeline:
         self._stopped = False
         self._branches: dict[str, _Branch] = {}
         self._running: dict[str, _Running] = {}
+        self._rois: dict[str, Region] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._status_queues = [BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST) for _ in sinks]
 
@@ -176,6 +177,10 @@ class Pipeline:
         queue = branch.batcher.add_queue(spec.queue_size or size, spec.policy or policy)
         task = self._tg.create_task(self._produce(source, queue), name=f"source {sid}")
         self._running[sid] = _Running(spec, source, queue, task)
+        if spec.roi is not None:
+            self._rois[sid] = spec.roi
+        else:
+            self._rois.pop(sid, None)
 
     def _seal(self) -> None:
         for branch in self._branches.values():
@@ -284,13 +289,15 @@ class Pipeline:
 
     async def _prepare(self, branch: _Branch) -> None:
         pre, batcher, free, out = branch.model.preprocessor, branch.batcher, branch.free, branch.prepared
+        rois = self._rois
 
         def fill(items: list[Queued], tensor: Tensor) -> PreparedBatch:
             started = time.monotonic()
             geometries, times = [], []
             for i, item in enumerate(items):
                 t0 = time.perf_counter()
-                geometries.append(pre.into(item.frame.image, tensor[i], item.frame.pixel_format))
+                f = item.frame
+                geometries.append(pre.into(f.image, tensor[i], f.pixel_format, rois.get(f.source)))
                 times.append((time.perf_counter() - t0) * 1000.0)
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
 

@@ -164,3 +164,18 @@ def test_unknown_model_key_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"sources\.0\.model: no model named 'nope'"):
         parse({"sources": [{"url": "x.mp4", "model": "nope"}]})
+
+
+def test_region_of_interest_per_source() -> None:
+    clip = str(RECORDINGS / "demo_720p.mp4")
+    cfg = parse(
+        {"fps": 1, "sources": [{"url": clip, "id": "left", "roi": [0, 0, 0.5, 1.0]}, {"url": clip, "id": "all"}]}
+    )
+    results, _ = run(cfg)
+    left = [r for r in results if r.source == "left"]
+    assert len(left) == 12
+    for r in left:
+        for d in r.detections or ():
+            assert d.box.x2 <= 640.0 + 1e-6, "boxes stay inside the region, in source pixels"
+    whole = [r for r in results if r.source == "all"]
+    assert any(d.box.x2 > 640 for r in whole for d in r.detections or ())

@@ -297,3 +297,19 @@ def test_yuv420p_with_odd_geometry_converts_first() -> None:
     pre.into(yuv, got[0], "yuv420p")
     pre.into(bgr, want[0])
     assert np.array_equal(got, want)
+
+
+def test_region_in_fractions_or_pixels_per_call() -> None:
+    image = photo("astronaut")  # 512x512
+    spec = PreprocessSpec(
+        width=128, height=64, scaling=Scaling.NONE, dtype=DType.UINT8, layout=Layout.NHWC, color=Color.BGR
+    )
+    pre = Preprocessor(spec)
+    by_fraction, by_pixels, whole = pre.new_batch(1), pre.new_batch(1), pre.new_batch(1)
+    geo = pre.into(image, by_fraction[0], region=(0.25, 0.5, 0.5, 0.25))
+    assert (geo.crop_x, geo.crop_y, geo.crop_width, geo.crop_height) == (128, 256, 256, 128)
+    pre.into(image, by_pixels[0], region=(128, 256, 256, 128))
+    pre.into(image, whole[0])
+    assert np.array_equal(by_fraction, by_pixels)
+    assert np.array_equal(by_fraction[0], cv2.resize(image[256:384, 128:384], (128, 64)))
+    assert not np.array_equal(by_fraction, whole)

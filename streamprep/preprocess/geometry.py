@@ -76,6 +76,17 @@ class Geometry:
         return pts
 
 
+Region = tuple[float, float, float, float]  # x, y, width, height: pixels, or fractions when all are <= 1
+
+
+def resolve(region: Region, src_width: int, src_height: int) -> Roi:
+    """A region of interest as given in the config (pixels, or fractions of the frame) in pixels."""
+    x, y, w, h = region
+    if all(0 <= v <= 1 for v in region):
+        return Roi(round(x * src_width), round(y * src_height), round(w * src_width), round(h * src_height))
+    return Roi(round(x), round(y), round(w), round(h))
+
+
 def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None = None) -> Geometry:
     """The geometry ``spec`` applies to a ``src_width``×``src_height`` frame."""
     if roi is None:

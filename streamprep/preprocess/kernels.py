@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamprep.frames import Image
-from streamprep.preprocess.geometry import Geometry, Roi, plan
+from streamprep.preprocess.geometry import Geometry, Region, Roi, plan, resolve
 from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Scaling
 
 Array = npt.NDArray[Any]
@@ -108,18 +108,20 @@ class Preprocessor:
             and spec.dtype is DType.UINT8
             and bool(np.array_equal(self._static_tables, np.tile(np.arange(256), (spec.channels, 1))))
         )
-        self._geometries: dict[tuple[int, int], Geometry] = {}
+        self._geometries: dict[tuple[int, int, Region | None], Geometry] = {}
         self._local = threading.local()
 
     def new_batch(self, batch: int) -> Array:
         """A tensor for ``batch`` frames, to be reused across batches."""
         return np.zeros(self.spec.tensor_shape(batch), dtype=self.dtype)
 
-    def geometry(self, width: int, height: int) -> Geometry:
-        key = (width, height)
+    def geometry(self, width: int, height: int, region: Region | None = None) -> Geometry:
+        """The geometry for a frame size and region of interest (``region`` or the preprocessor's own roi)."""
+        key = (width, height, region)
         geo = self._geometries.get(key)
         if geo is None:
-            geo = plan(self.spec, width, height, self.roi)
+            roi = resolve(region, width, height) if region is not None else self.roi
+            geo = plan(self.spec, width, height, roi)
             self._geometries[key] = geo
         return geo
 
@@ -133,11 +135,13 @@ class Preprocessor:
             buf = buffers[key] = np.full(shape, fill, dtype=np.uint8)
         return buf
 
-    def _at_model_size(self, image: Image, pixel_format: str = "bgr24") -> tuple[Array, Geometry]:
+    def _at_model_size(
+        self, image: Image, pixel_format: str = "bgr24", region: Region | None = None
+    ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
         yuv = pixel_format == "yuv420p"
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
-        geo = self.geometry(image.shape[1], height)
+        geo = self.geometry(image.shape[1], height, region)
         if yuv and not _even(geo):
             image, yuv = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420), False  # type: ignore[assignment]
         size = (geo.resized_width, geo.resized_height)
@@ -154,8 +158,8 @@ class Preprocessor:
         if not geo.padded:
             return small, geo
         canvas = self._scratch(("canvas", geo), (geo.out_height, geo.out_width, 3), self.spec.pad_value)
-        region = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
-        np.copyto(region, small)
+        placed = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
+        np.copyto(placed, small)
         return canvas, geo
 
     def _resize_i420(self, image: Image, geo: Geometry) -> Image:
@@ -196,10 +200,10 @@ class Preprocessor:
             return self._static_tables
         return value_tables(self.spec, *affine_for(self.spec, pixels))
 
-    def into(self, image: Image, out: Array, pixel_format: str = "bgr24") -> Geometry:
+    def into(self, image: Image, out: Array, pixel_format: str = "bgr24", region: Region | None = None) -> Geometry:
         """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
-        ``out``, one batch slot (``tensor[i]``). Returns its geometry."""
-        bgr, geo = self._at_model_size(image, pixel_format)
+        ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. Returns its geometry."""
+        bgr, geo = self._at_model_size(image, pixel_format, region)
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)
