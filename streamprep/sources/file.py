@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, Generator, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import cv2
@@ -66,6 +66,41 @@ def open_container(path: Path, source: str) -> tuple[Any, Any]:
     return container, stream
 
 
+class _Counted(Protocol):
+    decoded: int
+    corrupt: int
+
+
+def decode(container: Any, stream: Any, counts: _Counted) -> Iterator[Any]:
+    """Every frame that decodes, in order; a packet that does not is counted in ``counts.corrupt`` and
+    skipped (most frames of a file damaged in the middle survive)."""
+    for packet in container.demux(stream):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            counts.corrupt += 1
+            continue
+        for frame in frames:
+            counts.decoded += 1
+            yield frame
+
+
+def make_frame(source: str, index: int, seq: int, pts: Fraction, frame: Any) -> Frame:
+    """A pipeline Frame from a decoded PyAV frame the sampler kept, stamped now."""
+    decoded_mono = time.monotonic()
+    image, pixel_format = to_image(frame)
+    return Frame(
+        source=source,
+        index=index,
+        seq=seq,
+        pts=float(pts),
+        captured_at=time.time(),
+        decoded_mono=decoded_mono,
+        image=image,
+        pixel_format=pixel_format,
+    )
+
+
 class FileSource:
     """Decodes a file with PyAV; drops unsampled frames before any pixel conversion."""
 
@@ -91,35 +126,16 @@ class FileSource:
         time_base = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
         last_pts: Fraction | None = None
-        for packet in container.demux(stream):
-            try:
-                decoded = packet.decode()
-            except av.error.InvalidDataError:
-                self.corrupt += 1
+        for frame in decode(container, stream, self):
+            if frame.pts is not None:
+                pts = Fraction(frame.pts) * time_base
+            else:
+                pts = last_pts + 1 / rate if last_pts is not None else Fraction(0)
+            last_pts = pts
+            if not sampler.keep(pts):
                 continue
-            for frame in decoded:
-                self.decoded += 1
-                index = self.decoded - 1
-                if frame.pts is not None:
-                    pts = Fraction(frame.pts) * time_base
-                else:
-                    pts = last_pts + 1 / rate if last_pts is not None else Fraction(0)
-                last_pts = pts
-                if not sampler.keep(pts):
-                    continue
-                t0 = time.monotonic()
-                image, pixel_format = to_image(frame)
-                self.sampled += 1
-                yield Frame(
-                    source=self.id,
-                    index=index,
-                    seq=self.sampled - 1,
-                    pts=float(pts),
-                    captured_at=time.time(),
-                    decoded_mono=t0,
-                    image=image,
-                    pixel_format=pixel_format,
-                )
+            self.sampled += 1
+            yield make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
         chunk: list[Frame] = []

@@ -32,7 +32,7 @@ from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
-from streamprep.sources.file import to_image
+from streamprep.sources.file import decode, make_frame
 
 log = logging.getLogger(__name__)
 
@@ -197,49 +197,31 @@ class LiveSource:
             wall_origin = time.monotonic()
             ended = "stream ended"
             try:
-                for packet in container.demux(stream):
+                for frame in decode(container, stream, self):
                     if self._stop.is_set():
                         break
-                    try:
-                        decoded = packet.decode()
-                    except av.error.InvalidDataError:
-                        self.corrupt += 1
+                    if frame.pts is not None and stream.time_base is not None:
+                        raw = Fraction(frame.pts) * stream.time_base
+                    else:
+                        raw = Fraction(time.monotonic() - wall_origin).limit_denominator(1_000_000)
+                    if origin is None:
+                        origin = raw
+                    pts = base + (raw - origin)
+                    if last_pts is not None and pts <= last_pts:
+                        # a reset inside the stream: continue from where we were
+                        base, origin = last_pts + interval, raw
+                        pts = base
+                    last_pts = pts
+                    if self.options.realtime:
+                        delay = wall_origin + float(pts - base) - time.monotonic()
+                        if delay > 0 and self._stop.wait(delay):
+                            break
+                    if not sampler.keep(pts):
                         continue
-                    for frame in decoded:
-                        self.decoded += 1
-                        if frame.pts is not None and stream.time_base is not None:
-                            raw = Fraction(frame.pts) * stream.time_base
-                        else:
-                            raw = Fraction(time.monotonic() - wall_origin).limit_denominator(1_000_000)
-                        if origin is None:
-                            origin = raw
-                        pts = base + (raw - origin)
-                        if last_pts is not None and pts <= last_pts:
-                            # a reset inside the stream: continue from where we were
-                            base, origin = last_pts + interval, raw
-                            pts = base
-                        last_pts = pts
-                        if self.options.realtime:
-                            delay = wall_origin + float(pts - base) - time.monotonic()
-                            if delay > 0 and self._stop.wait(delay):
-                                break
-                        if not sampler.keep(pts):
-                            continue
-                        t0 = time.monotonic()
-                        self.sampled += 1
-                        image, pixel_format = to_image(frame)
-                        item = Frame(
-                            source=self.id,
-                            index=self.decoded - 1,
-                            seq=self.sampled - 1,
-                            pts=float(pts),
-                            captured_at=time.time(),
-                            decoded_mono=t0,
-                            image=image,
-                            pixel_format=pixel_format,
-                        )
-                        if not self._hand_off(loop, handoff, item):
-                            return
+                    self.sampled += 1
+                    item = make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+                    if not self._hand_off(loop, handoff, item):
+                        return
             except av.error.FFmpegError as exc:
                 ended = _reason(exc)
                 if "timed out" in ended.lower() or isinstance(exc, av.error.ExitError):
