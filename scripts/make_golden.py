@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from streamprep.schema import VOLATILE_FIELDS
+
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [
     ("demo_720p", "ssd_mobilenet_v2_fpnlite_256_int8", "ssd"),
@@ -18,7 +20,6 @@ CASES = [
     ("pan_1080p", "ssd_mobilenet_v2_fpnlite_256_int8", "ssd"),
     ("vfr_720p", "ssd_mobilenet_v2_fpnlite_256_int8", "ssd"),
 ]
-VOLATILE = ("id", "captured_at", "timings_ms")
 
 
 def main() -> None:
@@ -45,7 +46,7 @@ def main() -> None:
         )
         rows = [json.loads(line) for line in proc.stdout.splitlines()]
         for row in rows:
-            for key in VOLATILE:
+            for key in VOLATILE_FIELDS:
                 row.pop(key)
         target = out_dir / f"{clip}.{short}.jsonl"
         target.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -1,7 +1,7 @@
 """The published form of a :class:`~streamprep.frames.Result`: one JSON object per sampled frame.
 
-Fields that vary between two replays of the same file are ``id`` (it names the run), ``captured_at`` and
-``timings_ms``;
+Fields that vary between two replays of the same file are ``id`` (it names the run), ``captured_at``,
+``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
 everything else is deterministic. See the README for the field reference.
 """
 
@@ -15,7 +15,7 @@ from streamprep.frames import Result
 
 SCHEMA = "streamprep.result/1"
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "result-1.json"  # the JSON Schema of SCHEMA
-VOLATILE_FIELDS = ("id", "captured_at", "timings_ms")
+VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
 
 def result_to_dict(result: Result, device: str) -> dict[str, Any]:
