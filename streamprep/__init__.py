@@ -11,11 +11,13 @@ from streamprep.errors import (
     StreamprepError,
 )
 from streamprep.frames import Box, Classification, Detection, Frame, Result, Timings
+from streamprep.metrics import Snapshot
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline, RunReport
 from streamprep.preprocess.spec import PreprocessSpec
 from streamprep.queues import BoundedQueue, DropPolicy
 from streamprep.sampling import Sampler
+from streamprep.sinks.memory import MemorySink
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "DropPolicy",
     "Frame",
     "LoadedModel",
+    "MemorySink",
     "ModelConfig",
     "ModelError",
     "OutputConfig",
@@ -38,6 +41,7 @@ __all__ = [
     "RunReport",
     "Sampler",
     "SinkError",
+    "Snapshot",
     "SourceConfig",
     "SourceError",
     "SourceLostError",

@@ -108,6 +108,7 @@ class Pipeline:
         self._branches: dict[str, _Branch] = {}
         self._running: dict[str, _Running] = {}
         self._rois: dict[str, Region] = {}
+        self._specs: dict[str, SourceConfig] = {}  # every source started so far, as configured
         self._tg: asyncio.TaskGroup | None = None
         self._status_queues = [BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST) for _ in sinks]
 
@@ -177,6 +178,7 @@ class Pipeline:
         queue = branch.batcher.add_queue(spec.queue_size or size, spec.policy or policy)
         task = self._tg.create_task(self._produce(source, queue), name=f"source {sid}")
         self._running[sid] = _Running(spec, source, queue, task)
+        self._specs[sid] = spec
         if spec.roi is not None:
             self._rois[sid] = spec.roi
         else:
@@ -198,7 +200,8 @@ class Pipeline:
         if cfg.model_dump(exclude={"sources"}) != self.cfg.model_dump(exclude={"sources"}):
             log.warning("reload: only [[sources]] changes apply while running; restart for the other changes")
         stopped = [sid for sid, run in self._running.items() if wanted.get(sid) != run.spec]
-        started = [sid for sid, spec in wanted.items() if sid not in self._running or sid in stopped]
+        # a file that already ended stays ended unless its settings changed
+        started = [sid for sid, spec in wanted.items() if self._specs.get(sid) != spec or sid in stopped]
         for sid in stopped:
             self._running[sid].task.cancel()
         for sid in started:
