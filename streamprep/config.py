@@ -6,11 +6,13 @@ Validation is strict (unknown keys are errors) and every message names the key, 
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -45,6 +47,29 @@ class SourceConfig(_Strict):
     options: dict[str, str] = Field(default_factory=dict)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
+    password_env: str | None = None  # the camera password from this environment variable...
+    password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
+
+    def resolved_url(self) -> str:
+        """``url`` with the password from ``password_env``/``password_file`` put in (never logged)."""
+        if self.password_env is None and self.password_file is None:
+            return self.url
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"source {self.id or self.url}: environment variable {self.password_env} is not set")
+        else:
+            assert self.password_file is not None
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"source {self.id or self.url}: password_file: {exc.strerror or exc}") from None
+        parts = urlsplit(self.url)
+        if not parts.hostname:
+            raise ConfigError(f"source {self.id or self.url}: a password needs a URL with a host")
+        user = parts.username or ""
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @field_validator("roi")
     @classmethod

@@ -159,3 +159,18 @@ def test_record_of_an_unreachable_camera_fails_clearly(tmp_path: Path) -> None:
     assert rec.returncode == 3
     assert "Connection refused" in rec.stderr and "topsecret" not in rec.stderr
     assert "Traceback" not in rec.stderr
+
+
+async def test_camera_password_from_the_environment(
+    rtsp_server: Callable[..., RtspServer], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    guarded = rtsp_server("--pattern", "--size", "320x240", "--user", "admin", "--password", "s3cr3t-pw")
+    monkeypatch.setenv("SP_TEST_CAM_PASSWORD", "s3cr3t-pw")
+    source = {"url": guarded.url("admin@"), "id": "cam", "password_env": "SP_TEST_CAM_PASSWORD"}
+    sink, stop, task = await start_pipeline({"sources": [source], "fps": 5})
+    try:
+        await sink.wait_for(lambda: len(sink.of("cam")) >= 3, 30, "results from the guarded camera")
+    finally:
+        await finish(stop, task)
+    assert "s3cr3t-pw" not in caplog.text + " ".join(s.reason for s in sink.statuses)

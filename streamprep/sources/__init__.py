@@ -35,4 +35,4 @@ def make_source(
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
     )
-    return LiveSource(source_id, cfg.url, fps, options, on_status=on_status)
+    return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status)
