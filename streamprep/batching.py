@@ -46,7 +46,7 @@ class Batcher(Generic[T]):
     def queues(self) -> tuple[BoundedQueue[T], ...]:
         return tuple(self._queues)
 
-    def _take_round(self, batch: list[T]) -> None:
+    def _take_round(self, batch: list[T], served: set[int]) -> None:
         """Take up to one item from each queue in turn, starting after the last one served."""
         n = len(self._queues)
         start = self._next
@@ -57,13 +57,14 @@ class Batcher(Generic[T]):
             item = self._queues[i].get_nowait()
             if item is not None:
                 batch.append(item)
+                served.add(id(self._queues[i]))
                 self._next = (i + 1) % n
 
-    def _fill(self, batch: list[T]) -> None:
+    def _fill(self, batch: list[T], served: set[int]) -> None:
         before = -1
         while len(batch) < self.max_size and len(batch) != before:
             before = len(batch)
-            self._take_round(batch)
+            self._take_round(batch, served)
         self._queues = [q for q in self._queues if not q.exhausted]
         if self._queues:
             self._next %= len(self._queues)
@@ -72,12 +73,17 @@ class Batcher(Generic[T]):
         return self._sealed and not self._queues
 
     async def next_batch(self) -> list[T] | None:
+        """The next batch. Waiting stops early once every input queue has given an item to this batch and
+        none has more: with one frame per live camera, waiting longer would only age the frames."""
         batch: list[T] = []
+        served: set[int] = set()
         deadline: float | None = None
         while True:
             self._wake.clear()
-            self._fill(batch)
+            self._fill(batch, served)
             if len(batch) >= self.max_size:
+                return batch
+            if batch and all(id(q) in served and not len(q) for q in self._queues):
                 return batch
             if batch and deadline is None:
                 deadline = time.monotonic() + self.max_wait
@@ -92,5 +98,5 @@ class Batcher(Generic[T]):
             try:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except TimeoutError:
-                self._fill(batch)
+                self._fill(batch, served)
                 return batch

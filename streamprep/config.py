@@ -95,6 +95,7 @@ class ModelConfig(_Strict):
     threads: int = Field(0, ge=0, le=256)
     inter_op_threads: int = Field(0, ge=0, le=256)
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
     preprocess: SpecOverrides = SpecOverrides()
 
     @field_validator("decoder")

@@ -84,6 +84,7 @@ class OnnxEngine:
         model_bytes: bytes | None = None,
         inter_op_threads: int = 0,
         optimization: str = "all",
+        spinning: bool = False,
     ) -> None:
         """Load ``path`` (or ``model_bytes``, a derived model whose origin is ``path``)."""
         import onnxruntime as ort
@@ -106,6 +107,9 @@ class OnnxEngine:
         options.log_severity_level = 3
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = inter_op_threads
+        # Idle ONNX Runtime threads spin by default, burning the cores the decoders need on an edge device.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         options.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
             "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

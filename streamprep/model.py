@@ -79,6 +79,7 @@ def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
         model_bytes=model_bytes,
         inter_op_threads=cfg.inter_op_threads,
         optimization=cfg.optimization,
+        spinning=cfg.spinning,
     )
 
 

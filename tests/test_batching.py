@@ -8,12 +8,24 @@ from streamprep.queues import DropPolicy
 async def test_lone_item_is_not_held_longer_than_max_wait() -> None:
     batcher: Batcher[int] = Batcher(max_size=8, max_wait=0.05)
     q = batcher.add_queue(4, DropPolicy.BLOCK)
+    batcher.add_queue(4, DropPolicy.BLOCK)  # a second source that has nothing yet
     await q.put(1)
     t0 = time.monotonic()
     batch = await asyncio.wait_for(batcher.next_batch(), 5)
     waited = time.monotonic() - t0
     assert batch == [1]
     assert 0.04 <= waited < 1.0
+
+
+async def test_no_waiting_once_every_source_has_given_its_frame() -> None:
+    batcher: Batcher[str] = Batcher(max_size=8, max_wait=10.0)
+    cams = [batcher.add_queue(1, DropPolicy.DROP_OLDEST) for _ in range(3)]
+    for name, q in zip("abc", cams, strict=True):
+        await q.put(name)
+    t0 = time.monotonic()
+    batch = await asyncio.wait_for(batcher.next_batch(), 5)
+    assert sorted(batch or []) == ["a", "b", "c"]
+    assert time.monotonic() - t0 < 1.0, "a batch that cannot grow is not held for max_wait"
 
 
 async def test_batch_fills_to_max_across_sources_round_robin() -> None:
@@ -60,6 +72,7 @@ async def test_ends_when_sealed_and_all_queues_drained() -> None:
 async def test_items_arriving_during_the_wait_join_the_batch() -> None:
     batcher: Batcher[int] = Batcher(max_size=3, max_wait=2.0)
     q = batcher.add_queue(4, DropPolicy.BLOCK)
+    batcher.add_queue(4, DropPolicy.BLOCK)  # another source: the batch keeps waiting for it
     await q.put(1)
 
     async def later() -> None:
