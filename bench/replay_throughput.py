@@ -141,7 +141,7 @@ def streamprep_pipeline(clip: Path, fps: float, model: LoadedModel) -> Run:
         wall = time.perf_counter() - t0
         if report.failures:
             raise RuntimeError(f"pipeline failed: {report.failures}")
-        decoded = sum(s.decoded for s in report.metrics.snapshot().sources)
+        decoded = sum(s.decoded for s in report.snapshot.sources)
         return Run(decoded, sink.count, wall)
 
     return asyncio.run(replay())
