@@ -42,14 +42,8 @@ _BAD_STATES = (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED)
 
 
 @dataclass(frozen=True)
-class Queued:
-    frame: Frame
-    enqueued: float
-
-
-@dataclass(frozen=True)
 class PreparedBatch:
-    items: tuple[Queued, ...]
+    items: tuple[Frame, ...]
     tensor: Tensor
     geometries: tuple[Geometry, ...]
     preprocess_ms: tuple[float, ...]
@@ -69,7 +63,7 @@ class _Branch:
     """One model's stages: its batcher, the prepared-batch queue, and its reusable batch tensors."""
 
     model: LoadedModel
-    batcher: Batcher[Queued]
+    batcher: Batcher[Frame]
     prepared: BoundedQueue[PreparedBatch]
     free: asyncio.Queue[Tensor]
     demand: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(0))
@@ -79,7 +73,7 @@ class _Branch:
 class _Running:
     spec: SourceConfig
     source: Source
-    queue: BoundedQueue[Queued]
+    queue: BoundedQueue[Frame]
     task: asyncio.Task[None]
 
 
@@ -268,12 +262,12 @@ class Pipeline:
         for task in downstream:
             task.cancel()
 
-    async def _produce(self, source: Source, queue: BoundedQueue[Queued]) -> None:
+    async def _produce(self, source: Source, queue: BoundedQueue[Frame]) -> None:
         counters = self.metrics.source(source.id)
         try:
             async with contextlib.aclosing(source.frames()) as frames:
                 async for frame in frames:
-                    await queue.put(Queued(frame, time.monotonic()))
+                    await queue.put(frame)
         except SourceError as exc:
             self._failures.append(exc)
             counters.state, counters.reason = SourceState.FAILED, exc.reason
@@ -294,12 +288,11 @@ class Pipeline:
         pre, batcher, free, out = branch.model.preprocessor, branch.batcher, branch.free, branch.prepared
         rois = self._rois
 
-        def fill(items: list[Queued], tensor: Tensor) -> PreparedBatch:
+        def fill(items: list[Frame], tensor: Tensor) -> PreparedBatch:
             started = time.monotonic()
             geometries, times = [], []
-            for i, item in enumerate(items):
+            for i, f in enumerate(items):
                 t0 = time.perf_counter()
-                f = item.frame
                 geometries.append(pre.into(f.image, tensor[i], f.pixel_format, rois.get(f.source)))
                 times.append((time.perf_counter() - t0) * 1000.0)
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
@@ -339,9 +332,8 @@ class Pipeline:
             outputs = model.engine.run(batch.tensor if fixed else batch.tensor[:n])
             inference_ms = (time.perf_counter() - t0) * 1000.0
             results = []
-            for i, (item, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
+            for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
                 decoded = model.decoder.decode(outputs, i, geo)
-                f = item.frame
                 results.append(
                     Result(
                         source=f.source,

@@ -39,7 +39,6 @@ class BoundedQueue(Generic[T]):
         self.maxsize = maxsize
         self.policy = policy
         self.dropped = 0
-        self.put_count = 0
         self._items: deque[T] = deque()
         self._closed = False
         self._room = asyncio.Event()
@@ -76,7 +75,6 @@ class BoundedQueue(Generic[T]):
                 if self._closed:
                     raise QueueClosed
         self._items.append(item)
-        self.put_count += 1
         self._signal()
         return True
 
@@ -90,7 +88,6 @@ class BoundedQueue(Generic[T]):
                 return False
             self._items.popleft()
         self._items.append(item)
-        self.put_count += 1
         self._signal()
         return True
 
