@@ -59,10 +59,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -71,11 +69,9 @@ from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
-import onnxruntime as ort
+from benchenv import load_average, machine, revision, versions
 
-import streamprep
 from streamprep.config import ModelConfig, parse
 from streamprep.frames import Image, Result
 from streamprep.inference import Tensor
@@ -328,51 +324,6 @@ def pipeline_table(configs: list[tuple[int, int]], runs: dict[tuple[int, int], l
             f"| {med([r.wall_s for r in rs]):.2f} | {cpu_pct:.0f} | {cpu_pct / cores:.0f} |"
         )
     return "\n".join(lines)
-
-
-# -- machine and versions (as in the other benches)
-
-
-def revision() -> str:
-    """The streamprep code measured: where it was imported from, its commit, and local changes."""
-    package = Path(streamprep.__file__).resolve().parent
-    where = "" if package.parent == ROOT else f" imported from {package}"
-
-    def git(*args: str) -> str:
-        cmd = ["git", "-C", str(package.parent), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        modified = bool(git("status", "--porcelain", "--", "streamprep").strip())
-    except (OSError, subprocess.CalledProcessError):
-        return f"unknown commit (not a git checkout){where}"
-    return f"commit {commit}" + (" with uncommitted changes in streamprep/" if modified else "") + where
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, Python {platform.python_version()}"
-
-
-def versions() -> str:
-    return (
-        f"av {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}), "
-        f"cv2 {cv2.__version__}, onnxruntime {ort.__version__}, numpy {np.__version__}"
-    )
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def clip_desc(clip: Path) -> str:

@@ -57,7 +57,6 @@ import datetime
 import json
 import logging
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -74,6 +73,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
+from benchenv import load_average, machine
 from onnx import TensorProto, helper, numpy_helper
 
 from streamprep.config import parse
@@ -465,13 +465,6 @@ def table(runs: list[Measured]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    return f"{cpu}, {os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), Python {platform.python_version()}"
-
-
 def gstreamer_version() -> str:
     probe = subprocess.run(
         [
@@ -499,11 +492,6 @@ def versions() -> str:
         f"cv2 {cv2.__version__} ({opencv_ffmpeg()}), onnxruntime {ort.__version__}, onnx {onnx.__version__}, "
         f"numpy {np.__version__}, {gstreamer_version()}"
     )
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

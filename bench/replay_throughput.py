@@ -40,10 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -56,8 +53,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
+from benchenv import load_average, machine, revision, versions
 
-import streamprep
 from streamprep.config import ModelConfig, parse
 from streamprep.frames import Frame
 from streamprep.model import LoadedModel, load_model
@@ -201,49 +198,6 @@ def naive_loop_model(clip: Path, fps: float, session: Any) -> Run:
             output += 1
     capture.release()
     return Run(decoded, output, time.perf_counter() - t0)
-
-
-def revision() -> str:
-    """The streamprep code measured: where it was imported from, its commit, and local changes."""
-    package = Path(streamprep.__file__).resolve().parent
-    where = "" if package.parent == ROOT else f" imported from {package}"
-
-    def git(*args: str) -> str:
-        cmd = ["git", "-C", str(package.parent), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-
-    try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        modified = bool(git("status", "--porcelain", "--", "streamprep").strip())
-    except (OSError, subprocess.CalledProcessError):
-        return f"unknown commit (not a git checkout){where}"
-    return f"commit {commit}" + (" with uncommitted changes in streamprep/" if modified else "") + where
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc {len(os.sched_getaffinity(0))}), {cpu}, Python {platform.python_version()}"
-
-
-def versions() -> str:
-    return (
-        f"av {av.__version__} (libavcodec {'.'.join(map(str, av.library_versions['libavcodec']))}), "
-        f"cv2 {cv2.__version__}, "
-        f"onnxruntime {ort.__version__}, numpy {np.__version__}"
-    )
-
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 def _fmt_rate(value: float | None) -> str:
