@@ -8,7 +8,7 @@ import logging
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -174,3 +174,43 @@ async def test_camera_password_from_the_environment(
     finally:
         await finish(stop, task)
     assert "s3cr3t-pw" not in caplog.text + " ".join(s.reason for s in sink.statuses)
+
+
+@pytest.fixture
+def hls_server(tmp_path: Path) -> Iterator[str]:
+    """An HLS stream of a bundled recording (segmented by PyAV, no re-encoding) served over HTTP on 127.0.0.1."""
+    import functools
+    import http.server
+    import threading
+
+    with av.open(str(RECORDINGS / "demo_720p.mp4")) as src:
+        stream = src.streams.video[0]
+        options = {"hls_time": "2", "hls_list_size": "0", "hls_playlist_type": "vod"}
+        with av.open(str(tmp_path / "stream.m3u8"), "w", format="hls", options=options) as out:
+            target = out.add_stream_from_template(stream)
+            for packet in src.demux(stream):
+                if packet.dts is None:
+                    continue
+                packet.stream = target
+                out.mux(packet)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/stream.m3u8"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+async def test_hls_over_http_flows_to_results(hls_server: str) -> None:
+    sink, stop, task = await start_pipeline({"sources": [{"url": hls_server, "id": "hls"}], "fps": 2})
+    try:
+        await sink.wait_for(lambda: len(sink.of("hls")) >= 10, 60, "10 results from the HLS stream")
+    finally:
+        await finish(stop, task)
+    results = sink.of("hls")
+    assert (results[0].width, results[0].height) == (1280, 720)
+    assert {d.label for r in results for d in r.detections or ()} & {"person", "cat"}
+    assert SourceState.ONLINE in sink.states("hls")
