@@ -57,7 +57,6 @@ import datetime
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -73,7 +72,7 @@ import numpy as np
 import numpy.typing as npt
 import onnx
 import onnxruntime as ort
-from benchenv import load_average, machine
+from benchenv import ROOT, load_average, machine
 from onnx import TensorProto, helper, numpy_helper
 
 from streamprep.config import parse
@@ -83,9 +82,9 @@ from streamprep.model import load_model
 from streamprep.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 
-ROOT = Path(__file__).resolve().parent.parent
-RTSP_SERVER = ROOT / "tests" / "servers" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
+sys.path.insert(0, str(ROOT / "tests"))
+from servers.rtsp import SYSTEM_PYTHON, RtspServer, free_port
+
 FPS = 30
 FRAME_INTERVAL_MS = 1000.0 / FPS
 INPUT_SIDE = 320
@@ -93,48 +92,6 @@ CHANNELS = 32
 WINDOW_S = 5.0
 INPUT_NAME = "images"
 PATTERN_ARGS = ("--pattern", "--size", "1280x720", "--fps", str(FPS))
-
-
-# -- the RTSP server, started as tests/conftest.py starts it
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RtspServer:
-    """gst-rtsp-server in a child process serving the live 1280x720 30 fps test pattern."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port), *PATTERN_ARGS],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # blocks until the server says it listens
-        if line.strip() != "READY":
-            self.kill()
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-
-    @property
-    def url(self) -> str:
-        return f"rtsp://127.0.0.1:{self.port}/stream"
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU seconds the server process has used so far."""
-        with open(f"/proc/{self.process.pid}/stat", encoding="ascii") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 # -- the synthetic slow model
@@ -245,11 +202,12 @@ def inference_start(result: Result) -> float:
 
 
 def run_streamprep(model_path: Path, seconds: float) -> Measured:
-    server = RtspServer()
+    server = RtspServer(free_port(), list(PATTERN_ARGS))
+    server.start()
     try:
         cfg = parse(
             {
-                "sources": [{"url": server.url, "id": "cam"}],
+                "sources": [{"url": server.url(), "id": "cam"}],
                 "model": {"path": str(model_path), "decoder": "raw"},
             }
         )
@@ -341,15 +299,16 @@ def tutorial_preprocess(frame: npt.NDArray[Any]) -> npt.NDArray[Any]:
 def run_naive(model_path: Path, seconds: float) -> Measured:
     session = session_for(str(model_path))
     session.run(None, {INPUT_NAME: np.zeros((1, 3, INPUT_SIDE, INPUT_SIDE), np.float32)})
-    server = RtspServer()
+    server = RtspServer(free_port(), list(PATTERN_ARGS))
+    server.start()
     samples: list[Sample] = []
     notes: list[str] = []
     try:
         cpu0 = server.cpu_seconds()
         udp_before = udp_sockets()
-        capture = cv2.VideoCapture(server.url, cv2.CAP_FFMPEG)
+        capture = cv2.VideoCapture(server.url(), cv2.CAP_FFMPEG)
         if not capture.isOpened():
-            raise RuntimeError(f"cv2.VideoCapture cannot open {server.url}")
+            raise RuntimeError(f"cv2.VideoCapture cannot open {server.url()}")
         udp = udp_sockets() - udp_before
         notes.append(f"OpenCV's RTSP transport: {'UDP' if udp else 'TCP'} ({udp} UDP sockets opened by the capture)")
         reads = 0

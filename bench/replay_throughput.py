@@ -159,7 +159,10 @@ def tutorial_preprocess(frame: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     return np.expand_dims(chw, axis=0).astype(np.float32)
 
 
-def naive_loop(clip: Path, fps: float) -> Run:
+def naive_loop(clip: Path, fps: float, session: Any | None = None) -> Run:
+    """The tutorial loop: read every frame, work on every ``step``-th. Without a session it preprocesses
+    the tutorial way; with one it resizes, swaps to RGB and runs the model (uint8 NHWC input)."""
+    input_name = session.get_inputs()[0].name if session is not None else ""
     t0 = time.perf_counter()
     capture = cv2.VideoCapture(str(clip))
     if not capture.isOpened():
@@ -171,31 +174,14 @@ def naive_loop(clip: Path, fps: float) -> Run:
         if not ok:
             break
         decoded += 1
-        if (decoded - 1) % step == 0:
+        if (decoded - 1) % step:
+            continue
+        if session is None:
             tutorial_preprocess(frame)
-            output += 1
-    capture.release()
-    return Run(decoded, output, time.perf_counter() - t0)
-
-
-def naive_loop_model(clip: Path, fps: float, session: Any) -> Run:
-    input_name = session.get_inputs()[0].name
-    t0 = time.perf_counter()
-    capture = cv2.VideoCapture(str(clip))
-    if not capture.isOpened():
-        raise RuntimeError(f"cv2.VideoCapture cannot open {clip}")
-    step = _sample_step(capture, fps)
-    decoded = output = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        decoded += 1
-        if (decoded - 1) % step == 0:
-            image = cv2.resize(frame, (256, 256))
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        else:
+            image = cv2.cvtColor(cv2.resize(frame, (256, 256)), cv2.COLOR_BGR2RGB)
             session.run(None, {input_name: np.expand_dims(image, axis=0)})
-            output += 1
+        output += 1
     capture.release()
     return Run(decoded, output, time.perf_counter() - t0)
 
@@ -251,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "streamprep replay, no inference": lambda: streamprep_no_inference(clip, fps, model),
         "streamprep replay, default model": lambda: streamprep_pipeline(clip, fps, model),
         "naive tutorial loop": lambda: naive_loop(clip, fps),
-        "naive tutorial loop + default model": lambda: naive_loop_model(clip, fps, session),
+        "naive tutorial loop + default model": lambda: naive_loop(clip, fps, session),
     }
     names = list(methods)
     runs: dict[str, list[Run]] = {name: [] for name in names}

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from servers.rtsp import SYSTEM_PYTHON, RtspServer, free_port
 
 from streamprep.frames import Result
 from streamprep.sinks.memory import MemorySink
@@ -33,12 +34,6 @@ def photo(name: str) -> np.ndarray:
     image = cv2.imread(str(DATA / f"{name}.png"), cv2.IMREAD_COLOR)
     assert image is not None, name
     return image
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -88,10 +83,6 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
         proc.wait(timeout=10)
 
 
-RTSP_SERVER = Path(__file__).resolve().parent / "servers" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
 def _require_gst_rtsp() -> None:
     probe = (
         subprocess.run(
@@ -106,35 +97,6 @@ def _require_gst_rtsp() -> None:
         if os.environ.get("STREAMPREP_REQUIRE_SERVICES"):
             pytest.fail(reason)
         pytest.skip(reason)
-
-
-@dataclass
-class RtspServer:
-    """gst-rtsp-server in a child process (Debian's Python: PyGObject is not in the venv)."""
-
-    port: int
-    args: list[str]
-    process: subprocess.Popen[str] | None = None
-
-    def url(self, credentials: str = "") -> str:
-        return f"rtsp://{credentials}127.0.0.1:{self.port}/stream"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port), *self.args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # blocks until the server says it listens
-        if line.strip() != "READY":
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -255,6 +255,16 @@ def row_numbers(text: str, source: str) -> list[float]:
     return []
 
 
+def wait_for_output_rate(session: str, source: str, timeout: float) -> None:
+    """Until the pane shows ``source``'s row with results coming out (out/s > 0)."""
+
+    def shown() -> bool:
+        numbers = row_numbers(pane(session), source)
+        return len(numbers) >= 3 and numbers[2] > 0
+
+    wait_until(shown, timeout, f"{source}'s row with out/s > 0")
+
+
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])
 def test_dashboard_under_tmux(tmp_path: Path, size: tuple[int, int]) -> None:
     tmux_available()
@@ -267,13 +277,7 @@ def test_dashboard_under_tmux(tmp_path: Path, size: tuple[int, int]) -> None:
         ["tmux", "new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), cmd], check=True, cwd=ROOT
     )
     try:
-        wait_until(
-            lambda: (
-                len(row_numbers(pane(session), "demo_720p")) >= 3 and row_numbers(pane(session), "demo_720p")[2] > 0
-            ),
-            60,
-            "a source row with out/s > 0",
-        )
+        wait_for_output_rate(session, "demo_720p", 60)
         text = pane(session)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
@@ -310,13 +314,7 @@ def test_top_attaches_to_a_background_daemon(tmp_path: Path) -> None:
             check=True,
             cwd=ROOT,
         )
-        wait_until(
-            lambda: (
-                len(row_numbers(pane(session), "demo_720p")) >= 3 and row_numbers(pane(session), "demo_720p")[2] > 0
-            ),
-            30,
-            "top showing the source",
-        )
+        wait_for_output_rate(session, "demo_720p", 30)
         text = pane(session)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
