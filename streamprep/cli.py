@@ -9,33 +9,18 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
-from rich.console import Console
-
-from streamprep import config as config_mod
 from streamprep import logs
-from streamprep.dashboard import dashboard_companion, top
-from streamprep.errors import ConfigError, SinkError, StreamprepError
-from streamprep.exporter import metrics_companion
-from streamprep.frames import Image
-from streamprep.logs import CallbackHandler
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Companion, Pipeline, RunReport, describe_sources
-from streamprep.preprocess.kernels import Preprocessor
-from streamprep.record import record
+from streamprep.errors import ConfigError, SinkError, StreamprepError, internal_error
 from streamprep.redact import redact_text, redact_url
-from streamprep.service import Notifier, default_status_socket, status_companion, systemd_companion
-from streamprep.sinks.base import Sink
-from streamprep.sinks.jsonl import JsonLinesSink
-from streamprep.sinks.mqtt import MqttSink
-from streamprep.sources.live import LiveOptions, classify
+from streamprep.version import __version__
+
+if TYPE_CHECKING:
+    from streamprep import config as config_mod
 
 log = logging.getLogger("streamprep")
 
@@ -48,6 +33,7 @@ class _ArgumentParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _ArgumentParser(prog="streamprep", description="Streaming preprocessor for computer vision at the edge.")
     p.add_argument("--debug", action="store_true", help="log debug detail and show tracebacks")
+    p.add_argument("--version", action="version", version=f"streamprep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
     run = sub.add_parser("run", help="run sources through a model and publish the results")
@@ -101,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
+    from streamprep import config as config_mod
+
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
     flags: dict[str, Any] = {"model": {}, "output": {}}
     if getattr(args, "sources", None):
@@ -137,96 +125,11 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
     return config_mod.parse(config_mod.merge(data, flags), where)
 
 
-def _sinks(cfg: config_mod.Config) -> list[Sink]:
-    out = cfg.output
-    sinks: list[Sink] = []
-    if out.out is not None or out.mqtt is None:
-        sinks.append(JsonLinesSink(out.out or "-", cfg.device))
-    if out.mqtt is not None:
-        sinks.append(MqttSink(out.mqtt, cfg.device, cfg.state_dir))
-    return sinks
-
-
-def _first_error(exc: BaseException) -> BaseException:
-    """The first StreamprepError inside (nested) exception groups, else ``exc``."""
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _first_error(inner)
-            if isinstance(found, StreamprepError):
-                return found
-        return exc.exceptions[0]
-    return exc
-
-
-def _companions(cfg: config_mod.Config, args: argparse.Namespace, pipeline: Pipeline) -> list[Companion]:
-    companions: list[Companion] = []
-    notifier = Notifier()
-    if notifier.enabled:
-        companions.append(systemd_companion(notifier, pipeline.snapshot))
-    status_path = cfg.status.socket or default_status_socket()
-    if status_path is not None:
-        companions.append(status_companion(status_path, pipeline.snapshot))
-    if cfg.metrics.listen:
-        companions.append(metrics_companion(cfg.metrics.listen, pipeline.snapshot))
-    if getattr(args, "dashboard", False):
-        companions.append(dashboard_companion(Console(stderr=True)))
-    return companions
-
-
-async def _serve(
-    cfg: config_mod.Config, args: argparse.Namespace, models: dict[str, LoadedModel], sinks: list[Sink]
-) -> RunReport:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    pipeline = Pipeline(cfg, models, sinks, drain_timeout=cfg.drain_timeout_s)
-    notifier = Notifier()
-    if getattr(args, "dashboard", False):
-        logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
-
-    def on_signal(sig: signal.Signals) -> None:
-        if stop.is_set():
-            log.warning("second %s: stopping now", sig.name)
-            if main is not None:
-                main.cancel()
-            return
-        log.info("%s received: stopping", sig.name)
-        notifier.notify(stopping=1)
-        stop.set()
-
-    def on_reload() -> None:
-        if args.config is None:
-            log.warning("SIGHUP: no --config to reload; ignored")
-            return
-        notifier.notify(reloading=1)
-        try:
-            started, stopped = pipeline.apply(_config_from_args(args))
-            log.info("reloaded %s: started %s; stopped %s", args.config, started or "none", stopped or "none")
-        except StreamprepError as exc:
-            log.error("reload refused, running on as before: %s", exc)
-        notifier.notify(ready=1)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, on_reload)
-    opened: list[Sink] = []
-    try:
-        for sink in sinks:
-            await sink.open()
-            opened.append(sink)
-        try:
-            return await pipeline.run(stop, _companions(cfg, args, pipeline))
-        except BaseExceptionGroup as group:
-            raise _first_error(group) from None
-    finally:
-        for sink in opened:
-            await sink.shutdown()
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
-        notifier.close()
-
-
 def _run(args: argparse.Namespace) -> int:
+    from streamprep.daemon import Daemon, Signals, summarize
+
+    signals = Signals()
+    signals.install()  # before anything slow: a stop while models load exits cleanly
     cfg = _config_from_args(args)
     logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
     if not cfg.sources:
@@ -234,30 +137,20 @@ def _run(args: argparse.Namespace) -> int:
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
-    models = {key: load_model(cfg.model_for(key)) for key in cfg.used_models()}
-    log.info("sources: %s", ", ".join(describe_sources(cfg)))
-    report = asyncio.run(_serve(cfg, args, models, _sinks(cfg)))
-    for s in report.snapshot.sources:
-        log.info(
-            "source %s: %s, %d decoded, %d sampled, %d processed, %d dropped",
-            s.source,
-            s.state,
-            s.decoded,
-            s.sampled,
-            s.processed,
-            s.dropped,
-        )
-    if report.failures:
-        for failure in report.failures:
-            print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
-        return report.failures[0].exit_code
-    return 0
+    reload = (lambda: _config_from_args(args)) if args.config is not None else None
+    outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard).run()
+    summarize(outcome)
+    return outcome.exit_code
 
 
 def _check(args: argparse.Namespace) -> int:
     """Frigate-style config check: everything ``run`` would refuse, refused here, without starting."""
     args.fps = args.batch = args.max_wait_ms = args.decoder = args.score_threshold = None
     args.out = args.mqtt = args.device = args.state_dir = args.realtime = None
+    from streamprep.model import load_model
+    from streamprep.sinks.mqtt import MqttSink
+    from streamprep.sources.live import classify
+
     cfg = _config_from_args(args)
     problems: list[str] = []
     for key in cfg.used_models():
@@ -282,6 +175,11 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from streamprep.dashboard import top
+    from streamprep.service import default_status_socket
+
     path = args.socket or default_status_socket() or Path("/run/streamprep/status.sock")
     if not path.exists():
         raise ConfigError(f"top: no status socket at {path}: is streamprep running with status.socket set?")
@@ -293,6 +191,8 @@ def _top(args: argparse.Namespace) -> int:
 
 
 def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
+    from streamprep import config as config_mod
+
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
     if args.model is not None:
         data = config_mod.merge(data, {"model": {"path": args.model}})
@@ -300,6 +200,13 @@ def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
 
 
 def _preprocess(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from streamprep.frames import Image
+    from streamprep.model import load_model
+    from streamprep.preprocess.kernels import Preprocessor
+
     model = load_model(_model_config(args))
     image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
     if image is None:
@@ -323,6 +230,9 @@ def _preprocess(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from streamprep.record import record
+    from streamprep.sources.live import LiveOptions
+
     if not args.seconds > 0:
         raise ConfigError("record: --seconds must be positive")
     options = LiveOptions(transport=args.transport, open_timeout=args.timeout, stall_timeout=args.timeout)
@@ -332,6 +242,8 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from streamprep.model import load_model
+
     desc = load_model(_model_config(args)).describe()
     if args.json:
         print(json.dumps(desc, indent=2))
@@ -375,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if debug:
+            log.exception("failed")
+        print(f"streamprep: error: {internal_error(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ The command line prints ``str(error)`` as one line and exits with ``error.exit_c
     ├── SourceError            exit 3   a video source
     │   ├── SourceOpenError             cannot be opened (missing, corrupt, no video stream, unreachable)
     │   └── SourceLostError             failed after it was opened
+    ├── FrameError             exit 3   a frame cannot be processed as configured (its source fails)
     ├── ModelError             exit 4   the model cannot be loaded, or does not fit the spec or decoder
     └── SinkError              exit 5   results cannot be delivered (file, broker)
 
@@ -48,6 +49,12 @@ class SourceLostError(SourceError):
     """A source failed after it had been opened."""
 
 
+class FrameError(StreamprepError):
+    """A frame cannot be processed as configured (a region of interest outside it, say): its source fails."""
+
+    exit_code = 3
+
+
 class ModelError(StreamprepError):
     """A model cannot be loaded or does not fit the preprocessing spec or decoder."""
 
@@ -58,3 +65,13 @@ class SinkError(StreamprepError):
     """Results cannot be delivered to a sink."""
 
     exit_code = 5
+
+
+def internal_error(exc: BaseException) -> str:
+    """One line for an exception streamprep did not expect: named as a bug, with the version, secrets masked."""
+    from streamprep.redact import redact_text
+    from streamprep.version import __version__
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return f"internal error (a bug in streamprep {__version__}, please report it): {redact_text(detail)}"

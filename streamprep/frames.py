@@ -1,7 +1,11 @@
-"""Immutable values that flow through the pipeline: Frame → Batch → Result."""
+"""The plain values that flow through the pipeline and out of it: Frame → Result, a source's status, and
+why a frame was dropped. This module depends on nothing else in streamprep, so every stage, sink and
+reader can share these types without importing each other.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +13,37 @@ import numpy as np
 import numpy.typing as npt
 
 Image = npt.NDArray[np.uint8]
+Tensor = npt.NDArray[Any]
+
+
+class SourceState(enum.StrEnum):
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    STALLED = "stalled"
+    OFFLINE = "offline"
+    FINISHED = "finished"  # a file reached its end
+    FAILED = "failed"  # gave up (or, for a live source, waits to be restarted): the reason says why
+    STOPPED = "stopped"  # stopped on request (shutdown or reload)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    source: str
+    state: SourceState
+    reason: str = ""
+    decoded: int = 0
+    sampled: int = 0
+    corrupt: int = 0
+    counts: dict[str, int] | None = None  # the source's final counts, on the last status of a run
+
+
+class DropReason(enum.StrEnum):
+    """Why a sampled frame never became a result. Every sampled frame is either processed or dropped for
+    exactly one of these reasons, so ``sampled = processed + dropped`` holds per source at any stop."""
+
+    QUEUE = "queue"  # the source's queue policy dropped it (a live source's newer frame took its place)
+    STOPPED = "stopped"  # still waiting when the run stopped (drain deadline, second signal, reload)
+    FAILED = "failed"  # its preprocessing or the decoding of its model output failed
 
 
 @dataclass(frozen=True, slots=True)

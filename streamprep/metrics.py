@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from streamprep.sources.base import SourceState, SourceStatus
+from streamprep.frames import DropReason, SourceState, SourceStatus
 
 _WINDOW = 512  # recent values kept per latency figure
 
@@ -72,15 +72,34 @@ class HistogramSnapshot:
 
 @dataclass
 class SourceCounters:
+    """One source's ledger. ``decoded``/``sampled``/``corrupt``/``reconnects`` and the drops inside the
+    source are copied from the source's own counts (all its runs added up); ``processed`` and the other
+    drops are counted by the pipeline where they happen. At any stop ``sampled = processed + dropped``.
+    ``sink_dropped`` counts results of this source that a sink dropped after they were made."""
+
     state: SourceState = SourceState.CONNECTING
     reason: str = ""
     decoded: int = 0
     sampled: int = 0
-    dropped: int = 0
     processed: int = 0
     corrupt: int = 0
     reconnects: int = 0
+    drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the pipeline
+    source_drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the source
+    sink_dropped: int = 0
     age_ms: Window = field(default_factory=Window)
+
+    def all_drops(self) -> collections.Counter[DropReason]:
+        return self.drops + self.source_drops
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values()) + sum(self.source_drops.values())
+
+    @property
+    def unaccounted(self) -> int:
+        """Sampled frames neither processed nor dropped yet: in flight (0 once the source has stopped)."""
+        return self.sampled - self.processed - self.dropped
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,15 @@ class SourceSnapshot:
     queued: int
     age_p50_ms: float
     age_p95_ms: float
+    drops: dict[str, int] = field(default_factory=dict)  # dropped, by DropReason value
+    sink_dropped: int = 0
+
+    def summary(self) -> str:
+        """One line of counts, as the end-of-run summary and the final status give them."""
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
+        line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
+        line += f" ({reasons})" if reasons else ""
+        return line + (f"; sinks dropped {self.sink_dropped} result(s)" if self.sink_dropped else "")
 
 
 @dataclass(frozen=True)
@@ -124,6 +152,7 @@ class Snapshot:
     inference_p95_ms: float
     errors: tuple[str, ...]
     histograms: dict[str, HistogramSnapshot] = field(default_factory=dict)
+    draining: bool = False  # stopping: what is in flight is being finished
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,17 +189,17 @@ class Metrics:
     def on_status(self, status: SourceStatus) -> None:
         c = self.source(status.source)
         c.state, c.reason = status.state, status.reason
-        c.decoded, c.sampled, c.corrupt = status.decoded, status.sampled, status.corrupt
         if status.state in (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED):
             self.error(f"{status.source}: {status.state.value}" + (f" ({status.reason})" if status.reason else ""))
 
     def error(self, line: str) -> None:
         self.errors.append(f"{time.strftime('%H:%M:%S')} {line}")
 
-    def snapshot(self, queued: dict[str, int], sinks: Iterable[SinkSnapshot] = ()) -> Snapshot:
+    def snapshot(self, queued: dict[str, int], sinks: Iterable[SinkSnapshot] = (), draining: bool = False) -> Snapshot:
         sources = []
         for name, c in self.sources.items():
             p50, p95 = c.age_ms.percentiles(50, 95)
+            drops = c.all_drops()
             sources.append(
                 SourceSnapshot(
                     name,
@@ -185,6 +214,8 @@ class Metrics:
                     queued.get(name, 0),
                     p50,
                     p95,
+                    {reason.value: drops[reason] for reason in DropReason},
+                    c.sink_dropped,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)
@@ -204,4 +235,5 @@ class Metrics:
             inference_p95_ms=inf95,
             errors=tuple(self.errors),
             histograms={name: h.freeze() for name, h in self.histograms.items()},
+            draining=draining,
         )

@@ -108,6 +108,13 @@ class BoundedQueue(Generic[T]):
             self._ready.clear()
             await self._ready.wait()
 
+    def clear(self) -> int:
+        """Forget every waiting item; returns how many there were."""
+        n = len(self._items)
+        self._items.clear()
+        self._room.set()
+        return n
+
     def close(self) -> None:
         self._closed = True
         self._room.set()

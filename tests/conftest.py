@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from servers.rtsp import SYSTEM_PYTHON, RtspServer, free_port
 
-from streamprep.frames import Result
+from streamprep.frames import Result, SourceState, SourceStatus
 from streamprep.sinks.memory import MemorySink
-from streamprep.sources.base import SourceState, SourceStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

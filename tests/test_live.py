@@ -16,9 +16,9 @@ import pytest
 from conftest import RECORDINGS, ListSink, RtspServer, free_port
 
 from streamprep.config import parse
+from streamprep.frames import SourceState
 from streamprep.model import load_model
 from streamprep.pipeline import Pipeline
-from streamprep.sources.base import SourceState
 
 
 async def start_pipeline(cfg: dict[str, object]) -> tuple[ListSink, asyncio.Event, asyncio.Task[object]]:

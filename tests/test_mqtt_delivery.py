@@ -198,7 +198,8 @@ async def test_outbox_bound_drops_oldest_and_says_so(mosquitto: Callable[..., Ma
     missing = 60 - len(seqs)
     assert missing > 0, "the bound was reached"
     assert seqs == sorted(seqs)
-    assert f"{missing} result(s) dropped because the outbox was full" in text
+    assert f"{missing} result(s) dropped (outbox full or spool unwritable)" in text
+    assert f"sinks dropped {missing} result(s)" in text, "the summary says whose results were dropped"
 
 
 def make_password_file(tmp_path: Path, user: str, password: str) -> Path:

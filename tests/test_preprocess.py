@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import photo
 
+from streamprep.errors import FrameError
 from streamprep.preprocess.geometry import Roi, plan
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import (
@@ -261,7 +262,7 @@ def test_boxes_round_trip_within_half_a_pixel(resize: Resize, src: tuple[int, in
 
 def test_bad_roi_is_refused() -> None:
     spec = PreprocessSpec(width=64, height=64)
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(FrameError, match="outside the 100x100 frame"):
         plan(spec, 100, 100, Roi(50, 50, 80, 10))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from streamprep.errors import FrameError
 from streamprep.preprocess.spec import PreprocessSpec, Resize
 
 FloatArray = npt.NDArray[np.floating]
@@ -25,6 +26,9 @@ class Roi:
     y: int
     width: int
     height: int
+
+    def describe(self) -> str:
+        return f"[{self.x}, {self.y}, {self.width}, {self.height}] (x, y, width, height in pixels)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +96,9 @@ def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None 
     if roi is None:
         roi = Roi(0, 0, src_width, src_height)
     if roi.width <= 0 or roi.height <= 0 or roi.x < 0 or roi.y < 0:
-        raise ValueError(f"region of interest {roi} is empty or negative")
+        raise FrameError(f"region of interest {roi.describe()} is empty or negative")
     if roi.x + roi.width > src_width or roi.y + roi.height > src_height:
-        raise ValueError(f"region of interest {roi} lies outside the {src_width}x{src_height} frame")
+        raise FrameError(f"region of interest {roi.describe()} lies outside the {src_width}x{src_height} frame")
     out_w, out_h = spec.width, spec.height
     cx, cy, cw, ch = roi.x, roi.y, roi.width, roi.height
     rw, rh, px, py = out_w, out_h, 0, 0

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
-from streamprep.frames import Result
+from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
-from streamprep.sources.base import SourceStatus
 
 
 class Sink(Protocol):
@@ -17,6 +15,10 @@ class Sink(Protocol):
     the pipeline's TaskGroup doing any background delivery → ``close`` (no more input: ``serve`` delivers
     what is left, then returns) → ``shutdown`` (release everything; safe to call twice, and after
     ``serve`` was cancelled).
+
+    ``send`` may take its time (the pipeline gives each sink its own delivery task and bounded queue) but
+    must never block the event loop: blocking I/O belongs in a thread. An exception from ``send`` marks
+    the sink failed: its later results are dropped and counted, and the run exits 5.
     """
 
     name: str
@@ -38,12 +40,3 @@ class Sink(Protocol):
     def stats(self) -> SinkSnapshot:
         """Counters for the dashboard and metrics."""
         ...
-
-
-_UNSAFE_LEVEL = re.compile(r"[/#+\x00-\x1f\x7f]")
-
-
-def topic_level(name: str) -> str:
-    """``name`` made safe as one MQTT topic level: no ``/``, ``#``, ``+`` or control characters."""
-    safe = _UNSAFE_LEVEL.sub("_", name).strip()
-    return safe if safe and not safe.startswith("$") else f"_{safe}"

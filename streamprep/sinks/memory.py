@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import collections
 
-from streamprep.frames import Result
+from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
-from streamprep.sources.base import SourceStatus
 
 
 class MemorySink:

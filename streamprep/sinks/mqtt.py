@@ -17,6 +17,7 @@ import os
 import random
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -24,17 +25,17 @@ import aiomqtt
 
 from streamprep.config import MqttConfig
 from streamprep.errors import ConfigError, SinkError
-from streamprep.frames import Result
+from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
 from streamprep.redact import redact_text, redact_url
 from streamprep.schema import encode
-from streamprep.sinks.base import topic_level
 from streamprep.sinks.outbox import Message, Outbox
-from streamprep.sources.base import SourceStatus
+from streamprep.topics import topic_level
 
 log = logging.getLogger(__name__)
 
 CREDENTIAL_NAME = "mqtt-password"  # the name to give systemd's LoadCredential=
+_DROP_LOG_INTERVAL = 10.0  # seconds between two warnings about dropped results
 
 
 def read_password(cfg: MqttConfig, url_password: str | None) -> str | None:
@@ -91,10 +92,8 @@ class MqttSink:
         self._prefix = cfg.topic_prefix
         self._client_id = cfg.client_id or f"streamprep-{self._device}"
         spool = state_dir / "mqtt-outbox.sqlite3" if state_dir is not None else None
-        try:
-            self.outbox = Outbox(cfg.outbox_max, cfg.outbox_policy, spool)
-        except Exception as exc:
-            raise SinkError(f"MQTT outbox spool {spool}: {exc}") from None
+        self.outbox = Outbox(cfg.outbox_max, cfg.outbox_policy, spool, on_drop=self._dropped)
+        self.on_drop: Callable[[str], None] | None = None  # told the source of every result the outbox drops
         self._client: aiomqtt.Client | None = None
         self._closing = asyncio.Event()
         self._statuses: dict[str, bytes] = {}  # latest status per source topic, re-sent on each connect
@@ -102,6 +101,11 @@ class MqttSink:
         self.sent = 0
         self.reconnects = 0
         self._reported_drops = 0
+        self._drops_logged_at = -_DROP_LOG_INTERVAL
+
+    def _dropped(self, source: str) -> None:
+        if self.on_drop is not None:
+            self.on_drop(source)
 
     # -- topics and payloads
     def topic(self, source: str, kind: str = "results") -> str:
@@ -153,12 +157,12 @@ class MqttSink:
             raise SinkError(f"MQTT broker {self.name} unreachable: {self._describe(exc)}") from None
         self._client = client
         self.connected = True
-        self.outbox.set_online(True)
+        await self.outbox.set_online(True)
 
     async def _disconnect(self, graceful: bool) -> None:
         client, self._client = self._client, None
         self.connected = False
-        self.outbox.set_online(False)
+        await self.outbox.set_online(False)
         if client is None:
             return
         with contextlib.suppress(Exception):
@@ -168,6 +172,7 @@ class MqttSink:
 
     # -- the Sink protocol
     async def open(self) -> None:
+        await self.outbox.open()
         try:
             await self._connect()
             log.info("connected to MQTT broker %s as %s", self.name, self._client_id)
@@ -182,28 +187,32 @@ class MqttSink:
         return SinkSnapshot(self.name, self.connected, self.sent, len(self.outbox), self.outbox.dropped)
 
     async def send(self, result: Result) -> None:
-        await self.outbox.put(self.topic(result.source), encode(result, self._device), self.cfg.qos_results)
+        topic = self.topic(result.source)
+        await self.outbox.put(topic, encode(result, self._device), self.cfg.qos_results, result.source)
         if self.outbox.dropped > self._reported_drops:
-            log.warning(
-                "MQTT outbox full (%d): dropped %d oldest result(s) so far",
-                self.outbox.limit,
-                self.outbox.dropped,
-            )
+            now = time.monotonic()
+            if now - self._drops_logged_at >= _DROP_LOG_INTERVAL:
+                log.warning(
+                    "MQTT outbox full (%d) or its spool unwritable: %d result(s) dropped so far",
+                    self.outbox.limit,
+                    self.outbox.dropped,
+                )
+                self._drops_logged_at = now
             self._reported_drops = self.outbox.dropped
 
     async def send_status(self, status: SourceStatus) -> None:
         """Retained, so a subscriber arriving later sees each source's current state. Never waits for an
         absent broker: the latest status per source is re-published on every connect."""
         topic = self.topic(status.source, "status")
-        payload = json.dumps(
-            {
-                "source": status.source,
-                "state": status.state.value,
-                "reason": redact_text(status.reason),
-                "at": round(time.time(), 3),
-            },
-            separators=(",", ":"),
-        ).encode()
+        body: dict[str, object] = {
+            "source": status.source,
+            "state": status.state.value,
+            "reason": redact_text(status.reason),
+            "at": round(time.time(), 3),
+        }
+        if status.counts is not None:
+            body["counts"] = status.counts
+        payload = json.dumps(body, separators=(",", ":")).encode()
         self._statuses[topic] = payload
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
@@ -235,13 +244,19 @@ class MqttSink:
 
     async def _publish(self, message: Message) -> None:
         assert self._client is not None
-        await self._client.publish(message.topic, message.payload, qos=message.qos, timeout=self.cfg.publish_timeout_s)
-        self.outbox.ack(message)
+        try:
+            await self._client.publish(
+                message.topic, message.payload, qos=message.qos, timeout=self.cfg.publish_timeout_s
+            )
+        except BaseException:
+            self.outbox.release()
+            raise
+        await self.outbox.ack(message)
         self.sent += 1
 
     async def _next_or_closing(self) -> Message | None:
-        if (message := self.outbox.peek()) is not None:
-            return message
+        if self.outbox.peek() is not None:
+            return await self.outbox.next()
         getter = asyncio.ensure_future(self.outbox.next())
         closer = asyncio.ensure_future(self._closing.wait())
         await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
@@ -268,5 +283,5 @@ class MqttSink:
             kept = "kept in the spool for the next run" if self.outbox.spooled else "lost (no state_dir to spool to)"
             log.error("MQTT: %d result(s) not delivered to %s: %s", left, self.name, kept)
         if self.outbox.dropped:
-            log.error("MQTT: %d result(s) dropped because the outbox was full", self.outbox.dropped)
-        self.outbox.close()
+            log.error("MQTT: %d result(s) dropped (outbox full or spool unwritable)", self.outbox.dropped)
+        await self.outbox.close()

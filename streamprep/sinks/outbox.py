@@ -2,18 +2,34 @@
 
 Two tiers, one order. While the broker keeps up, messages wait in memory. When it is away (or the memory
 tier fills), they go to a SQLite spool in the state directory, committed one by one, so a daemon killed
-while the broker is down delivers them after a restart. At any moment at most one tier holds messages,
-so delivery order is arrival order. The whole outbox is bounded: when full, ``drop_oldest`` evicts the
-oldest message (counted in ``dropped``) and ``block`` makes ``put`` wait (backpressure).
+while the broker is down delivers them after a restart. Messages are always taken from the spool first, and
+memory moves to the end of the spool before anything else is spooled, so delivery order is arrival order.
+
+All SQLite work runs in one thread of the outbox's own: the event loop only awaits it. A spool that cannot
+be written (a full disk, an I/O error) does not stop anything: messages wait in memory instead, up to the
+memory limit, and beyond it are dropped, counted and logged once per episode.
+
+The whole outbox is bounded: when full, ``drop_oldest`` evicts the oldest message not in flight (counted in
+``dropped``, and per source through ``on_drop``) and ``block`` makes ``put`` wait (backpressure).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+from streamprep.errors import SinkError
+from streamprep.threads import WriterThread
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +37,53 @@ class Message:
     topic: str
     payload: bytes
     qos: int
+    source: str = ""  # the source whose result this is (for counting drops)
     key: int = 0  # spool row id (0 in memory)
 
 
 _MEMORY_LIMIT = 1000
+_READ_AHEAD = 64
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB, qos INTEGER)"
+    "CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT, payload BLOB, "
+    "qos INTEGER, source TEXT NOT NULL DEFAULT '')"
 )
+_CLOSE_TIMEOUT = 5.0
+
+
+class _Spool:
+    """The SQLite file; used from the outbox's thread only."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "source" not in columns:  # a spool written by an older streamprep
+            self._db.execute("ALTER TABLE outbox ADD COLUMN source TEXT NOT NULL DEFAULT ''")
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def insert(self, messages: list[Message]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO outbox (topic, payload, qos, source) VALUES (?, ?, ?, ?)",
+                [(m.topic, m.payload, m.qos, m.source) for m in messages],
+            )
+
+    def read(self, after: int, limit: int) -> list[Message]:
+        rows = self._db.execute(
+            "SELECT id, topic, payload, qos, source FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+        ).fetchall()
+        return [Message(r[1], bytes(r[2]), int(r[3]), str(r[4]), int(r[0])) for r in rows]
+
+    def delete(self, key: int) -> None:
+        self._db.execute("DELETE FROM outbox WHERE id = ?", (key,))
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class Outbox:
@@ -37,26 +93,49 @@ class Outbox:
         policy: str = "drop_oldest",
         spool: Path | None = None,
         memory_limit: int = _MEMORY_LIMIT,
+        on_drop: Callable[[str], None] | None = None,
     ) -> None:
         if policy not in ("drop_oldest", "block"):
             raise ValueError(f"unknown outbox policy {policy!r}")
         self.limit = limit
         self.policy = policy
         self.dropped = 0
+        self.on_drop = on_drop
+        self.path = spool
         self._memory: collections.deque[Message] = collections.deque()
         self._memory_limit = min(memory_limit, limit)
-        self._db: sqlite3.Connection | None = None
-        self._spooled = 0
+        self._spool: _Spool | None = None
+        self._io: WriterThread | None = None
+        self._cache: collections.deque[Message] = collections.deque()  # the oldest spooled rows, read ahead
+        self._spooled = 0  # rows in the spool not yet acknowledged (the cached ones included)
+        self._last_read = 0
+        self._in_flight: Message | None = None
+        self._spool_error: str | None = None
         self._online = False
         self._closed = False
         self._changed = asyncio.Event()
-        if spool is not None:
-            spool.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(spool, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-            self._spooled = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    async def open(self) -> None:
+        """Open the spool (if any) and count what an earlier run left in it."""
+        if self.path is None:
+            return
+        self._io = WriterThread("outbox spool")
+        path = self.path
+
+        def start() -> tuple[_Spool, int]:
+            spool = _Spool(path)
+            return spool, spool.count()
+
+        try:
+            self._spool, self._spooled = await self._run(start)
+        except (sqlite3.Error, OSError) as exc:
+            self._io.shutdown(wait=False)
+            self._io = None
+            raise SinkError(f"MQTT outbox spool {path}: {exc}") from None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._io is not None
+        return await asyncio.wrap_future(self._io.submit(fn, *args))
 
     def __len__(self) -> int:
         return len(self._memory) + self._spooled
@@ -65,87 +144,158 @@ class Outbox:
     def spooled(self) -> int:
         return self._spooled
 
-    def set_online(self, online: bool) -> None:
-        """While offline, new messages go straight to the spool (and what waits in memory moves there)."""
-        self._online = online
-        if not online:
-            self._spill()
-
-    def _spill(self) -> None:
-        if self._db is None or not self._memory:
-            return
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO outbox (topic, payload, qos) VALUES (?, ?, ?)",
-                [(m.topic, m.payload, m.qos) for m in self._memory],
-            )
-        self._spooled += len(self._memory)
-        self._memory.clear()
-
-    async def put(self, topic: str, payload: bytes, qos: int) -> None:
-        while len(self) >= self.limit:
-            if self.policy == "drop_oldest":
-                self._drop_oldest()
-            else:
-                self._changed.clear()
-                await self._changed.wait()
-        message = Message(topic, payload, qos)
-        use_spool = self._db is not None and (
-            not self._online or self._spooled > 0 or len(self._memory) >= self._memory_limit
-        )
-        if use_spool:
-            self._spill()
-            assert self._db is not None
-            self._db.execute("INSERT INTO outbox (topic, payload, qos) VALUES (?, ?, ?)", (topic, payload, qos))
-            self._spooled += 1
-        else:
-            self._memory.append(message)
-        self._changed.set()
-
-    def _drop_oldest(self) -> None:
-        if self._spooled:
-            assert self._db is not None
-            self._db.execute("DELETE FROM outbox WHERE id = (SELECT MIN(id) FROM outbox)")
-            self._spooled -= 1
-        elif self._memory:
-            self._memory.popleft()
-        self.dropped += 1
-
-    def peek(self) -> Message | None:
-        """The oldest message, left in place until :meth:`ack`."""
-        if self._spooled:
-            assert self._db is not None
-            row = self._db.execute("SELECT id, topic, payload, qos FROM outbox ORDER BY id LIMIT 1").fetchone()
-            if row is not None:
-                return Message(row[1], bytes(row[2]), int(row[3]), int(row[0]))
-            self._spooled = 0
-        return self._memory[0] if self._memory else None
-
-    async def next(self) -> Message:
-        """Wait for the oldest message."""
-        while (message := self.peek()) is None:
-            self._changed.clear()
-            await self._changed.wait()
-        return message
-
-    def ack(self, message: Message) -> None:
-        """The broker has it: forget it."""
-        if message.key:
-            assert self._db is not None
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (message.key,))
-            self._spooled -= 1
-        elif self._memory and self._memory[0] is message:
-            self._memory.popleft()
-        self._changed.set()
-
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def close(self) -> None:
+    async def set_online(self, online: bool) -> None:
+        """While offline, new messages go straight to the spool (and what waits in memory moves there)."""
+        self._online = online
+        if not online:
+            await self._spill()
+
+    async def _spill(self) -> bool:
+        """Move the memory tier to the end of the spool; False when the spool cannot be written."""
+        if self._spool is None or not self._memory:
+            return self._spool is not None
+        moving = list(self._memory)
+        if not await self._write(moving):
+            return False
+        for _ in moving:
+            self._memory.popleft()
+        self._spooled += len(moving)
+        return True
+
+    async def _write(self, messages: list[Message]) -> bool:
+        assert self._spool is not None
+        try:
+            await self._run(self._spool.insert, messages)
+        except (sqlite3.Error, OSError) as exc:
+            if self._spool_error is None:
+                log.error(
+                    "MQTT outbox spool %s cannot be written (%s): results wait in memory (at most %d), then the "
+                    "oldest are dropped",
+                    self.path,
+                    exc,
+                    self._memory_limit,
+                )
+            self._spool_error = str(exc)
+            return False
+        if self._spool_error is not None:
+            log.warning("MQTT outbox spool %s can be written again", self.path)
+            self._spool_error = None
+        return True
+
+    async def put(self, topic: str, payload: bytes, qos: int, source: str = "") -> None:
+        while len(self) >= self.limit:
+            if self.policy == "drop_oldest":
+                if not await self._drop_oldest():
+                    break
+            else:
+                self._changed.clear()
+                await self._changed.wait()
+        message = Message(topic, payload, qos, source)
+        spooling = self._spool is not None and (
+            not self._online or self._spooled > 0 or len(self._memory) >= self._memory_limit
+        )
+        if spooling and await self._spill() and await self._write([message]):
+            self._spooled += 1
+        else:
+            if spooling and len(self._memory) >= self._memory_limit:
+                # the spool cannot be written and memory is full: the oldest in memory makes room
+                oldest = next((i for i, m in enumerate(self._memory) if m is not self._in_flight), None)
+                if oldest is None:
+                    self._count_drop(message)
+                    return
+                self._count_drop(self._memory[oldest])
+                del self._memory[oldest]
+            self._memory.append(message)
+        self._changed.set()
+
+    def _count_drop(self, message: Message) -> None:
+        self.dropped += 1
+        if self.on_drop is not None:
+            self.on_drop(message.source)
+
+    async def _fill_cache(self) -> None:
+        if self._cache or self._spooled <= 0 or self._spool is None:
+            return
+        try:
+            rows = await self._run(self._spool.read, self._last_read, _READ_AHEAD)
+        except (sqlite3.Error, OSError) as exc:
+            raise SinkError(f"MQTT outbox spool {self.path}: {exc}") from None
+        if not rows:
+            self._spooled = 0  # the count had drifted (the file changed underneath): trust the file
+            return
+        self._cache.extend(rows)
+        self._last_read = rows[-1].key
+
+    async def _drop_oldest(self) -> bool:
+        """Evict the oldest message that is not being published; False if there is none."""
+        await self._fill_cache()
+        for tier in (self._cache, self._memory):
+            for i, message in enumerate(tier):
+                if message is self._in_flight:
+                    continue
+                del tier[i]
+                if message.key:
+                    self._spooled -= 1
+                    await self._delete(message.key)
+                self._count_drop(message)
+                return True
+        return False
+
+    async def _delete(self, key: int) -> None:
+        assert self._spool is not None
+        try:
+            await self._run(self._spool.delete, key)
+        except (sqlite3.Error, OSError) as exc:
+            # it stays in the file and will be sent again after a restart (consumers drop duplicates by id)
+            log.warning("MQTT outbox spool %s: could not remove a delivered result: %s", self.path, exc)
+
+    async def next(self) -> Message:
+        """Wait for the oldest message; it stays in the outbox (and in flight) until :meth:`ack`."""
+        while True:
+            await self._fill_cache()
+            message = self._cache[0] if self._cache else (self._memory[0] if self._memory else None)
+            if message is not None:
+                self._in_flight = message
+                return message
+            self._changed.clear()
+            await self._changed.wait()
+
+    def peek(self) -> Message | None:
+        """The oldest message already at hand (None if the spool would have to be read first)."""
+        return self._cache[0] if self._cache else (self._memory[0] if self._memory and not self._spooled else None)
+
+    async def ack(self, message: Message) -> None:
+        """The broker has it: forget it."""
+        self._in_flight = None
+        if message.key:
+            if self._cache and self._cache[0] is message:
+                self._cache.popleft()
+                self._spooled -= 1
+                await self._delete(message.key)
+        elif self._memory and self._memory[0] is message:
+            self._memory.popleft()
+        self._changed.set()
+
+    def release(self) -> None:
+        """Publishing the message in flight failed: it stays first in line."""
+        self._in_flight = None
+
+    async def close(self) -> None:
         """Keep what is left for the next run (spool), and release the database."""
-        self._spill()
+        if self._closed:
+            return
         self._closed = True
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        if self._spool is None or self._io is None:
+            return
+        try:
+            await asyncio.wait_for(self._spill(), _CLOSE_TIMEOUT)
+            await asyncio.wait_for(self._run(self._spool.close), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.error("MQTT outbox spool %s did not close in time", self.path)
+        finally:
+            self._io.shutdown(wait=False)
+            self._io = None

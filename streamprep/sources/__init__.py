@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from pathlib import Path
 
 from streamprep.config import SourceConfig
 from streamprep.queues import DropPolicy
-from streamprep.sources.base import Source, SourceState, SourceStatus, StatusCallback
+from streamprep.sources.base import Source, SourceCounts, StatusCallback
 from streamprep.sources.file import FileSource
 from streamprep.sources.live import LiveOptions, LiveSource, classify
 
-__all__ = ["FileSource", "LiveSource", "Source", "SourceState", "SourceStatus", "is_live", "make_source"]
+__all__ = ["FileSource", "LiveSource", "Source", "SourceCounts", "is_live", "make_source"]
 
 
 def is_live(cfg: SourceConfig, realtime: bool) -> bool:
@@ -20,10 +21,28 @@ def is_live(cfg: SourceConfig, realtime: bool) -> bool:
 
 
 def make_source(
-    cfg: SourceConfig, source_id: str, fps: float | None, realtime: bool, on_status: StatusCallback
+    cfg: SourceConfig,
+    source_id: str,
+    fps: float | None,
+    realtime: bool,
+    on_status: StatusCallback,
+    *,
+    first_seq: int = 0,
+    executor: Executor | None = None,
+    decode_threads: int | None = None,
 ) -> Source:
+    """The source ``cfg`` describes. File sources decode in ``executor`` with at most ``decode_threads``
+    FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own."""
     if not is_live(cfg, realtime):
-        return FileSource(source_id, Path(cfg.url), fps, on_status=on_status)
+        return FileSource(
+            source_id,
+            Path(cfg.url),
+            fps,
+            on_status=on_status,
+            first_seq=first_seq,
+            executor=executor,
+            decode_threads=decode_threads,
+        )
     options = LiveOptions(
         transport=cfg.transport,
         open_timeout=cfg.open_timeout_s,
@@ -35,4 +54,4 @@ def make_source(
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
     )
-    return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status)
+    return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status, first_seq=first_seq)

@@ -1,50 +1,50 @@
-"""The source seam: an async iterator of sampled frames, plus a status anyone may read."""
+"""The source seam: an async iterator of sampled frames, and the counts a source keeps about itself."""
 
 from __future__ import annotations
 
-import enum
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+import collections
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamprep.frames import Frame
-
-
-class SourceState(enum.StrEnum):
-    CONNECTING = "connecting"
-    ONLINE = "online"
-    STALLED = "stalled"
-    OFFLINE = "offline"
-    FINISHED = "finished"  # a file reached its end
-    FAILED = "failed"  # gave up: the reason says why
-
-
-@dataclass(frozen=True, slots=True)
-class SourceStatus:
-    source: str
-    state: SourceState
-    reason: str = ""
-    decoded: int = 0
-    sampled: int = 0
-    corrupt: int = 0
-
+from streamprep.frames import DropReason, Frame, SourceStatus
 
 StatusCallback = Callable[[SourceStatus], None]
 
 
-class Source(Protocol):
-    """Produces frames in decode order. ``frames()`` ends when the source is finished.
+@dataclass
+class SourceCounts:
+    """What a source has done so far. ``sampled`` counts the frames its sampler kept; of those, the ones
+    that never left the source (a live hand-off that dropped the older frame, frames still inside when it
+    was stopped) are in ``dropped`` by reason. Written by the source, read by the supervisor."""
 
-    Opening, decoding and colour conversion happen off the event loop. Errors are
-    :class:`streamprep.errors.SourceError` with a message safe to show (no secrets).
+    decoded: int = 0
+    sampled: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
+    dropped: collections.Counter[DropReason] = field(default_factory=collections.Counter)
+
+    def add(self, other: SourceCounts) -> None:
+        self.decoded += other.decoded
+        self.sampled += other.sampled
+        self.corrupt += other.corrupt
+        self.reconnects += other.reconnects
+        self.dropped.update(other.dropped)
+
+
+class Source(Protocol):
+    """Produces sampled frames in order; ``frames()`` ends when the source is finished.
+
+    Opening and decoding happen off the event loop. Expected failures are
+    :class:`streamprep.errors.SourceError` with a message safe to show (no secrets); anything else that
+    escapes ``frames()`` is treated as a bug in that source and ends it alone. ``live`` sources get
+    latest-frame semantics (drop the oldest) and are restarted after a failure; others are replayed
+    completely. A source counts what it does in ``counts``: every frame it yields must have been counted
+    in ``counts.sampled``, with ``seq`` numbering the sampled frames from ``first_seq`` on.
     """
 
     id: str
     live: bool
-    decoded: int  # frames decoded so far
-    sampled: int  # frames the sampler kept
-    corrupt: int  # packets that could not be decoded
-    reconnects: int
-    dropped: int  # sampled frames dropped inside the source (live hand-off)
+    counts: SourceCounts
 
-    def frames(self) -> AsyncGenerator[Frame, None]: ...
+    def frames(self) -> AsyncIterator[Frame]: ...

@@ -7,18 +7,19 @@ import errno
 import logging
 import time
 from collections.abc import AsyncGenerator, Generator, Iterator
+from concurrent.futures import Executor
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 
 from streamprep.errors import SourceLostError, SourceOpenError
-from streamprep.frames import Frame, Image
+from streamprep.frames import DropReason, Frame, Image, SourceState, SourceStatus
 from streamprep.sampling import Sampler
-from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
+from streamprep.sources.base import SourceCounts, StatusCallback
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,7 @@ def open_container(path: Path, source: str) -> tuple[Any, Any]:
     return container, stream
 
 
-class _Counted(Protocol):
-    decoded: int
-    corrupt: int
-
-
-def decode(container: Any, stream: Any, counts: _Counted) -> Iterator[Any]:
+def decode(container: Any, stream: Any, counts: SourceCounts) -> Iterator[Any]:
     """Every frame that decodes, in order; a packet that does not is counted in ``counts.corrupt`` and
     skipped (most frames of a file damaged in the middle survive)."""
     for packet in container.demux(stream):
@@ -83,6 +79,45 @@ def decode(container: Any, stream: Any, counts: _Counted) -> Iterator[Any]:
         for frame in frames:
             counts.decoded += 1
             yield frame
+
+
+class Timeline:
+    """Presentation times made monotonic: a stream whose timestamps jump backwards (two recordings
+    concatenated, an encoder restart) continues one frame interval after the last frame instead."""
+
+    def __init__(self, source: str, interval: Fraction = Fraction(1, 30), *, rebase: bool = False) -> None:
+        """``rebase``: count from the first timestamp (live streams); otherwise keep the stream's own
+        timestamps (files) until they jump back."""
+        self._source = source
+        self.interval = interval
+        self._base = Fraction(0)
+        self._origin: Fraction | None = None if rebase else Fraction(0)
+        self.last: Fraction | None = None
+        self.resets = 0
+
+    def restart(self) -> None:
+        """A new connection: its timestamps continue after the last one seen."""
+        self._base = self.last + self.interval if self.last is not None else Fraction(0)
+        self._origin = None
+
+    def place(self, raw: Fraction) -> Fraction:
+        """The monotonic time of a frame whose stream timestamp is ``raw``."""
+        if self._origin is None:
+            self._origin = raw
+        pts = self._base + (raw - self._origin)
+        if self.last is not None and pts <= self.last:
+            self._base, self._origin = self.last + self.interval, raw
+            self.resets += 1
+            log.warning(
+                "source %s: timestamps jumped back (%.3f s after %.3f s); continuing at %.3f s",
+                self._source,
+                float(pts),
+                float(self.last),
+                float(self._base),
+            )
+            pts = self._base
+        self.last = pts
+        return pts
 
 
 def make_frame(source: str, index: int, seq: int, pts: Fraction, frame: Any) -> Frame:
@@ -102,40 +137,58 @@ def make_frame(source: str, index: int, seq: int, pts: Fraction, frame: Any) -> 
 
 
 class FileSource:
-    """Decodes a file with PyAV; drops unsampled frames before any pixel conversion."""
+    """Decodes a file with PyAV; drops unsampled frames before any pixel conversion.
+
+    Decoding runs in ``executor`` (a pool shared by the file sources) a few sampled frames at a time;
+    ``decode_threads`` caps FFmpeg's own threads for this stream (None: FFmpeg decides).
+    """
 
     live = False
 
-    def __init__(self, source_id: str, path: Path, fps: float | None, on_status: StatusCallback | None = None):
+    def __init__(
+        self,
+        source_id: str,
+        path: Path,
+        fps: float | None,
+        on_status: StatusCallback | None = None,
+        *,
+        first_seq: int = 0,
+        executor: Executor | None = None,
+        decode_threads: int | None = None,
+    ) -> None:
         self.id = source_id
         self.path = path
         self.fps = fps
-        self.decoded = 0
-        self.sampled = 0
-        self.corrupt = 0
-        self.dropped = 0
-        self.reconnects = 0
+        self.counts = SourceCounts()
+        self._first_seq = first_seq
+        self._executor = executor
+        self._decode_threads = decode_threads
         self._on_status = on_status
 
     def _status(self, state: SourceState, reason: str = "") -> None:
         if self._on_status is not None:
-            self._on_status(SourceStatus(self.id, state, reason, self.decoded, self.sampled, self.corrupt))
+            c = self.counts
+            self._on_status(SourceStatus(self.id, state, reason, c.decoded, c.sampled, c.corrupt))
+
+    def _open(self) -> tuple[Any, Any]:
+        container, stream = open_container(self.path, self.id)
+        if self._decode_threads is not None:
+            stream.thread_type = "SLICE"
+            stream.codec_context.thread_count = self._decode_threads
+        return container, stream
 
     def _decode(self, container: Any, stream: Any) -> Generator[Frame, None, None]:
         sampler = Sampler(self.fps)
         time_base = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
-        last_pts: Fraction | None = None
-        for frame in decode(container, stream, self):
-            if frame.pts is not None:
-                pts = Fraction(frame.pts) * time_base
-            else:
-                pts = last_pts + 1 / rate if last_pts is not None else Fraction(0)
-            last_pts = pts
+        timeline = Timeline(self.id, 1 / Fraction(rate))
+        for frame in decode(container, stream, self.counts):
+            raw = Fraction(frame.pts) * time_base if frame.pts is not None else None
+            pts = timeline.place(raw if raw is not None else (timeline.last or Fraction(0)) + timeline.interval)
             if not sampler.keep(pts):
                 continue
-            self.sampled += 1
-            yield make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+            self.counts.sampled += 1
+            yield make_frame(self.id, self.counts.decoded - 1, self._first_seq + self.counts.sampled - 1, pts, frame)
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
         chunk: list[Frame] = []
@@ -149,34 +202,41 @@ class FileSource:
         return chunk
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
+        loop = asyncio.get_running_loop()
         self._status(SourceState.CONNECTING)
-        container, stream = await asyncio.to_thread(open_container, self.path, self.id)
+        container, stream = await loop.run_in_executor(self._executor, self._open)
         self._status(SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
         frames = self._decode(container, stream)
-        pending: asyncio.Task[list[Frame]] | None = None
+        pending: asyncio.Future[list[Frame]] | None = None
+        chunk: list[Frame] = []
+        given = 0
         try:
             while True:
-                pending = asyncio.create_task(asyncio.to_thread(self._next_chunk, frames))
+                pending = loop.run_in_executor(self._executor, self._next_chunk, frames)
                 chunk = await asyncio.shield(pending)
-                pending = None
+                pending, given = None, 0
                 if not chunk:
                     break
-                for frame in chunk:
+                for given, frame in enumerate(chunk, 1):  # noqa: B007 (read in finally)
                     yield frame
-            if self.corrupt:
-                log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.corrupt)
-            if self.decoded == 0:
+            if self.counts.corrupt:
+                log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.counts.corrupt)
+            if self.counts.decoded == 0:
                 raise SourceLostError(self.id, f"{self.path}: no frame could be decoded")
-            if stream.frames and self.decoded < stream.frames:
+            if stream.frames and self.counts.decoded < stream.frames:
                 raise SourceLostError(
                     self.id,
-                    f"{self.path}: truncated or damaged: decoded {self.decoded} of the {stream.frames} frames "
-                    "its index lists",
+                    f"{self.path}: truncated or damaged: decoded {self.counts.decoded} of the {stream.frames} "
+                    "frames its index lists",
                 )
             self._status(SourceState.FINISHED, "end of file")
         finally:
             if pending is not None:
                 # The decode thread still uses the container: let it finish before closing it.
                 await asyncio.wait({pending})
+                if not pending.cancelled() and pending.exception() is None:
+                    chunk, given = pending.result(), 0
+            # sampled frames decoded but never handed over (the run stopped meanwhile)
+            self.counts.dropped[DropReason.STOPPED] += len(chunk) - given
             frames.close()
             container.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import logging
 import random
@@ -26,13 +27,13 @@ from typing import Any
 
 import av
 
-from streamprep.errors import SourceLostError
-from streamprep.frames import Frame
+from streamprep.errors import SourceLostError, internal_error
+from streamprep.frames import DropReason, Frame, SourceState, SourceStatus
 from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
-from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
-from streamprep.sources.file import decode, make_frame
+from streamprep.sources.base import SourceCounts, StatusCallback
+from streamprep.sources.file import Timeline, decode, make_frame
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ class LiveSource:
         fps: float | None,
         options: LiveOptions | None = None,
         on_status: StatusCallback | None = None,
+        *,
+        first_seq: int = 0,
     ) -> None:
         self.id = source_id
         self.url = url
@@ -141,16 +144,14 @@ class LiveSource:
         self.fps = fps
         self.options = options or LiveOptions()
         self.kind = classify(url)[0]
-        self.decoded = 0
-        self.sampled = 0
-        self.corrupt = 0
-        self.reconnects = 0
-        self.dropped = 0
+        self.counts = SourceCounts()
+        self._first_seq = first_seq
         self.state: SourceState | None = None
         self.failure: str | None = None
         self._reason = ""
         self._on_status = on_status
         self._stop = threading.Event()
+        self._lock = threading.Lock()  # the stop flag against the sampled and dropped counts
 
     # -- status, called from the decode thread and handed to the loop
     def _status(self, loop: asyncio.AbstractEventLoop, state: SourceState, reason: str = "") -> None:
@@ -159,7 +160,8 @@ class LiveSource:
         self.state, self._reason = state, reason
         if state is SourceState.FAILED:
             self.failure = reason
-        status = SourceStatus(self.id, state, reason, self.decoded, self.sampled, self.corrupt)
+        c = self.counts
+        status = SourceStatus(self.id, state, reason, c.decoded, c.sampled, c.corrupt)
         if self._on_status is not None:
             try:
                 loop.call_soon_threadsafe(self._on_status, status)
@@ -173,8 +175,7 @@ class LiveSource:
         """The decode thread: open, decode, hand off, and reopen, until stopped."""
         sampler = Sampler(self.fps)
         restarts = _Restarts(self.options)
-        last_pts: Fraction | None = None
-        interval = Fraction(1, 30)
+        timeline = Timeline(self.id, rebase=True)
         while not self._stop.is_set():
             self._status(loop, SourceState.CONNECTING)
             try:
@@ -191,36 +192,37 @@ class LiveSource:
             online_since = time.monotonic()
             rate = stream.average_rate or stream.guessed_rate
             if rate:
-                interval = 1 / Fraction(rate)
-            base = last_pts + interval if last_pts is not None else Fraction(0)
-            origin: Fraction | None = None
+                timeline.interval = 1 / Fraction(rate)
+            timeline.restart()
             wall_origin = time.monotonic()
+            first: Fraction | None = None
             ended = "stream ended"
             try:
-                for frame in decode(container, stream, self):
+                for frame in decode(container, stream, self.counts):
                     if self._stop.is_set():
                         break
                     if frame.pts is not None and stream.time_base is not None:
                         raw = Fraction(frame.pts) * stream.time_base
                     else:
                         raw = Fraction(time.monotonic() - wall_origin).limit_denominator(1_000_000)
-                    if origin is None:
-                        origin = raw
-                    pts = base + (raw - origin)
-                    if last_pts is not None and pts <= last_pts:
-                        # a reset inside the stream: continue from where we were
-                        base, origin = last_pts + interval, raw
-                        pts = base
-                    last_pts = pts
+                    pts = timeline.place(raw)
+                    if first is None:
+                        first = pts
                     if self.options.realtime:
-                        delay = wall_origin + float(pts - base) - time.monotonic()
+                        delay = wall_origin + float(pts - first) - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             break
                     if not sampler.keep(pts):
                         continue
-                    self.sampled += 1
-                    item = make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+                    c = self.counts
+                    with self._lock:
+                        if self._stop.is_set():
+                            break
+                        c.sampled += 1
+                    item = make_frame(self.id, c.decoded - 1, self._first_seq + c.sampled - 1, pts, frame)
                     if not self._hand_off(loop, handoff, item):
+                        with self._lock:
+                            c.dropped[DropReason.STOPPED] += 1
                         return
             except av.error.FFmpegError as exc:
                 ended = _reason(exc)
@@ -236,26 +238,29 @@ class LiveSource:
                 return
             if time.monotonic() - online_since > 10.0:
                 restarts.succeeded()
-            self.reconnects += 1
+            self.counts.reconnects += 1
             self._status(loop, SourceState.OFFLINE, ended)
             self._stop.wait(restarts.next_wait())
 
     def _hand_off(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame], frame: Frame) -> bool:
-        """Give a frame to the loop; False when the consumer is gone."""
+        """Give a frame to the loop; False when it did not get there because the consumer is gone.
+
+        Closing the hand-off always ends a pending ``put``, so the answer comes as soon as the loop runs;
+        only a loop that is gone altogether is not waited for.
+        """
         try:
             future = asyncio.run_coroutine_threadsafe(handoff.put(frame), loop)
         except RuntimeError:
             return False
-        while not self._stop.is_set():
+        while True:
             try:
                 future.result(timeout=0.5)
                 return True
             except TimeoutError:
-                continue
-            except (QueueClosed, asyncio.CancelledError):
+                if loop.is_closed():
+                    return False
+            except (QueueClosed, asyncio.CancelledError, concurrent.futures.CancelledError):
                 return False
-        future.cancel()
-        return False
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
         loop = asyncio.get_running_loop()
@@ -265,21 +270,24 @@ class LiveSource:
         thread.start()
         try:
             while (frame := await handoff.get()) is not None:
-                self.dropped = handoff.dropped
+                self.counts.dropped[DropReason.QUEUE] = handoff.dropped
                 yield frame
             if self.failure is not None:
                 raise SourceLostError(self.id, self.failure)
         finally:
-            self._stop.set()
-            handoff.close()
-            self.dropped = handoff.dropped
+            with self._lock:
+                self._stop.set()
+                handoff.close()
+                self.counts.dropped[DropReason.QUEUE] = handoff.dropped
+                self.counts.dropped[DropReason.STOPPED] += len(handoff)
+                handoff.clear()
 
     def _guarded_run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
         try:
             self._run(loop, handoff)
         except Exception as exc:  # a bug must not vanish with the thread
-            log.exception("source %s: decode thread failed", self.id)
-            self._status(loop, SourceState.FAILED, f"internal error: {_reason(exc)}")
+            log.debug("source %s: decode thread failed", self.id, exc_info=True)
+            self._status(loop, SourceState.FAILED, internal_error(exc))
         finally:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(handoff.close)

@@ -1,0 +1,280 @@
+"""Running the pipeline as a daemon: signals, reload, sd_notify, the companions, the end-of-run summary.
+
+``streamprep run`` and the library's ``open()`` both come through here. Signals are handled from the first
+moment (:class:`Signals`): a SIGTERM while models are still loading stops cleanly with exit 0, a SIGHUP then
+is applied once running. Inside the event loop the first SIGINT/SIGTERM drains (one deadline), a second
+stops at once with exit 130 after counting what it abandons, and SIGHUP re-reads the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from streamprep.config import Config
+from streamprep.errors import StreamprepError
+from streamprep.model import LoadedModel, load_model
+from streamprep.pipeline import Companion, Pipeline, RunReport, describe_sources
+from streamprep.redact import redact_text
+from streamprep.service import Notifier, default_status_socket, status_companion, systemd_companion
+from streamprep.sinks.base import Sink
+
+log = logging.getLogger("streamprep")
+
+EXIT_ABORTED = 130
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StartupInterrupted(BaseException):
+    """A stop signal arrived before the pipeline was running."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.signal = sig
+
+
+class Signals:
+    """SIGINT, SIGTERM and SIGHUP for the whole life of ``run``.
+
+    Before the event loop runs, a stop signal interrupts start-up (:class:`StartupInterrupted`) and a
+    SIGHUP is remembered; inside the loop they become calls of ``on_stop``/``on_reload`` on the loop.
+    """
+
+    def __init__(self) -> None:
+        self.reload_pending = False
+        self.stops = 0
+
+    def install(self) -> None:
+        """Handle signals now, before anything slow starts."""
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._early_stop)
+        signal.signal(signal.SIGHUP, self._early_reload)
+
+    def _early_stop(self, signum: int, _frame: types.FrameType | None) -> None:
+        self.stops += 1
+        raise StartupInterrupted(signal.Signals(signum))
+
+    def _early_reload(self, _signum: int, _frame: types.FrameType | None) -> None:
+        self.reload_pending = True
+
+    def _late(self, signum: int, _frame: types.FrameType | None) -> None:
+        if signum in _STOP_SIGNALS:
+            self.stops += 1
+
+    def attach(
+        self, loop: asyncio.AbstractEventLoop, on_stop: Callable[[signal.Signals], None], on_reload: Callable[[], None]
+    ) -> None:
+        for sig in _STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, on_reload)
+
+    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Back to remembering signals (the loop is about to end): nothing more is interrupted."""
+        for sig in (*_STOP_SIGNALS, signal.SIGHUP):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+            signal.signal(sig, self._late)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    report: RunReport | None  # None when stopped before the pipeline ran
+    aborted: bool  # a second signal stopped it at once
+
+    @property
+    def exit_code(self) -> int:
+        if self.aborted:
+            return EXIT_ABORTED
+        if self.report is None:
+            return 0
+        if self.report.failures:
+            return self.report.failures[0].exit_code
+        if self.report.sink_failures:
+            return 5
+        return 0
+
+
+def build_sinks(cfg: Config) -> list[Sink]:
+    """The sinks the config asks for: JSON lines (``--out``, stdout by default) and/or MQTT."""
+    from streamprep.sinks.jsonl import JsonLinesSink
+    from streamprep.sinks.mqtt import MqttSink
+
+    out = cfg.output
+    sinks: list[Sink] = []
+    if out.out is not None or out.mqtt is None:
+        sinks.append(JsonLinesSink(out.out or "-", cfg.device))
+    if out.mqtt is not None:
+        sinks.append(MqttSink(out.mqtt, cfg.device, cfg.state_dir))
+    return sinks
+
+
+def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: bool) -> list[Companion]:
+    """The daemon's helpers that read snapshots: systemd, status socket, metrics, dashboard."""
+    found: list[Companion] = []
+    if notifier.enabled:
+        found.append(systemd_companion(notifier, pipeline.snapshot))
+    status_path = cfg.status.socket or default_status_socket()
+    if status_path is not None:
+        found.append(status_companion(status_path, pipeline.snapshot))
+    if cfg.metrics.listen:
+        from streamprep.exporter import metrics_companion
+
+        found.append(metrics_companion(cfg.metrics.listen, pipeline.snapshot))
+    if dashboard:
+        from rich.console import Console
+
+        from streamprep.dashboard import dashboard_companion
+
+        found.append(dashboard_companion(Console(stderr=True)))
+    return found
+
+
+class Daemon:
+    """One run of the pipeline with everything around it. ``reload`` reads the config anew (SIGHUP)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        signals: Signals,
+        reload: Callable[[], Config] | None = None,
+        dashboard: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.signals = signals
+        self._reload = reload
+        self._dashboard = dashboard
+        self.notifier = Notifier()
+        self.pipeline: Pipeline | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
+
+    def run(self) -> Outcome:
+        """Load the models, open the sinks, run until done or stopped; signals are handled throughout."""
+        try:
+            models = {key: load_model(self.cfg.model_for(key)) for key in self.cfg.used_models()}
+            log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
+            return asyncio.run(self._serve(models))
+        except StartupInterrupted as exc:
+            log.info("%s during start-up: stopped before processing anything", exc.signal.name)
+            return Outcome(None, aborted=False)
+        finally:
+            self.notifier.close()
+
+    async def _serve(self, models: dict[str, LoadedModel]) -> Outcome:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        sinks = build_sinks(self.cfg)
+        opened: list[Sink] = []
+        stop = asyncio.Event()
+        aborted = False
+
+        def on_stop(sig: signal.Signals) -> None:
+            nonlocal aborted
+            self.signals.stops += 1
+            if self.pipeline is None:
+                log.info("%s during start-up: stopping before processing anything", sig.name)
+                stop.set()
+                if main is not None:
+                    main.cancel()
+                return
+            if stop.is_set():
+                log.warning("second %s: stopping now", sig.name)
+                aborted = True
+                if main is not None:
+                    main.cancel()
+                return
+            log.info("%s received: stopping", sig.name)
+            self.notifier.notify(stopping=1)
+            stop.set()
+
+        def on_reload() -> None:
+            if self.pipeline is None:
+                self.signals.reload_pending = True
+            else:
+                self._tasks.add(loop.create_task(self._apply_reload()))
+
+        self.signals.attach(loop, on_stop, on_reload)
+        try:
+            for sink in sinks:
+                await sink.open()
+                opened.append(sink)
+            pipeline = self.pipeline = Pipeline(self.cfg, models, sinks)
+            if self._dashboard:
+                from streamprep.logs import CallbackHandler
+
+                logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
+            if self.signals.reload_pending:
+                self.signals.reload_pending = False
+                self._tasks.add(loop.create_task(self._apply_reload()))
+            try:
+                report = await pipeline.run(stop, companions(self.cfg, pipeline, self.notifier, self._dashboard))
+            except asyncio.CancelledError:
+                if not aborted:
+                    raise
+                return Outcome(pipeline.report(), aborted=True)
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
+            return Outcome(report, aborted=False)
+        except asyncio.CancelledError:
+            if self.pipeline is None and stop.is_set():
+                return Outcome(None, aborted=False)
+            raise
+        finally:
+            self.signals.detach(loop)
+            if self.pipeline is None:
+                for sink in opened:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(sink.shutdown(), 3.0)
+
+    async def _apply_reload(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            task.add_done_callback(self._tasks.discard)
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        if self._reload is None:
+            log.warning("SIGHUP: no --config to reload; ignored")
+            return
+        self.notifier.notify(reloading=1)
+        try:
+            cfg = await asyncio.to_thread(self._reload)
+            started, stopped = pipeline.apply(cfg)
+            log.info("reloaded: started %s; stopped %s", started or "none", stopped or "none")
+        except StreamprepError as exc:
+            log.error("reload refused, running on as before: %s", redact_text(str(exc)))
+        finally:
+            self.notifier.notify(ready=1)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first StreamprepError inside (nested) exception groups, else the first exception."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_error(inner)
+            if isinstance(found, StreamprepError):
+                return found
+        return first_error(exc.exceptions[0])
+    return exc
+
+
+def summarize(outcome: Outcome, errors: Sequence[str] = ()) -> None:
+    """The end of a run: one line per source with its counts, then one error line per failure."""
+    report = outcome.report
+    if report is None:
+        return
+    for s in report.snapshot.sources:
+        log.info("source %s: %s, %s", s.source, s.state, s.summary())
+    if report.cut_short:
+        log.warning("the run was cut short: frames in flight were dropped (counted as stopped)")
+    for failure in report.failures:
+        print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
+    for line in report.sink_failures:
+        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)
+    for line in errors:
+        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)

@@ -1,0 +1,64 @@
+"""Worker threads for the work the event loop must never do itself.
+
+The pipeline gives each kind of blocking work its own executor, sized from the machine, so one kind never
+waits behind another (inference behind decoding, say): :func:`pool` for decoding, preprocessing and
+inference, and :class:`WriterThread` for a sink's writes. A writer may block for as long as its output
+does (a pipe nobody reads, a stalled disk), so its thread is a daemon thread that never holds up exit.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def pool(name: str, workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=name)
+
+
+class WriterThread(Executor):
+    """One daemon thread that runs the calls submitted to it in order."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((future, lambda: fn(*args, **kwargs), ()))
+        return future
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn, _ = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Ends the thread after the calls already submitted; ``wait`` joins it (never use that when an
+        output may be blocked)."""
+        self._calls.put(None)
+        if wait:
+            self._thread.join()
