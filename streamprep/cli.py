@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from streamprep.version import __version__
 
 if TYPE_CHECKING:
     from streamprep import config as config_mod
+    from streamprep.daemon import Signals
 
 log = logging.getLogger("streamprep")
 
@@ -126,10 +128,24 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamprep.daemon import Daemon, Signals, summarize
+    from streamprep.daemon import Signals, StartupInterrupted
 
     signals = Signals()
     signals.install()  # before anything slow: a stop while models load exits cleanly
+    try:
+        return _serve(args, signals)
+    except StartupInterrupted as exc:
+        log.info("%s during start-up: stopped before processing anything", exc.signal.name)
+        return 0
+    finally:
+        signals.ignore()  # the outcome is decided: a late signal must not change the exit status
+
+
+def _serve(args: argparse.Namespace, signals: Signals) -> int:
+    from streamprep import budget
+    from streamprep.daemon import Daemon, summarize
+
+    log.info("streamprep %s starting (pid %d)", __version__, os.getpid())
     cfg = _config_from_args(args)
     logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
     if not cfg.sources:
@@ -137,6 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
+    budget.check(cfg)
     reload = (lambda: _config_from_args(args)) if args.config is not None else None
     outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard).run()
     summarize(outcome)

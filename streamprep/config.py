@@ -16,12 +16,13 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from streamprep.decoders import DECODERS
 from streamprep.errors import ConfigError
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
+from streamprep.topics import topic_level
 
 DEFAULT_MODEL_KEY = "default"
+DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")  # see streamprep.decoders
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
@@ -74,9 +75,22 @@ class SourceConfig(_Strict):
     @field_validator("roi")
     @classmethod
     def _roi(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
-        if v is not None and (min(v) < 0 or v[2] <= 0 or v[3] <= 0):
+        if v is None:
+            return v
+        if min(v) < 0 or v[2] <= 0 or v[3] <= 0:
             raise ValueError("must be [x, y, width, height] with width and height > 0")
+        if all(c <= 1 for c in v):  # fractions of the frame: checked now; pixels against each frame size
+            inside = "fractions of the frame must stay within [0, 1]"
+            if v[0] + v[2] > 1 + 1e-9:
+                raise ValueError(f"x + width = {v[0] + v[2]:g} goes past the right edge ({inside})")
+            if v[1] + v[3] > 1 + 1e-9:
+                raise ValueError(f"y + height = {v[1] + v[3]:g} goes past the bottom edge ({inside})")
         return v
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, v: str | None) -> str | None:
+        return v if v is None else _printable(v)
 
 
 class ModelConfig(_Strict):
@@ -160,6 +174,14 @@ class StatusConfig(_Strict):
     socket: Path | None = None  # unix socket for `streamprep top`; default $RUNTIME_DIRECTORY/status.sock
 
 
+class LimitsConfig(_Strict):
+    """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
+
+    max_sources: int = Field(64, ge=1, le=100_000)
+    memory_mb: int | None = Field(None, ge=64)  # default: 80% of the memory this process may use
+    threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
+
+
 class LoggingConfig(_Strict):
     format: Literal["auto", "text", "journal", "json"] = "auto"  # auto: journal under systemd, else text
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -180,6 +202,7 @@ class Config(_Strict):
     metrics: MetricsConfig = MetricsConfig()
     status: StatusConfig = StatusConfig()
     logging: LoggingConfig = LoggingConfig()
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -188,12 +211,25 @@ class Config(_Strict):
             return [{"url": s} if isinstance(s, str) else s for s in v]
         return v
 
+    @field_validator("device")
+    @classmethod
+    def _printable_device(cls, v: str) -> str:
+        return _printable(v)
+
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
         ids = [s.id for s in self.sources if s.id]
         dup = next((i for i in ids if ids.count(i) > 1), None)
         if dup:
             raise ValueError(f"source id {dup!r} is used twice")
+        levels: dict[str, str] = {}
+        for sid in self.source_ids():
+            other = levels.setdefault(topic_level(sid), sid)
+            if other != sid:
+                raise ValueError(
+                    f"source ids {other!r} and {sid!r} would publish to the same MQTT topic "
+                    f"level {topic_level(sid)!r}: rename one"
+                )
         if DEFAULT_MODEL_KEY in self.models:
             raise ValueError(f"models.{DEFAULT_MODEL_KEY}: the name is reserved for [model]")
         for i, s in enumerate(self.sources):
@@ -227,6 +263,14 @@ class Config(_Strict):
         return out
 
 
+def _printable(name: str) -> str:
+    """Names end up in logs, topics and file names: no control characters (a newline would forge log lines)."""
+    bad = next((c for c in name if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"{name!r} contains a control character ({bad!r}); use printable characters only")
+    return name
+
+
 def _default_id(url: str) -> str:
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", url)
     stem = m.group(1) if m else Path(url).stem
@@ -236,11 +280,11 @@ def _default_id(url: str) -> str:
 def _format(exc: ValidationError, where: str) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{where}{key}: {msg}")
+        lines.append(f"{where}{key}: {msg}" if key else f"{where}{msg}")
     return "; ".join(lines)
 
 

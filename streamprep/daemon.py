@@ -29,6 +29,7 @@ log = logging.getLogger("streamprep")
 
 EXIT_ABORTED = 130
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_ALL = (*_STOP_SIGNALS, signal.SIGHUP)
 
 
 class StartupInterrupted(BaseException):
@@ -75,11 +76,22 @@ class Signals:
         loop.add_signal_handler(signal.SIGHUP, on_reload)
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Back to remembering signals (the loop is about to end): nothing more is interrupted."""
-        for sig in (*_STOP_SIGNALS, signal.SIGHUP):
+        """The loop is about to end: signals are only counted from now on. (Left to the loop, its handlers
+        would be removed as it closes, leaving the default action, death, in place.)"""
+        for sig in _ALL:
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        self.settle()
+
+    def settle(self) -> None:
+        for sig in _ALL:
             signal.signal(sig, self._late)
+
+    def ignore(self) -> None:
+        """The run is over and its outcome decided: a late signal must not change the exit status (an
+        ignored signal also stays ignored while the interpreter exits)."""
+        for sig in _ALL:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @dataclass(frozen=True)
@@ -154,15 +166,14 @@ class Daemon:
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
 
     def run(self) -> Outcome:
-        """Load the models, open the sinks, run until done or stopped; signals are handled throughout."""
+        """Load the models, open the sinks, run until done or stopped; signals are handled throughout
+        (before the loop runs, a stop signal raises :class:`StartupInterrupted`)."""
         try:
             models = {key: load_model(self.cfg.model_for(key)) for key in self.cfg.used_models()}
             log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
             return asyncio.run(self._serve(models))
-        except StartupInterrupted as exc:
-            log.info("%s during start-up: stopped before processing anything", exc.signal.name)
-            return Outcome(None, aborted=False)
         finally:
+            self.signals.settle()
             self.notifier.close()
 
     async def _serve(self, models: dict[str, LoadedModel]) -> Outcome:

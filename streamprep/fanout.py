@@ -91,13 +91,14 @@ class Fanout:
 
     def failures(self) -> list[str]:
         """One line per sink that failed (and dropped its results from then on)."""
-        return [f"sink {lane.sink.name}: {lane.failure}" for lane in self._lanes if lane.failure]
+        return [lane.failure for lane in self._lanes if lane.failure]
 
     def _failed(self, lane: _Lane, exc: Exception) -> None:
         if lane.failure is None:
-            lane.failure = str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)
+            # our own errors name the sink's output; anything else is a bug, named with the sink
+            lane.failure = str(exc) if isinstance(exc, StreamprepError) else f"{lane.sink.name}: {internal_error(exc)}"
             log.debug("sink %s failed", lane.sink.name, exc_info=True)
-            log.error("sink %s failed: %s; its results are dropped from now on", lane.sink.name, lane.failure)
+            log.error("%s; results for this sink are dropped from now on", lane.failure)
 
     async def _deliver(self, lane: _Lane) -> None:
         while (result := await lane.results.get()) is not None:

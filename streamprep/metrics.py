@@ -153,6 +153,7 @@ class Snapshot:
     errors: tuple[str, ...]
     histograms: dict[str, HistogramSnapshot] = field(default_factory=dict)
     draining: bool = False  # stopping: what is in flight is being finished
+    drain_left_s: float = 0.0  # while draining: time left before the rest is cut short
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -195,7 +196,13 @@ class Metrics:
     def error(self, line: str) -> None:
         self.errors.append(f"{time.strftime('%H:%M:%S')} {line}")
 
-    def snapshot(self, queued: dict[str, int], sinks: Iterable[SinkSnapshot] = (), draining: bool = False) -> Snapshot:
+    def snapshot(
+        self,
+        queued: dict[str, int],
+        sinks: Iterable[SinkSnapshot] = (),
+        draining: bool = False,
+        drain_left_s: float = 0.0,
+    ) -> Snapshot:
         sources = []
         for name, c in self.sources.items():
             p50, p95 = c.age_ms.percentiles(50, 95)
@@ -236,4 +243,5 @@ class Metrics:
             errors=tuple(self.errors),
             histograms={name: h.freeze() for name, h in self.histograms.items()},
             draining=draining,
+            drain_left_s=drain_left_s,
         )

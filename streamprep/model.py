@@ -11,7 +11,6 @@ from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels
 from streamprep.errors import ConfigError, ModelError
 from streamprep.inference import OnnxEngine
-from streamprep.preprocess import ingraph
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
 
@@ -98,6 +97,8 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     in_graph = bool(cfg.preprocess.in_graph)
     preprocessor = Preprocessor(spec)
     if in_graph:
+        from streamprep.preprocess import ingraph  # imports onnx: only for this option
+
         try:
             wrapped = ingraph.wrap(cfg.path, spec)
         except ConfigError as exc:

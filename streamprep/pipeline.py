@@ -69,6 +69,7 @@ class Pipeline:
         self.drain_timeout = cfg.drain_timeout_s if drain_timeout is None else drain_timeout
         self._stopping = False
         self._cut_short = False
+        self._drain_deadline: float | None = None  # loop time by which a stop must be complete
         files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
@@ -162,6 +163,7 @@ class Pipeline:
         await stop.wait()
         loop = asyncio.get_running_loop()
         deadline.append(loop.time() + self.drain_timeout)
+        self._drain_deadline = deadline[0]
         self._stopping = True
         log.info("stopping: sources closed, finishing what is in flight (at most %.1f s)", self.drain_timeout)
         self.supervisor.stop()
@@ -201,7 +203,10 @@ class Pipeline:
         """An immutable picture of the pipeline, for the dashboard, status socket, metrics and watchdog."""
         self.supervisor.sync()
         sinks = [replace(s.stats(), dropped=s.stats().dropped + self.fanout.dropped(s)) for s in self.sinks]
-        return self.metrics.snapshot(self.supervisor.queued(), sinks, draining=self._stopping)
+        left = 0.0
+        if self._drain_deadline is not None:
+            left = max(0.0, self._drain_deadline - asyncio.get_running_loop().time())
+        return self.metrics.snapshot(self.supervisor.queued(), sinks, draining=self._stopping, drain_left_s=left)
 
 
 def describe_sources(cfg: Config) -> list[str]:

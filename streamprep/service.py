@@ -22,6 +22,8 @@ from streamprep.metrics import Snapshot
 log = logging.getLogger(__name__)
 
 SnapshotSource = Callable[[], Snapshot]
+_DRAIN_PERIOD = 1.0  # seconds between notifications while a stop drains
+_DRAIN_MARGIN_S = 5.0
 
 
 class Notifier:
@@ -84,7 +86,11 @@ def progressing(snap: Snapshot, previous: Snapshot) -> bool:
 
 
 def systemd_companion(notifier: Notifier, snapshot: SnapshotSource) -> Callable[[Any], Coroutine[Any, Any, None]]:
-    """READY=1 once the pipeline runs; STATUS= every few seconds; WATCHDOG=1 only while it progresses."""
+    """READY=1 once the pipeline runs; STATUS= every few seconds; WATCHDOG=1 only while it progresses.
+
+    While a stop drains, every second: WATCHDOG=1 and, as long as results still flow out, EXTEND_TIMEOUT_USEC
+    covering the rest of the drain deadline, so systemd does not kill a daemon that is still delivering.
+    """
 
     async def run(_pipeline: Any) -> None:
         period = min(notifier.watchdog_s / 2, 5.0) if notifier.watchdog_s else 5.0
@@ -93,16 +99,20 @@ def systemd_companion(notifier: Notifier, snapshot: SnapshotSource) -> Callable[
         log.info("ready%s", f" (watchdog every {notifier.watchdog_s:g} s)" if notifier.watchdog_s else "")
         try:
             while True:
-                await asyncio.sleep(period)
+                await asyncio.sleep(_DRAIN_PERIOD if previous.draining else period)
                 current = snapshot()
                 fields: dict[str, str | int] = {"status": summary(current, previous)}
+                if current.draining:
+                    fields["status"] = f"stopping: {current.queued} frame(s) queued, {current.drain_left_s:.0f} s left"
+                    if current.delivered > previous.delivered:
+                        fields["extend_timeout_usec"] = int((current.drain_left_s + _DRAIN_MARGIN_S) * 1_000_000)
                 if notifier.watchdog_s:
-                    if progressing(current, previous):
+                    if current.draining or progressing(current, previous):
                         fields["watchdog"] = 1
                     else:
                         log.warning("no progress: %d frame(s) waiting, no result for %.1f s", current.queued, period)
                 notifier.notify(**fields)
-                if progressing(current, previous):
+                if current.draining or progressing(current, previous):
                     previous = current
         finally:
             notifier.notify(stopping=1)

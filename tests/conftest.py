@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 import socket
@@ -11,8 +12,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -210,3 +213,47 @@ def mosquitto(tmp_path: Path) -> Iterator[Callable[..., ManagedBroker]]:
     yield make
     for broker in brokers:
         broker.stop()
+
+
+def make_clip(path: Path, segments: list[tuple[str, tuple[int, int], int]], fps: int = 10) -> Path:
+    """An MPEG-TS file of H.264 segments, each a photo at a size for a number of frames, encoded separately
+    and concatenated as bytes, as two recordings appended to one another are: every segment's timestamps
+    start again, and its frame size may differ."""
+    data = b""
+    for name, (width, height), frames in segments:
+        buffer = io.BytesIO()
+        with av.open(buffer, "w", format="mpegts") as out:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = {"preset": "ultrafast", "tune": "zerolatency"}
+            image = cv2.resize(photo(name), (width, height), interpolation=cv2.INTER_AREA)
+            for i in range(frames):
+                frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+                frame.pts = i
+                frame.time_base = Fraction(1, fps)
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        data += buffer.getvalue()
+    path.write_bytes(data)
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Callable[[int], tuple[tuple[str, ...], Path]]:
+    """``small_disk(kib)``: a command prefix that runs a program with a tmpfs of that size mounted on a
+    directory (a full disk in the making), in a mount namespace of its own (the network is shared), and
+    that directory."""
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to mount a small tmpfs for the test")
+
+    def make(kib: int) -> tuple[tuple[str, ...], Path]:
+        where = tmp_path / f"small-{kib}k"
+        where.mkdir()
+        script = f'mount -t tmpfs -o size={kib}k tmpfs "{where}" && exec "$@"'
+        prefix = ("unshare", "--mount", "--map-root-user", "--propagation", "private", "sh", "-c", script, "sh")
+        probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs in a mount namespace here: {probe.stderr.strip()}")
+        return prefix, where
+
+    return make

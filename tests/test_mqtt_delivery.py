@@ -320,3 +320,49 @@ async def test_hostile_source_name_gets_a_safe_topic_level(
         await sub.wait_for(lambda: len(sub.results) >= 10, 30, "the results")
     assert set(sub.topics) == {"streamprep/cam___/a_b__/results"}
     assert {r["source"] for r in sub.results} == {"a/b#+"}, "the payload keeps the real name"
+
+
+async def test_a_full_disk_under_the_spool_loses_nothing(
+    mosquitto: Callable[..., ManagedBroker],
+    tmp_path: Path,
+    small_disk: Callable[[int], tuple[tuple[str, ...], Path]],
+) -> None:
+    prefix, state = small_disk(96)  # room for the database and its shared memory, and a few results
+    broker = mosquitto("allow_anonymous true", "persistence true")
+    async with Subscriber(broker):
+        pass  # the subscriber's persistent session now exists on the broker
+    broker.stop()
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true")
+    cfg.write_text(
+        cfg.read_text()
+        .replace(str(tmp_path / "state"), str(state))
+        .replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 60')
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *prefix,
+        sys.executable,
+        "-m",
+        "streamprep",
+        "run",
+        "--config",
+        str(cfg),
+        "--fps",
+        "10",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stderr is not None
+    seen: list[bytes] = []
+    while not any(b"cannot be written" in line for line in seen):  # the spool has filled its disk
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        assert line, b"".join(seen).decode()
+        seen.append(line)
+    broker.start()
+    async with Subscriber(broker) as sub:
+        await sub.wait_for(lambda: len(sub.unique()) >= 120, 60, "all 120 results")
+        _, rest = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = (b"".join(seen) + rest).decode()
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert [r["seq"] for r in sub.unique()] == list(range(120)), "every result, in order"
+    assert "120 processed, 0 dropped" in stderr

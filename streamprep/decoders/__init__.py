@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from streamprep.config import DECODERS
 from streamprep.decoders.base import Decoded, Decoder, DecoderOptions, read_labels
 from streamprep.decoders.classify import ClassifyDecoder
 from streamprep.decoders.grid import GridDecoder
@@ -13,8 +14,6 @@ from streamprep.decoders.yolo import YoloDecoder
 from streamprep.errors import ModelError
 from streamprep.inference import ModelInfo
 from streamprep.preprocess.spec import PreprocessSpec
-
-DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")
 
 __all__ = ["DECODERS", "Decoded", "Decoder", "DecoderOptions", "build_decoder", "read_labels", "recognise"]
 

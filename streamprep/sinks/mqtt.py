@@ -274,14 +274,21 @@ class MqttSink:
         self._closing.set()
 
     async def shutdown(self) -> None:
-        """After ``serve`` ended (or was cancelled): say goodbye and keep the rest for the next run."""
+        """After ``serve`` ended (or was cancelled): say goodbye and keep the rest for the next run.
+
+        Raises SinkError when results are lost: undelivered, and no spool could keep them."""
         if self.outbox.closed:
             return
-        left = len(self.outbox)
         await self._disconnect(graceful=True)
-        if left:
-            kept = "kept in the spool for the next run" if self.outbox.spooled else "lost (no state_dir to spool to)"
-            log.error("MQTT: %d result(s) not delivered to %s: %s", left, self.name, kept)
+        await self.outbox.close()
+        if self.outbox.spooled:
+            log.warning(
+                "MQTT: %d result(s) not yet delivered to %s are kept in the spool for the next run",
+                self.outbox.spooled,
+                self.name,
+            )
         if self.outbox.dropped:
             log.error("MQTT: %d result(s) dropped (outbox full or spool unwritable)", self.outbox.dropped)
-        await self.outbox.close()
+        if lost := self.outbox.in_memory:
+            why = "no state_dir to spool them to" if self.outbox.path is None else "the spool could not be written"
+            raise SinkError(f"MQTT broker {self.name}: {lost} result(s) could not be delivered and are lost ({why})")

@@ -145,6 +145,10 @@ class Outbox:
         return self._spooled
 
     @property
+    def in_memory(self) -> int:
+        return len(self._memory)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

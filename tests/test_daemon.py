@@ -1,0 +1,182 @@
+"""The daemon under signals and machine faults: every stop accounted for, no traceback, the right exit code."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import RECORDINGS
+
+DEMO = RECORDINGS / "demo_720p.mp4"
+PAN = RECORDINGS / "pan_1080p.mp4"
+
+
+class Daemon:
+    """``streamprep ARGS`` in the background, its stderr collected line by line as it comes."""
+
+    def __init__(self, *args: str, prefix: tuple[str, ...] = ()) -> None:
+        self.process = subprocess.Popen(
+            [*prefix, sys.executable, "-m", "streamprep", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+
+    def wait_for(self, fragment: str, timeout: float = 60) -> None:
+        with self._changed:
+            ok = self._changed.wait_for(
+                lambda: any(fragment in x for x in self.lines) or self.process.poll() is not None, timeout
+            )
+        assert ok and any(fragment in x for x in self.lines), f"no {fragment!r} in:\n{self.stderr}"
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def finish(self, timeout: float = 60) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(10)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "\n".join(self.lines)
+
+
+_SUMMARY = re.compile(
+    r"(\d+) decoded, (\d+) sampled, (\d+) processed, (\d+) dropped(?: \(([^)]*)\))?(?:; sinks dropped (\d+))?"
+)
+
+
+def counts(stderr: str, source: str) -> dict[str, int]:
+    """The end-of-run summary's counts for ``source``, dropped ones by reason too."""
+    line = next(x for x in stderr.splitlines() if f"source {source}: " in x and " sampled, " in x)
+    m = _SUMMARY.search(line)
+    assert m is not None, line
+    found = dict(zip(("decoded", "sampled", "processed", "dropped"), map(int, m.groups()[:4]), strict=True))
+    for part in (m.group(5) or "").split(", "):
+        if part:
+            reason, number = part.rsplit(" ", 1)
+            found[f"dropped_{reason}"] = int(number)
+    found["sink_dropped"] = int(m.group(6) or 0)
+    return found
+
+
+def assert_accounted(stderr: str, source: str) -> dict[str, int]:
+    c = counts(stderr, source)
+    reasons = sum(v for k, v in c.items() if k.startswith("dropped_"))
+    assert c["sampled"] == c["processed"] + c["dropped"], stderr
+    assert c["dropped"] == reasons, stderr
+    return c
+
+
+def assert_no_traceback(stderr: str) -> None:
+    assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr
+
+
+def test_sigterm_during_start_up_exits_0_with_a_log_line(tmp_path: Path) -> None:
+    daemon = Daemon("run", str(DEMO), "--out", str(tmp_path / "r.jsonl"))
+    daemon.wait_for("starting")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.finish() == 0, daemon.stderr
+    assert "SIGTERM during start-up" in daemon.stderr
+    assert_no_traceback(daemon.stderr)
+
+
+def test_sighup_during_start_up_is_applied_once_running(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'fps = 2\nsources = ["{DEMO}"]\n[output]\nout = "{out}"\n')
+    daemon = Daemon("run", "--config", str(cfg))
+    daemon.wait_for("starting")
+    daemon.signal(signal.SIGHUP)
+    assert daemon.finish() == 0, daemon.stderr
+    assert "reloaded: started none; stopped none" in daemon.stderr
+    assert len(out.read_text().splitlines()) == 24
+
+
+@pytest.mark.parametrize("drain", [0, 10])
+def test_sigterm_mid_run_accounts_for_every_frame(tmp_path: Path, drain: int) -> None:
+    out = tmp_path / "r.jsonl"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'drain_timeout_s = {drain}\nsources = ["{PAN}", "{DEMO}"]\n')
+    daemon = Daemon("run", "--config", str(cfg), "--out", str(out))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 20):
+        assert daemon.process.poll() is None, daemon.stderr
+        time.sleep(0.02)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.finish() == 0, daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    rows = [line for line in out.read_text().splitlines()]
+    for source in ("pan_1080p", "demo_720p"):
+        c = assert_accounted(daemon.stderr, source)
+        assert c["sampled"] < (300 if source == "pan_1080p" else 360), "stopped mid-run"
+        written = [r for r in rows if f'"source":"{source}"' in r]
+        assert len(written) == c["processed"], "every processed frame's result was written"
+    if drain == 0:
+        assert "drain deadline (0.0 s) passed" in daemon.stderr
+        assert sum(counts(daemon.stderr, s).get("dropped_stopped", 0) for s in ("pan_1080p", "demo_720p")) > 0
+
+
+def pipe_fill(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    buf = bytearray(4)
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return int.from_bytes(buf, sys.byteorder)
+
+
+def test_a_second_signal_stops_at_once_with_exit_130(tmp_path: Path) -> None:
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened, never read: the output blocks
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text("drain_timeout_s = 60\n")
+        daemon = Daemon("run", str(PAN), "--config", str(cfg), "--out", str(fifo))
+        deadline = time.monotonic() + 60
+        while pipe_fill(reader) < 60_000:
+            assert time.monotonic() < deadline and daemon.process.poll() is None, daemon.stderr
+            time.sleep(0.02)
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for("stopping: sources closed")
+        daemon.signal(signal.SIGTERM)
+        assert daemon.finish(30) == 130, daemon.stderr
+    finally:
+        os.close(reader)
+    assert "second SIGTERM: stopping now" in daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    c = assert_accounted(daemon.stderr, "pan_1080p")
+    assert c["processed"] > 0
+
+
+def test_a_full_disk_under_out_is_one_error_line(small_disk: Callable[[int], tuple[tuple[str, ...], Path]]) -> None:
+    prefix, where = small_disk(32)
+    daemon = Daemon("run", str(DEMO), "--fps", "10", "--out", str(where / "r.jsonl"), prefix=prefix)
+    assert daemon.finish() == 5, daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    errors = [x for x in daemon.lines if x.startswith("streamprep: error:")]
+    assert errors == [f"streamprep: error: output {where}/r.jsonl: No space left on device"]
+    c = assert_accounted(daemon.stderr, "demo_720p")
+    assert c["processed"] == 120, "the pipeline ran on; the sink dropped what it could not write"
+    assert 0 < c["sink_dropped"] < 120, "the sink counts what it dropped"
