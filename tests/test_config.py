@@ -1,0 +1,97 @@
+"""Config validation that names the key, and the source budget."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import RECORDINGS
+
+from streamprep import budget
+from streamprep.config import parse
+from streamprep.errors import ConfigError
+
+DEMO = str(RECORDINGS / "demo_720p.mp4")
+PAN = str(RECORDINGS / "pan_1080p.mp4")
+
+
+def test_ids_that_publish_to_the_same_topic_are_refused_with_both_names() -> None:
+    with pytest.raises(ConfigError, match="source ids 'cam/1' and 'cam_1' would publish to the same MQTT topic"):
+        parse({"sources": [{"url": DEMO, "id": "cam/1"}, {"url": DEMO, "id": "cam_1"}]})
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"sources": [{"url": DEMO, "id": "door\nERROR forged line"}]}, "sources.0.id"),
+        ({"device": "edge\r01", "sources": [DEMO]}, "device"),
+    ],
+)
+def test_control_characters_in_names_are_refused(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: .* contains a control character"):
+        parse(data)
+
+
+@pytest.mark.parametrize(
+    ("roi", "message"),
+    [
+        ([0.5, 0.5, 0.6, 0.6], "x \\+ width = 1.1 goes past the right edge"),
+        ([0.0, 0.5, 0.5, 0.75], "y \\+ height = 1.25 goes past the bottom edge"),
+        ([0.1, 0.1, 0.0, 0.5], "must be .* with width and height > 0"),
+    ],
+)
+def test_a_region_in_fractions_is_checked_at_config_time(roi: list[float], message: str) -> None:
+    with pytest.raises(ConfigError, match=rf"sources\.0\.roi: {message}"):
+        parse({"sources": [{"url": DEMO, "roi": roi}]})
+
+
+def test_a_region_in_fractions_that_fits_is_accepted() -> None:
+    assert parse({"sources": [{"url": DEMO, "roi": [0.25, 0.0, 0.75, 1.0]}]}).sources[0].roi == (0.25, 0.0, 0.75, 1.0)
+
+
+def test_the_estimate_reads_each_file_s_frame_size() -> None:
+    costs = budget.estimate(parse({"sources": [DEMO, PAN, "rtsp://cam.example/1"]}))
+    assert [(c.width, c.height, c.size_known) for c in costs] == [
+        (1280, 720, True),
+        (1920, 1080, True),
+        (1920, 1080, False),
+    ]
+    assert costs[1].memory_mb > 2 * costs[0].memory_mb * 0.9, "cost grows with the frame size"
+
+
+def test_too_many_sources_are_refused() -> None:
+    cfg = parse({"sources": [DEMO] * 3, "limits": {"max_sources": 2}})
+    with pytest.raises(ConfigError, match=r"limits\.max_sources: 3 sources configured, at most 2 allowed"):
+        budget.check(cfg)
+
+
+def test_sources_over_the_memory_budget_are_refused_with_the_reason() -> None:
+    cfg = parse({"sources": [PAN] * 20, "limits": {"memory_mb": 512}})
+    with pytest.raises(ConfigError) as caught:
+        budget.check(cfg)
+    text = str(caught.value)
+    assert text.startswith("limits.memory_mb: the 20 sources would need about ")
+    assert "pan_1080p (1920x1080)" in text and "frames its decoder keeps" in text
+    assert budget.check(parse({"sources": [PAN] * 2, "limits": {"memory_mb": 512}}))
+
+
+def test_run_refuses_an_over_budget_config_before_loading_anything(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'sources = ["{PAN}", "{PAN}", "{PAN}"]\n[limits]\nmax_sources = 2\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "run", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("streamprep: error: limits.max_sources: 3 sources")
+    assert "model" not in proc.stderr, "refused before any model was loaded"
+
+
+def test_import_loads_nothing_heavy() -> None:
+    heavy = "('cv2', 'av', 'onnxruntime', 'onnx', 'numpy')"
+    code = f"import sys, streamprep; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = "import streamprep; streamprep.Pipeline; import sys; print('onnx' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
