@@ -2,7 +2,7 @@
 
 Measured on a 2-core machine (see ``bench/RESULTS.md``, "Cost per source"): a file source's memory is
 dominated by its decoder, which keeps about a dozen frames (references, reordering, its frame pool) whatever
-the queue size; a 1080p H.264 file costs about 38 MB, a 720p one about 17 MB. File sources share one pool
+the queue size; a 1080p H.264 file costs about 38 MB, a 720p one about 18 MB. File sources share one pool
 of decode threads (one FFmpeg thread each once there are more files than cores); every live source has a
 thread of its own plus its decoder's. The estimate below uses those figures; ``[limits]`` sets the budget.
 """

@@ -36,7 +36,11 @@ class SnapshotCollector:
             "frames_decoded": ("Frames decoded per source", "decoded"),
             "frames_sampled": ("Frames kept by the sampler per source", "sampled"),
             "frames_processed": ("Frames that became results per source", "processed"),
-            "frames_dropped": ("Sampled frames dropped by a full queue per source", "dropped"),
+            "frames_dropped": ("Sampled frames that became no result, per source (all reasons)", "dropped"),
+            "results_sink_dropped": (
+                "Results of the source that a sink dropped (outbox full, output behind)",
+                "sink_dropped",
+            ),
             "packets_corrupt": ("Packets that could not be decoded per source", "corrupt"),
             "source_reconnects": ("Reconnections per source", "reconnects"),
         }
@@ -45,6 +49,15 @@ class SnapshotCollector:
             for s in snap.sources:
                 family.add_metric([s.source], float(getattr(s, attr)))
             yield family
+        reasons = CounterMetricFamily(
+            "streamprep_frames_dropped_by_reason",
+            "Sampled frames dropped per source and reason",
+            labels=["source", "reason"],
+        )
+        for s in snap.sources:
+            for reason, count in s.drops.items():
+                reasons.add_metric([s.source, reason], float(count))
+        yield reasons
         up = GaugeMetricFamily("streamprep_source_online", "1 while the source delivers frames", labels=["source"])
         queued = GaugeMetricFamily("streamprep_queue_depth", "Frames waiting per source", labels=["source"])
         age = GaugeMetricFamily("streamprep_frame_age_p50_ms", "Median frame age at inference", labels=["source"])
@@ -59,7 +72,11 @@ class SnapshotCollector:
         connected = GaugeMetricFamily("streamprep_sink_connected", "1 while the sink is connected", labels=["sink"])
         outbox = GaugeMetricFamily("streamprep_outbox_depth", "Results waiting for delivery", labels=["sink"])
         sent = CounterMetricFamily("streamprep_sink_sent", "Results delivered", labels=["sink"])
-        lost = CounterMetricFamily("streamprep_sink_dropped", "Results dropped by a full outbox", labels=["sink"])
+        lost = CounterMetricFamily(
+            "streamprep_sink_dropped",
+            "Results the sink dropped (outbox full, output behind or failed)",
+            labels=["sink"],
+        )
         for k in snap.sinks:
             connected.add_metric([k.name], 1.0 if k.connected else 0.0)
             outbox.add_metric([k.name], k.outbox)

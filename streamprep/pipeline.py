@@ -70,6 +70,7 @@ class Pipeline:
         self._stopping = False
         self._cut_short = False
         self._drain_deadline: float | None = None  # loop time by which a stop must be complete
+        self._delivering = False  # every result is made: the sinks deliver the rest
         files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
@@ -123,8 +124,10 @@ class Pipeline:
                 watcher = tg.create_task(self._watch(stop, stages, deadline), name="stop watcher")
                 if stages:
                     await asyncio.wait(stages)
-                if not deadline:
+                if not deadline:  # every source ended: what is left is delivered by the same kind of deadline
                     deadline.append(loop.time() + self.drain_timeout)
+                self._drain_deadline = deadline[0]
+                self._delivering = True
                 watcher.cancel()
                 self._account_cut_short()
                 self._final_statuses()
@@ -206,7 +209,8 @@ class Pipeline:
         left = 0.0
         if self._drain_deadline is not None:
             left = max(0.0, self._drain_deadline - asyncio.get_running_loop().time())
-        return self.metrics.snapshot(self.supervisor.queued(), sinks, draining=self._stopping, drain_left_s=left)
+        draining = self._stopping or self._delivering
+        return self.metrics.snapshot(self.supervisor.queued(), sinks, draining=draining, drain_left_s=left)
 
 
 def describe_sources(cfg: Config) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ import pytest
 from conftest import RECORDINGS, free_port
 
 DEMO = RECORDINGS / "demo_720p.mp4"
+PAN = RECORDINGS / "pan_1080p.mp4"
 VFR = RECORDINGS / "vfr_720p.mp4"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,6 +114,46 @@ def test_ready_watchdog_and_sigterm(notify: NotifySocket, tmp_path: Path) -> Non
     assert notify.times("STOPPING")
     seqs = [r["seq"] for r in rows(out)]
     assert seqs and seqs == list(range(len(seqs))), "every result in flight was delivered"
+
+
+def test_a_long_drain_extends_systemds_stop_timeout_while_results_flow(notify: NotifySocket, tmp_path: Path) -> None:
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    fast = threading.Event()
+    done = threading.Event()
+
+    def read_slowly() -> None:  # a consumer that keeps up only when told to
+        while not done.is_set():
+            with contextlib.suppress(BlockingIOError):
+                os.read(reader, 65536 if fast.is_set() else 512)  # slowly: a 4 KiB pipe page every 0.8 s
+            time.sleep(0.005 if fast.is_set() else 0.1)
+
+    thread = threading.Thread(target=read_slowly, daemon=True)
+    thread.start()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("drain_timeout_s = 40\n")
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    proc = daemon(str(PAN), "--config", str(cfg), "--out", str(fifo), env=env)
+    try:
+        notify.wait_for("READY", 60)
+        notify.pump(5.0)  # results pile up behind the slow reader
+        proc.send_signal(signal.SIGTERM)
+        stop = time.monotonic()
+        notify.pump(4.0)
+        extends = [(at, f) for at, f in notify.messages if "EXTEND_TIMEOUT_USEC" in f and at > stop]
+        assert len(extends) >= 2, f"EXTEND_TIMEOUT_USEC while results still flow out: {notify.messages[-6:]}"
+        assert all(0 < int(f["EXTEND_TIMEOUT_USEC"]) <= 45_000_000 for _, f in extends)
+        assert any(f.get("STATUS", "").startswith("stopping:") for _, f in notify.messages)
+        fast.set()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        done.set()
+        thread.join(5)
+        os.close(reader)
+    assert proc.returncode == 0, stderr
+    assert "drain deadline" not in stderr, "the drain finished before its deadline"
 
 
 def slow_model(tmp_path: Path) -> Path:
@@ -230,6 +273,9 @@ def test_prometheus_metrics_during_a_replay(tmp_path: Path) -> None:
     assert metric(text, "streamprep_frames_decoded_total", source="demo_720p") > 0
     assert metric(text, "streamprep_frames_sampled_total", source="demo_720p") > 0
     assert metric(text, "streamprep_frames_dropped_total", source="demo_720p") == 0
+    for reason in ("queue", "stopped", "failed"):
+        assert metric(text, "streamprep_frames_dropped_by_reason_total", reason=reason, source="demo_720p") == 0
+    assert metric(text, "streamprep_results_sink_dropped_total", source="demo_720p") == 0
     assert metric(text, "streamprep_source_online", source="demo_720p") == 1
     assert metric(text, "streamprep_inference_ms_count") > 0
     assert metric(text, "streamprep_preprocess_ms_sum") > 0
