@@ -3,9 +3,9 @@
 Two measurements, one table each, in one run.
 
 1. Inference throughput per batch size (1, 2, 4, 8) for the bundled models:
-   ``models/ssd_mobilenet_v2_fpnlite_256_int8.onnx`` (the default model) and
-   ``models/mobilenet_v2_224_int8.onnx``, both with a dynamic batch dimension, and
-   ``models/fastestdet_352.onnx``, whose input is fixed at ``[1, 3, 352, 352]``: only batch 1 exists for it
+   ``streamprep/models/ssd_mobilenet_v2_fpnlite_256_int8.onnx`` (the default model) and
+   ``streamprep/models/mobilenet_v2_224_int8.onnx``, both with a dynamic batch dimension, and
+   ``streamprep/models/fastestdet_352.onnx``, whose input is fixed at ``[1, 3, 352, 352]``: only batch 1 exists for it
    (``load_model(ModelConfig(batch=8))`` clamps ``max_batch`` to 1, and the pipeline never batches it), so
    only batch 1 is timed. Each (model, batch) is streamprep's own ``load_model(ModelConfig(path=...,
    batch=B))``, timed on ``engine.run(tensor)`` (ONNX Runtime's ``session.run`` plus ``np.asarray`` of the
@@ -83,9 +83,9 @@ from streamprep.sources.file import to_image
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "demo_720p.mp4"
 MODELS = (
-    ROOT / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx",
-    ROOT / "models" / "mobilenet_v2_224_int8.onnx",
-    ROOT / "models" / "fastestdet_352.onnx",
+    ROOT / "streamprep" / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx",
+    ROOT / "streamprep" / "models" / "mobilenet_v2_224_int8.onnx",
+    ROOT / "streamprep" / "models" / "fastestdet_352.onnx",
 )
 BATCHES = (1, 2, 4, 8)
 WINDOW_S = (2.0, 11.0)  # results/s counted between these seconds after Pipeline.run starts

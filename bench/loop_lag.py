@@ -43,7 +43,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 LIVE = "lavfi:testsrc2=size=640x360:rate=30,realtime"
-SSD = ROOT / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
+SSD = ROOT / "streamprep" / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
 # -- the child: one scenario with one revision of streamprep on its path

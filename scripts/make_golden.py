@@ -36,7 +36,7 @@ def main() -> None:
                 "--fps",
                 "2",
                 "--model",
-                str(ROOT / "models" / f"{model}.onnx"),
+                str(ROOT / "streamprep" / "models" / f"{model}.onnx"),
                 "--device",
                 "test",
             ],

@@ -23,7 +23,8 @@ from streamprep.topics import topic_level
 
 DEFAULT_MODEL_KEY = "default"
 DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")  # see streamprep.decoders
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
+BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
 class _Strict(BaseModel):
@@ -111,6 +112,16 @@ class ModelConfig(_Strict):
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
     preprocess: SpecOverrides = SpecOverrides()
+
+    @field_validator("path")
+    @classmethod
+    def _bundled(cls, v: Path) -> Path:
+        """A bare name that is no file here names a bundled model: ``fastestdet_352`` or ``fastestdet_352.onnx``."""
+        if not v.exists() and v.parent == Path("."):
+            for candidate in (BUNDLED_MODELS / v.name, BUNDLED_MODELS / f"{v.name}.onnx"):
+                if candidate.is_file():
+                    return candidate
+        return v
 
     @field_validator("decoder")
     @classmethod

@@ -27,7 +27,7 @@ from streamprep.sinks.memory import MemorySink
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 RECORDINGS = ROOT / "recordings"
-MODELS = ROOT / "models"
+MODELS = ROOT / "streamprep" / "models"
 SSD = MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 FASTESTDET = MODELS / "fastestdet_352.onnx"
 

@@ -95,3 +95,11 @@ def test_import_loads_nothing_heavy() -> None:
     assert out.strip() == "[]"
     code = "import streamprep; streamprep.Pipeline; import sys; print('onnx' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_a_bundled_model_can_be_named() -> None:
+    from streamprep.config import BUNDLED_MODELS
+
+    for name in ("fastestdet_352", "fastestdet_352.onnx"):
+        assert parse({"model": {"path": name}}).model.path == BUNDLED_MODELS / "fastestdet_352.onnx"
+    assert parse({"model": {"path": "nothing_like_it"}}).model.path == Path("nothing_like_it")

@@ -97,7 +97,7 @@ def test_geometry_maps_boxes_back_for_every_photo_shape(detector: LoadedModel) -
         np.testing.assert_allclose(back, [0, 0, image.shape[1], image.shape[0]], atol=1e-9)
 
 
-CLASSIFIER = Path(__file__).resolve().parent.parent / "models" / "mobilenet_v2_224_int8.onnx"
+CLASSIFIER = Path(__file__).resolve().parent.parent / "streamprep" / "models" / "mobilenet_v2_224_int8.onnx"
 
 
 def test_classifier_puts_a_cat_in_its_top_3_for_the_cat() -> None:
