@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from streamprep import logs
 from streamprep.errors import ConfigError, SinkError, StreamprepError, internal_error
-from streamprep.redact import redact_text, redact_url
+from streamprep.redact import redact_text
 from streamprep.version import __version__
+
+DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "classification", "raw")  # see config.DECODERS
 
 if TYPE_CHECKING:
     from streamprep import config as config_mod
@@ -38,31 +40,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"streamprep {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
 
-    run = sub.add_parser("run", help="run sources through a model and publish the results")
-    run.add_argument("sources", nargs="*", metavar="SOURCE", help="video file or stream URL")
-    run.add_argument("--config", type=Path, help="TOML config file (flags override it)")
-    run.add_argument("--model", type=Path, help="ONNX model (default: the bundled SSD detector)")
-    run.add_argument("--fps", type=float, help="sample every source to this frame rate")
-    run.add_argument("--batch", type=int, help="max batch size")
-    run.add_argument("--max-wait-ms", type=float, help="max time a batch waits to fill")
-    run.add_argument("--decoder", help="auto, ssd, grid, classification or raw")
-    run.add_argument("--score-threshold", type=float)
-    run.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
-    run.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
-    run.add_argument("--device", help="device name used in MQTT topics (default: host name)")
-    run.add_argument("--state-dir", type=Path, help="where undelivered MQTT results are spooled across restarts")
-    run.add_argument(
+    options = _ArgumentParser(add_help=False)
+    options.add_argument(
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="video file, stream URL, /dev/videoN or lavfi:GRAPH; SOURCE arguments replace the config's "
+        "[[sources]] (a log line says so)",
+    )
+    options.add_argument("--config", type=Path, help="TOML config file (flags override it)")
+    options.add_argument(
+        "--model", type=Path, help="ONNX model, or a bundled model's name (default: the bundled SSD detector)"
+    )
+    options.add_argument("--fps", type=float, help="sample every source to this frame rate")
+    options.add_argument("--batch", type=int, help="max batch size")
+    options.add_argument("--max-wait-ms", type=float, help="max time a batch waits to fill")
+    options.add_argument("--decoder", help=f"{', '.join(DECODER_NAMES)}")
+    options.add_argument("--score-threshold", type=float)
+    options.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
+    options.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
+    options.add_argument("--device", help="device name used in MQTT topics (default: host name)")
+    options.add_argument("--state-dir", type=Path, help="where undelivered MQTT results are spooled across restarts")
+    options.add_argument(
         "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
     )
-    run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
-    run.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
-    run.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
-    run.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
+    options.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
+    options.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
+    options.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
 
-    chk = sub.add_parser("check", help="validate a config: keys, values, models, files; start nothing")
-    chk.add_argument("sources", nargs="*", metavar="SOURCE")
-    chk.add_argument("--config", type=Path, help="TOML config file")
-    chk.add_argument("--model", type=Path)
+    run = sub.add_parser("run", parents=[options], help="run sources through a model and publish the results")
+    run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
+
+    chk = sub.add_parser(
+        "check",
+        parents=[options],
+        help="validate everything run would use (config, models, sources, credentials, outputs); start nothing",
+    )
+    chk.add_argument("--strict", action="store_true", help="warnings (assumed preprocessing, ...) fail the check")
+    chk.add_argument("--probe-sources", action="store_true", help="open every camera and stream once")
 
     top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
     top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")
@@ -88,13 +103,22 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
+def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_mod.Config:
+    """The config file with the flags on top. SOURCE arguments replace the file's [[sources]]."""
     from streamprep import config as config_mod
 
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
     flags: dict[str, Any] = {"model": {}, "output": {}}
     if getattr(args, "sources", None):
         flags["sources"] = list(args.sources)
+        replaced = data.get("sources") or []
+        if replaced and not quiet:
+            log.warning(
+                "%d SOURCE argument(s) given: they replace the %d [[sources]] of %s",
+                len(args.sources),
+                len(replaced),
+                args.config,
+            )
     if args.model is not None:
         flags["model"]["path"] = args.model
     for attr, key in (
@@ -142,51 +166,46 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, signals: Signals) -> int:
-    from streamprep import budget
     from streamprep.daemon import Daemon, summarize
+    from streamprep.validate import preflight
 
     log.info("streamprep %s starting (pid %d)", __version__, os.getpid())
     cfg = _config_from_args(args)
     logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
-    if not cfg.sources:
-        raise ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config")
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
-    budget.check(cfg)
-    reload = (lambda: _config_from_args(args)) if args.config is not None else None
-    outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard).run()
+    found = preflight(cfg)
+    for warning in found.warnings:
+        log.warning("%s", warning)
+    if found.fatal:
+        for later in found.fatal[1:]:
+            log.error("%s", later)
+        raise found.fatal[0]
+    reload = (lambda: _config_from_args(args, quiet=True)) if args.config is not None else None
+    outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, models=found.models).run()
     summarize(outcome)
     return outcome.exit_code
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Frigate-style config check: everything ``run`` would refuse, refused here, without starting."""
-    args.fps = args.batch = args.max_wait_ms = args.decoder = args.score_threshold = None
-    args.out = args.mqtt = args.device = args.state_dir = args.realtime = None
-    from streamprep.model import load_model
-    from streamprep.sinks.mqtt import MqttSink
-    from streamprep.sources.live import classify
+    """Frigate-style config check: the same validation as ``run`` (:mod:`streamprep.validate`), reported
+    in full; warnings listed separately (fatal with ``--strict``)."""
+    from streamprep.validate import preflight
 
     cfg = _config_from_args(args)
-    problems: list[str] = []
-    for key in cfg.used_models():
-        try:
-            model = load_model(cfg.model_for(key))
-            print(f"model {key}: {model.name} ok ({model.spec.width}x{model.spec.height} {model.spec.layout.value})")
-        except StreamprepError as exc:
-            problems.append(f"model {key}: {exc}")
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        kind = classify(spec.url)[0]
-        if kind == "file" and not Path(spec.url).is_file():
-            problems.append(f"source {sid}: {spec.url}: no such file")
-        else:
-            print(f"source {sid}: {kind} {redact_url(spec.url)}")
-    if cfg.output.mqtt is not None:
-        MqttSink(cfg.output.mqtt, cfg.device, None)  # credentials and TLS files are read here
-        print(f"mqtt: {redact_url(cfg.output.mqtt.url)}")
+    found = preflight(cfg, probe_sources=args.probe_sources)
+    for line in found.notes:
+        print(line)
+    for line in found.warnings:
+        print(f"warning: {redact_text(line)}")
+    problems = list(found.problems)
+    if args.strict and found.warnings and not problems:
+        problems.append(ConfigError(f"{len(found.warnings)} warning(s) and --strict: declare what is assumed"))
     if problems:
-        raise ConfigError("; ".join(problems))
+        for problem in problems[1:]:
+            print(f"problem: {redact_text(str(problem))}")
+        raise problems[0]
     print("config ok")
     return 0
 

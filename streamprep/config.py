@@ -12,13 +12,14 @@ import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamprep.errors import ConfigError
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
+from streamprep.redact import redact_url
 from streamprep.topics import topic_level
 
 DEFAULT_MODEL_KEY = "default"
@@ -49,28 +50,39 @@ class SourceConfig(_Strict):
     options: dict[str, str] = Field(default_factory=dict)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
+    username: str | None = None  # the camera's user name (instead of putting it in the URL)
     password_env: str | None = None  # the camera password from this environment variable...
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
 
     def resolved_url(self) -> str:
-        """``url`` with the password from ``password_env``/``password_file`` put in (never logged)."""
-        if self.password_env is None and self.password_file is None:
+        """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
+        (never logged). Raises ConfigError naming the key when they cannot be read."""
+        if self.password_env is None and self.password_file is None and self.username is None:
             return self.url
+        name = self.id or redact_url(self.url)
+        password: str | None = None
         if self.password_env is not None:
             password = os.environ.get(self.password_env)
             if password is None:
-                raise ConfigError(f"source {self.id or self.url}: environment variable {self.password_env} is not set")
-        else:
-            assert self.password_file is not None
+                raise ConfigError(f"source {name}: password_env: environment variable {self.password_env} is not set")
+        elif self.password_file is not None:
             try:
                 password = self.password_file.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError(f"source {self.id or self.url}: password_file: {exc.strerror or exc}") from None
+                reason = exc.strerror or exc
+                raise ConfigError(f"source {name}: password_file: {self.password_file}: {reason}") from None
         parts = urlsplit(self.url)
         if not parts.hostname:
-            raise ConfigError(f"source {self.id or self.url}: a password needs a URL with a host")
-        user = parts.username or ""
-        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{parts.netloc.rpartition('@')[2]}"
+            raise ConfigError(f"source {name}: credentials need a URL with a host")
+        user = self.username if self.username is not None else (unquote(parts.username) if parts.username else None)
+        if user is None:
+            raise ConfigError(
+                f"source {name}: a password needs a user name: set username, or put it in the URL (rtsp://USER@host/...)"
+            )
+        if password is None and parts.password is not None:
+            password = unquote(parts.password)
+        secret = f":{quote(password, safe='')}" if password is not None else ""
+        netloc = f"{quote(user, safe='')}{secret}@{parts.netloc.rpartition('@')[2]}"
         return urlunsplit(parts._replace(netloc=netloc))
 
     @field_validator("roi")

@@ -156,11 +156,13 @@ class Daemon:
         signals: Signals,
         reload: Callable[[], Config] | None = None,
         dashboard: bool = False,
+        models: dict[str, LoadedModel] | None = None,
     ) -> None:
         self.cfg = cfg
         self.signals = signals
         self._reload = reload
         self._dashboard = dashboard
+        self._models = models
         self.notifier = Notifier()
         self.pipeline: Pipeline | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
@@ -169,7 +171,9 @@ class Daemon:
         """Load the models, open the sinks, run until done or stopped; signals are handled throughout
         (before the loop runs, a stop signal raises :class:`StartupInterrupted`)."""
         try:
-            models = {key: load_model(self.cfg.model_for(key)) for key in self.cfg.used_models()}
+            models = self._models
+            if models is None:
+                models = {key: load_model(self.cfg.model_for(key)) for key in self.cfg.used_models()}
             log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
             return asyncio.run(self._serve(models))
         finally:

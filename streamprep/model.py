@@ -86,6 +86,12 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     """Load and check everything about a model before any frame flows; errors name what is wrong."""
     engine = _engine(cfg)
     info = engine.info
+    if len(info.inputs) > 1:
+        names = ", ".join(i.name for i in info.inputs)
+        raise ModelError(
+            f"model {cfg.path}: it has {len(info.inputs)} inputs ({names}); streamprep feeds a model one image "
+            "tensor, so the others would be missing"
+        )
     overrides = cfg.preprocess.values()
     facts = info.input_facts(overrides.get("input_name"))
     sidecar_pre = info.sidecar.get("preprocess", {})

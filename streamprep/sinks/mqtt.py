@@ -60,12 +60,17 @@ def read_password(cfg: MqttConfig, url_password: str | None) -> str | None:
 
 
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    for key in ("ca_file", "cert_file", "key_file"):
+        path: Path | None = getattr(cfg, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"output.mqtt.{key}: {path}: {'not a file' if path.exists() else 'no such file'}")
     try:
         context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         if cfg.cert_file:
             context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file) if cfg.key_file else None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"output.mqtt TLS files: {getattr(exc, 'strerror', None) or exc}") from None
+        files = ", ".join(str(p) for p in (cfg.ca_file, cfg.cert_file, cfg.key_file) if p is not None)
+        raise ConfigError(f"output.mqtt TLS files ({files}): {getattr(exc, 'strerror', None) or exc}") from None
     if cfg.tls_insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -1,0 +1,150 @@
+"""`check` and `run` agree: the same validation, the same message, the same exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import RECORDINGS, SSD
+
+DEMO = RECORDINGS / "demo_720p.mp4"
+
+
+def streamprep(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "streamprep", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("streamprep: error:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def two_input_model(tmp_path: Path) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"])],
+        "two",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3, 64, 64]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3, 64, 64]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, 3, 64, 64])],
+    )
+    path = tmp_path / "two.onnx"
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def config(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "fragment"),
+    [
+        ("unset password_env", 2, "password_env: environment variable SP_TEST_UNSET_PASSWORD is not set"),
+        ("missing password_file", 2, "password_file: {tmp}/nope: No such file or directory"),
+        ("no user for the password", 2, "a password needs a user name: set username"),
+        ("no sources", 2, "no sources"),
+        ("two model inputs", 4, "{tmp}/two.onnx: it has 2 inputs (a, b)"),
+        ("missing TLS file", 2, "output.mqtt.ca_file: {tmp}/ca.pem: no such file"),
+        ("unwritable output directory", 5, "output file {tmp}/missing/r.jsonl: {tmp}/missing: no such directory"),
+        ("over budget", 2, "limits.max_sources: 2 sources configured, at most 1 allowed"),
+    ],
+)
+def test_check_refuses_what_run_refuses_with_the_same_line(tmp_path: Path, case: str, code: int, fragment: str) -> None:
+    camera = 'url = "rtsp://viewer@127.0.0.1:9/stream"\nid = "door"\n'
+    bodies = {
+        "unset password_env": f'[[sources]]\n{camera}password_env = "SP_TEST_UNSET_PASSWORD"\n',
+        "missing password_file": f'[[sources]]\n{camera}password_file = "{tmp_path}/nope"\n',
+        "no user for the password": '[[sources]]\nurl = "rtsp://127.0.0.1:9/s"\npassword_env = "HOME"\n',
+        "no sources": "fps = 5\n",
+        "two model inputs": f'sources = ["{DEMO}"]\n[model]\npath = "{two_input_model(tmp_path)}"\n',
+        "missing TLS file": f'sources = ["{DEMO}"]\n[output.mqtt]\nurl = "mqtts://127.0.0.1:9"\n'
+        f'ca_file = "{tmp_path}/ca.pem"\n',
+        "unwritable output directory": f'sources = ["{DEMO}"]\n[output]\nout = "{tmp_path}/missing/r.jsonl"\n',
+        "over budget": f'sources = ["{DEMO}", "{DEMO}"]\n[limits]\nmax_sources = 1\n',
+    }
+    cfg = config(tmp_path, bodies[case])
+    expected = fragment.format(tmp=tmp_path)
+    checked = streamprep("check", "--config", str(cfg))
+    ran = streamprep("run", "--config", str(cfg))
+    assert checked.returncode == ran.returncode == code, checked.stderr + ran.stderr
+    assert expected in error_line(checked)
+    assert error_line(checked) == error_line(ran), "the same validation, the same words"
+    assert "config ok" not in checked.stdout
+
+
+def test_check_refuses_a_missing_camera_device_and_a_region_outside_a_file(tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        f'[[sources]]\nurl = "/dev/video97"\nid = "desk"\n[[sources]]\nurl = "{DEMO}"\nid = "cut"\n'
+        "roi = [1000, 0, 600, 720]\n",
+    )
+    checked = streamprep("check", "--config", str(cfg))
+    assert checked.returncode == 3
+    assert "source desk: /dev/video97: No such file or directory (is the camera plugged in?)" in error_line(checked)
+    assert "problem: source cut: roi [1000, 0, 600, 720] (pixels) lies outside its 1280x720 frames" in checked.stdout
+
+
+def test_check_passes_a_good_config_and_lists_what_it_checked(tmp_path: Path) -> None:
+    cfg = config(tmp_path, f'sources = ["{DEMO}"]\n[model]\npath = "{SSD}"\n[output]\nout = "{tmp_path}/r.jsonl"\n')
+    checked = streamprep("check", "--config", str(cfg))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[-1] == "config ok"
+    assert "model default: ssd_mobilenet_v2_fpnlite_256_int8 ok (256x256 nhwc uint8, ssd decoder)" in checked.stdout
+    assert "source demo_720p: file" in checked.stdout
+
+
+def test_probe_sources_warns_about_a_camera_that_does_not_answer(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[[sources]]\nurl = "rtsp://127.0.0.1:9/stream"\nid = "door"\nopen_timeout_s = 2\n')
+    checked = streamprep("check", "--config", str(cfg), "--probe-sources")
+    assert checked.returncode == 0, checked.stderr
+    assert "warning: source door: rtsp://127.0.0.1:9/stream does not answer" in checked.stdout
+    strict = streamprep("check", "--config", str(cfg), "--probe-sources", "--strict")
+    assert strict.returncode == 2
+    assert "--strict" in error_line(strict)
+
+
+def test_source_arguments_replace_the_config_sources_and_say_so(tmp_path: Path) -> None:
+    cfg = config(tmp_path, '[[sources]]\nurl = "rtsp://127.0.0.1:9/a"\nid = "a"\n[[sources]]\nurl = "x.mp4"\n')
+    proc = streamprep("run", str(DEMO), "--config", str(cfg), "--fps", "1", "--out", str(tmp_path / "r.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"1 SOURCE argument(s) given: they replace the 2 [[sources]] of {cfg}" in proc.stderr
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 12
+
+
+def test_a_camera_user_name_can_be_set_apart_from_the_url() -> None:
+    from streamprep.config import parse
+
+    spec = parse(
+        {"sources": [{"url": "rtsp://cam.local/s", "username": "viewer", "password_env": "SP_TEST_PW"}]}
+    ).sources[0]
+    os.environ["SP_TEST_PW"] = "p@ss:word"
+    try:
+        assert spec.resolved_url() == "rtsp://viewer:p%40ss%3Aword@cam.local/s"
+    finally:
+        del os.environ["SP_TEST_PW"]
+
+
+def test_the_decoder_names_in_help_are_the_configs() -> None:
+    from streamprep.cli import DECODER_NAMES
+    from streamprep.config import DECODERS
+
+    assert set(DECODER_NAMES) == set(DECODERS)
