@@ -23,6 +23,7 @@ from streamprep import config as config_mod
 from streamprep import logs
 from streamprep.dashboard import dashboard_companion, top
 from streamprep.errors import ConfigError, SinkError, StreamprepError
+from streamprep.events.discovery import discovery_messages
 from streamprep.exporter import metrics_companion
 from streamprep.frames import Image
 from streamprep.logs import CallbackHandler
@@ -65,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--state-dir", type=Path, help="where undelivered MQTT results are spooled across restarts")
     run.add_argument(
         "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
+    )
+    run.add_argument(
+        "--events", action="store_true", default=None, help="track objects and publish events ([events] for more)"
     )
     run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
     run.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
@@ -127,6 +131,8 @@ def _config_from_args(args: argparse.Namespace) -> config_mod.Config:
         flags["device"] = args.device
     if getattr(args, "realtime", None):
         flags["realtime"] = True
+    if getattr(args, "events", None):
+        flags["events"] = {}
     if getattr(args, "metrics", None):
         flags["metrics"] = {"listen": args.metrics}
     if getattr(args, "status_socket", None):
@@ -143,7 +149,10 @@ def _sinks(cfg: config_mod.Config) -> list[Sink]:
     if out.out is not None or out.mqtt is None:
         sinks.append(JsonLinesSink(out.out or "-", cfg.device))
     if out.mqtt is not None:
-        sinks.append(MqttSink(out.mqtt, cfg.device, cfg.state_dir))
+        mqtt = MqttSink(out.mqtt, cfg.device, cfg.state_dir)
+        for topic, payload in discovery_messages(cfg):
+            mqtt.keep_retained(topic, payload)
+        sinks.append(mqtt)
     return sinks
 
 
@@ -257,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     """Frigate-style config check: everything ``run`` would refuse, refused here, without starting."""
     args.fps = args.batch = args.max_wait_ms = args.decoder = args.score_threshold = None
-    args.out = args.mqtt = args.device = args.state_dir = args.realtime = None
+    args.out = args.mqtt = args.device = args.state_dir = args.realtime = args.events = None
     cfg = _config_from_args(args)
     problems: list[str] = []
     for key in cfg.used_models():

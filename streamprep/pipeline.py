@@ -22,6 +22,8 @@ from typing import Any
 from streamprep.batching import Batcher
 from streamprep.config import DEFAULT_MODEL_KEY, Config, SourceConfig
 from streamprep.errors import ConfigError, SourceError
+from streamprep.events.engine import EventHub, SourceGeometry
+from streamprep.events.values import EventOutput
 from streamprep.frames import Frame, Result, Timings
 from streamprep.inference import Tensor
 from streamprep.metrics import Metrics, Snapshot
@@ -105,6 +107,9 @@ class Pipeline:
         self._specs: dict[str, SourceConfig] = {}  # every source started so far, as configured
         self._tg: asyncio.TaskGroup | None = None
         self._status_queues = [BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST) for _ in sinks]
+        # [events]: tracking, zones, lines and events per source, fed in _infer (see streamprep.events)
+        self.events = EventHub(cfg.events, self._geometry, self.run_id, cfg.state_dir) if cfg.events else None
+        self._publish_results = cfg.events is None or cfg.events.results
 
     async def run(self, stop: asyncio.Event | None = None, companions: Sequence[Companion] = ()) -> RunReport:
         """Run until every source has ended (or ``stop`` is set) and every result is delivered.
@@ -119,7 +124,7 @@ class Pipeline:
                 free.put_nowait(model.preprocessor.new_batch(model.max_batch))
             max_wait = self.cfg.model_for(key).max_wait_ms / 1000.0
             self._branches[key] = _Branch(model, Batcher(model.max_batch, max_wait), BoundedQueue(1), free)
-        sink_queues = [BoundedQueue[Result](_SINK_QUEUE) for _ in self.sinks]
+        sink_queues = [BoundedQueue[Result | EventOutput](_SINK_QUEUE) for _ in self.sinks]
         done = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
@@ -154,6 +159,8 @@ class Pipeline:
             for task in helpers:
                 task.cancel()
         self._tg = None
+        if self.events is not None:
+            await asyncio.to_thread(self.events.close)  # snapshot files still queued are written
         return RunReport(self.metrics, self.snapshot(), tuple(self._failures), self._stopped)
 
     # -- sources: started at run, and added or removed by apply() while running
@@ -177,6 +184,11 @@ class Pipeline:
             self._rois[sid] = spec.roi
         else:
             self._rois.pop(sid, None)
+
+    def _geometry(self, sid: str) -> SourceGeometry:
+        """The zones and lines of a source as configured now (a reload may change them)."""
+        spec = self._specs.get(sid)
+        return (spec.zones, spec.lines) if spec is not None else ((), ())
 
     def _seal(self) -> None:
         for branch in self._branches.values():
@@ -313,19 +325,26 @@ class Pipeline:
     def _live(self, branch: _Branch) -> bool:
         return any(run.source.live for run in self._running.values() if run.queue in branch.batcher.queues)
 
-    async def _close_when_done(self, inference: list[asyncio.Task[None]], sinks: list[BoundedQueue[Result]]) -> None:
-        """Results end when every model's inference has ended (normally or not)."""
+    async def _close_when_done(
+        self, inference: list[asyncio.Task[None]], sinks: list[BoundedQueue[Result | EventOutput]]
+    ) -> None:
+        """Results end when every model's inference has ended (normally or not); objects still in view end."""
         try:
             await asyncio.gather(*inference, return_exceptions=True)
+            if self.events is not None:
+                for item in await asyncio.to_thread(self.events.finish):
+                    for q in sinks:
+                        await q.put(item)
         finally:
             for q in sinks:
                 q.close()
 
-    async def _infer(self, branch: _Branch, sinks: list[BoundedQueue[Result]]) -> None:
+    async def _infer(self, branch: _Branch, sinks: list[BoundedQueue[Result | EventOutput]]) -> None:
         model, prepared, free = branch.model, branch.prepared, branch.free
         fixed = model.spec.batch is not None
+        events = self.events
 
-        def run(batch: PreparedBatch) -> list[Result]:
+        def run(batch: PreparedBatch) -> list[tuple[Result, list[EventOutput]]]:
             n = len(batch.items)
             started = time.monotonic()
             t0 = time.perf_counter()
@@ -358,7 +377,10 @@ class Pipeline:
                         outputs=decoded.outputs,
                     )
                 )
-            return results
+            if events is None:
+                return [(result, []) for result in results]
+            # track ids into each result, and the events it caused (snapshots come from this very frame)
+            return [events.process(r, f.image, f.pixel_format) for r, f in zip(results, batch.items, strict=True)]
 
         try:
             while True:
@@ -372,9 +394,9 @@ class Pipeline:
                 self.metrics.batches += 1
                 self.metrics.frames += len(results)
                 self.metrics.batch_sizes.add(len(results))
-                self.metrics.inference_ms.add(results[0].timings.inference_ms)
-                self.metrics.histograms["inference_ms"].add(results[0].timings.inference_ms)
-                for result in results:
+                self.metrics.inference_ms.add(results[0][0].timings.inference_ms)
+                self.metrics.histograms["inference_ms"].add(results[0][0].timings.inference_ms)
+                for result, outputs in results:
                     counters = self.metrics.source(result.source)
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
@@ -382,7 +404,10 @@ class Pipeline:
                     self.metrics.preprocess_ms.add(result.timings.preprocess_ms)
                     self.metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)
                     for q in sinks:
-                        await q.put(result)
+                        if self._publish_results:
+                            await q.put(result)
+                        for item in outputs:
+                            await q.put(item)
         finally:
             prepared.close()
 
@@ -390,10 +415,13 @@ class Pipeline:
         while (status := await queue.get()) is not None:
             await sink.send_status(status)
 
-    async def _deliver(self, sink: Sink, queue: BoundedQueue[Result]) -> None:
-        while (result := await queue.get()) is not None:
-            await sink.send(result)
-            self.metrics.delivered += 1
+    async def _deliver(self, sink: Sink, queue: BoundedQueue[Result | EventOutput]) -> None:
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Result):
+                await sink.send(item)
+                self.metrics.delivered += 1
+            else:
+                await sink.send_event(item)
 
 
 def describe_sources(cfg: Config) -> list[str]:

@@ -1,4 +1,4 @@
-"""JSON lines to stdout or a file: one line per result, flushed as it goes."""
+"""JSON lines to stdout or a file: one line per result (and per event), flushed as it goes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from streamprep.errors import SinkError
+from streamprep.events.values import Event, EventOutput, encode_event
 from streamprep.frames import Result
 from streamprep.metrics import SinkSnapshot
 from streamprep.schema import encode
@@ -33,9 +34,17 @@ class JsonLinesSink:
             raise SinkError(f"output file {path}: {exc.strerror or exc}") from None
 
     async def send(self, result: Result) -> None:
+        self._write(encode(result, self._device))
+
+    async def send_event(self, item: EventOutput) -> None:
+        """Events are lines beside the results; zone and line counts are not (each event says enough)."""
+        if isinstance(item, Event):
+            self._write(encode_event(item, self._device))
+
+    def _write(self, line: bytes) -> None:
         assert self._file is not None, "open() first"
         try:
-            self._file.write(encode(result, self._device).decode() + "\n")
+            self._file.write(line.decode() + "\n")
             self._file.flush()
         except OSError as exc:
             raise SinkError(f"output {self.name}: {exc.strerror or exc}") from None
