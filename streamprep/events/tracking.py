@@ -11,7 +11,11 @@ One :meth:`Tracker.update` per frame:
 3. the low-score detections are matched to the tracks that were seen in the previous frame and are still
    unmatched (ByteTrack's second stage: it keeps a track through a frame where its object scored low,
    without letting weak detections revive lost tracks);
-4. an unmatched confirmed track unseen for longer than ``max_age_s`` ends (reported in ``ended``), an
+4. confirmed tracks that are lost (not seen in the previous frame) get one more chance with the high-score
+   detections left, by the IoU of boxes grown by ``buffer`` of their size (as in C-BIoU): an object that
+   comes out from behind something is first seen partly, and the box it was last seen with was partial
+   too, so neither overlaps the prediction well;
+5. an unmatched confirmed track unseen for longer than ``max_age_s`` ends (reported in ``ended``), an
    unmatched tentative track is dropped, and an unmatched high-score detection with
    ``score >= new_track_score`` starts a tentative track, confirmed after ``min_hits`` consecutive matches.
 
@@ -46,7 +50,9 @@ class TrackerSettings:
     max_tracks: int = 100
     # Kalman noise, relative to the box height: measurement std, and white-noise acceleration (per s²)
     measurement_std: float = 0.05
-    acceleration_std: float = 1.0
+    acceleration_std: float = 0.5
+    size_std: float = 0.2  # per √s: how fast a box's size may drift
+    buffer: float = 0.5  # lost tracks: boxes grown by this fraction of their size on each side (stage 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,14 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
+def _grow(boxes: FloatArray, fraction: float) -> FloatArray:
+    """Boxes grown by ``fraction`` of their width and height on every side (C-BIoU's buffered IoU)."""
+    w = (boxes[:, 2] - boxes[:, 0])[:, None] * fraction
+    h = (boxes[:, 3] - boxes[:, 1])[:, None] * fraction
+    grown: FloatArray = boxes + np.hstack([-w, -h, w, h])
+    return grown
+
+
 def _to_state(box: FloatArray) -> FloatArray:
     """x1, y1, x2, y2 → cx, cy, w, h."""
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2, box[2] - box[0], box[3] - box[1]])
@@ -166,7 +180,7 @@ class _Tracks:
         h = max(float(z[3]), 1.0)
         p = np.zeros((1, 4, 2, 2))
         p[0, :, 0, 0] = (2 * s.measurement_std * h) ** 2
-        p[0, :, 1, 1] = h**2  # velocity unknown: one box height per second, either way
+        p[0, :2, 1, 1] = h**2  # velocity unknown: one box height per second, either way
         self.x = np.concatenate([self.x, x])
         self.p = np.concatenate([self.p, p])
         self.ids.append(track_id)
@@ -202,25 +216,31 @@ class Tracker:
         if dt <= 0:
             return
         x, p = tr.x, tr.p
-        x[:, :, 0] += dt * x[:, :, 1]
+        # the centre moves at constant velocity; the size is a random walk (a box shrinking while its
+        # object goes behind something must not be extrapolated to nothing)
+        x[:, :2, 0] += dt * x[:, :2, 1]
         # P ← F P Fᵀ + Q for F = [[1, dt], [0, 1]] and white-noise acceleration Q
-        p00, p01, p11 = p[:, :, 0, 0], p[:, :, 0, 1], p[:, :, 1, 1]
+        c = p[:, :2]
+        p00, p01, p11 = c[:, :, 0, 0], c[:, :, 0, 1], c[:, :, 1, 1]
         h = np.maximum(x[:, 3, 0], 1.0)[:, None]
         q = (s.acceleration_std * h) ** 2
         n00 = p00 + dt * (2 * p01 + dt * p11) + q * dt**3 / 3
         n01 = p01 + dt * p11 + q * dt**2 / 2
         n11 = p11 + q * dt
-        p[:, :, 0, 0], p[:, :, 0, 1], p[:, :, 1, 0], p[:, :, 1, 1] = n00, n01, n01, n11
-        np.maximum(x[:, 2:, 0], 1.0, out=x[:, 2:, 0])
+        c[:, :, 0, 0], c[:, :, 0, 1], c[:, :, 1, 0], c[:, :, 1, 1] = n00, n01, n01, n11
+        p[:, 2:, 0, 0] += (s.size_std * h) ** 2 * dt
 
-    def _correct(self, rows: list[int], boxes: FloatArray) -> None:
+    def _correct(self, rows: list[int], boxes: FloatArray, scores: FloatArray) -> None:
         if not rows:
             return
         tr, s = self._tracks, self.settings
         idx = np.asarray(rows)
         z = np.stack([_to_state(b) for b in boxes])
         x, p = tr.x[idx], tr.p[idx]
-        r = (s.measurement_std * np.maximum(z[:, 3], 1.0))[:, None] ** 2
+        # NSA Kalman: a low score (often a partly hidden object, its box cut short) is trusted less;
+        # a score of 0.75 gets the nominal measurement noise
+        trust = np.clip(4.0 * (1.0 - scores), 0.2, 4.0)[:, None]
+        r = (s.measurement_std * np.maximum(z[:, 3], 1.0))[:, None] ** 2 * trust
         innovation = z - x[:, :, 0]
         sv = p[:, :, 0, 0] + r
         k0, k1 = p[:, :, 0, 0] / sv, p[:, :, 1, 0] / sv
@@ -271,8 +291,16 @@ class Tracker:
         matched_rows = {r for r, _ in pairs}
         recent = [r for r in rows if r not in matched_rows and previous is not None and tr.last_seen[r] == previous]
         pairs += self._match(recent, low, boxes, predicted, labels, s.low_match_iou)
+        # 4. lost confirmed tracks against the high-score detections left, with buffered boxes
+        matched_rows = {r for r, _ in pairs}
+        used = {d for _, d in pairs}
+        lost = [r for r in rows if r not in matched_rows and tr.confirmed[r] and tr.last_seen[r] != previous]
+        left = [d for d in high if d not in used]
+        if lost and left:
+            pairs += self._match(lost, left, _grow(boxes, s.buffer), _grow(predicted, s.buffer), labels, s.match_iou)
         pairs.sort()
-        self._correct([r for r, _ in pairs], boxes[[d for _, d in pairs]])
+        matched = [d for _, d in pairs]
+        self._correct([r for r, _ in pairs], boxes[matched], scores[matched])
         detection_of: dict[int, int] = {}
         confirmed_now: list[int] = []
         for r, d in pairs:
@@ -283,7 +311,7 @@ class Tracker:
             if not tr.confirmed[r] and tr.hits[r] >= s.min_hits:
                 tr.confirmed[r] = True
                 confirmed_now.append(tr.ids[r])
-        # 4. end tracks unseen for longer than max_age, drop unmatched tentative ones; start new tracks
+        # 5. end tracks unseen for longer than max_age, drop unmatched tentative ones; start new tracks
         ended: list[TrackView] = []
         keep = [r in detection_of or (tr.confirmed[r] and t - tr.last_seen[r] <= s.max_age_s) for r in rows]
         for r in rows:
