@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from servers.rtsp import SYSTEM_PYTHON, RtspServer, free_port
 
+from streamprep.events.values import EventOutput
 from streamprep.frames import Result
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.base import SourceState, SourceStatus
@@ -133,6 +134,10 @@ class ListSink(MemorySink):
 
     async def send_status(self, status: SourceStatus) -> None:
         await super().send_status(status)
+        self._notify()
+
+    async def send_event(self, item: EventOutput) -> None:
+        await super().send_event(item)
         self._notify()
 
     def of(self, source: str) -> list[Result]:
