@@ -299,8 +299,8 @@ class Tracker:
         if lost and left:
             pairs += self._match(lost, left, _grow(boxes, s.buffer), _grow(predicted, s.buffer), labels, s.match_iou)
         pairs.sort()
-        matched = [d for _, d in pairs]
-        self._correct([r for r, _ in pairs], boxes[matched], scores[matched])
+        chosen = [d for _, d in pairs]
+        self._correct([r for r, _ in pairs], boxes[chosen], scores[chosen])
         detection_of: dict[int, int] = {}
         confirmed_now: list[int] = []
         for r, d in pairs:
