@@ -1,8 +1,10 @@
 """Multi-object tracking per source, in the style of ByteTrack, on the source's own timeline.
 
-Each track has a constant-velocity Kalman filter over its box (centre x, centre y, width, height; one
-independent position/velocity pair per coordinate), stepped by the time between frames (their ``pts``),
-not by frame counts, so the tracker behaves the same whether a source is sampled at 2 or 30 fps.
+Each track has a Kalman filter over its box, stepped by the time between frames (their ``pts``), not by
+frame counts, so the tracker behaves the same whether a source is sampled at 2 or 30 fps. The centre moves
+at constant velocity; width and height are a random walk (a box cut short while its object goes behind
+something must not be extrapolated to nothing); a detection's weight falls with its score (NSA Kalman:
+low scores are often partly hidden objects whose boxes are cut short).
 
 One :meth:`Tracker.update` per frame:
 
@@ -11,11 +13,7 @@ One :meth:`Tracker.update` per frame:
 3. the low-score detections are matched to the tracks that were seen in the previous frame and are still
    unmatched (ByteTrack's second stage: it keeps a track through a frame where its object scored low,
    without letting weak detections revive lost tracks);
-4. confirmed tracks that are lost (not seen in the previous frame) get one more chance with the high-score
-   detections left, by the IoU of boxes grown by ``buffer`` of their size (as in C-BIoU): an object that
-   comes out from behind something is first seen partly, and the box it was last seen with was partial
-   too, so neither overlaps the prediction well;
-5. an unmatched confirmed track unseen for longer than ``max_age_s`` ends (reported in ``ended``), an
+4. an unmatched confirmed track unseen for longer than ``max_age_s`` ends (reported in ``ended``), an
    unmatched tentative track is dropped, and an unmatched high-score detection with
    ``score >= new_track_score`` starts a tentative track, confirmed after ``min_hits`` consecutive matches.
 
@@ -52,7 +50,6 @@ class TrackerSettings:
     measurement_std: float = 0.05
     acceleration_std: float = 0.5
     size_std: float = 0.2  # per √s: how fast a box's size may drift
-    buffer: float = 0.5  # lost tracks: boxes grown by this fraction of their size on each side (stage 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,14 +124,6 @@ def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
     union = area_a[:, None] + area_b[None, :] - inter
     out: FloatArray = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
     return out
-
-
-def _grow(boxes: FloatArray, fraction: float) -> FloatArray:
-    """Boxes grown by ``fraction`` of their width and height on every side (C-BIoU's buffered IoU)."""
-    w = (boxes[:, 2] - boxes[:, 0])[:, None] * fraction
-    h = (boxes[:, 3] - boxes[:, 1])[:, None] * fraction
-    grown: FloatArray = boxes + np.hstack([-w, -h, w, h])
-    return grown
 
 
 def _to_state(box: FloatArray) -> FloatArray:
@@ -291,13 +280,6 @@ class Tracker:
         matched_rows = {r for r, _ in pairs}
         recent = [r for r in rows if r not in matched_rows and previous is not None and tr.last_seen[r] == previous]
         pairs += self._match(recent, low, boxes, predicted, labels, s.low_match_iou)
-        # 4. lost confirmed tracks against the high-score detections left, with buffered boxes
-        matched_rows = {r for r, _ in pairs}
-        used = {d for _, d in pairs}
-        lost = [r for r in rows if r not in matched_rows and tr.confirmed[r] and tr.last_seen[r] != previous]
-        left = [d for d in high if d not in used]
-        if lost and left:
-            pairs += self._match(lost, left, _grow(boxes, s.buffer), _grow(predicted, s.buffer), labels, s.match_iou)
         pairs.sort()
         chosen = [d for _, d in pairs]
         self._correct([r for r, _ in pairs], boxes[chosen], scores[chosen])
@@ -311,7 +293,7 @@ class Tracker:
             if not tr.confirmed[r] and tr.hits[r] >= s.min_hits:
                 tr.confirmed[r] = True
                 confirmed_now.append(tr.ids[r])
-        # 5. end tracks unseen for longer than max_age, drop unmatched tentative ones; start new tracks
+        # 4. end tracks unseen for longer than max_age, drop unmatched tentative ones; start new tracks
         ended: list[TrackView] = []
         keep = [r in detection_of or (tr.confirmed[r] and t - tr.last_seen[r] <= s.max_age_s) for r in rows]
         for r in rows:
