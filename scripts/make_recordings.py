@@ -16,11 +16,14 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -77,6 +80,7 @@ class Clip:
     time_base: Fraction
     ticks: tuple[int, ...]
     variable_rate: bool = False
+    x264_extra: str = ""  # more x264-params
 
 
 def cfr_ticks(duration: float, fps: int) -> tuple[int, ...]:
@@ -259,7 +263,7 @@ def open_stream(container: av.container.OutputContainer, clip: Clip) -> av.Video
         # No B-frames: decode order equals display order, so the MP4 sample durations
         # (stts) are exactly the display durations and the last frame ends on time.
         x264_params += ":bframes=0"
-    stream.options = {"preset": "medium", "crf": str(clip.crf), "x264-params": x264_params}
+    stream.options = {"preset": "medium", "crf": str(clip.crf), "x264-params": x264_params + clip.x264_extra}
     return stream
 
 
@@ -278,6 +282,12 @@ def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
     """Render and encode one clip into ``output_dir``."""
     renderers = [ShotRenderer(shot, load_photo(photo_dir / shot.photo), clip.width, clip.height) for shot in clip.shots]
     path = output_dir / clip.name
+    encode(clip, frames_for(clip, renderers), path)
+    return path
+
+
+def encode(clip: Clip, frames: Iterable[tuple[int, int, Rgb]], path: Path) -> None:
+    """Encode (pts, duration, rgb) frames into an MP4 file, deterministically."""
     time_base = clip.time_base
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = open_stream(container, clip)
@@ -292,7 +302,7 @@ def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
                     packet.duration = round(durations.pop(start) / packet.time_base)
                 container.mux(packet)
 
-        for pts, duration, rgb in frames_for(clip, renderers):
+        for pts, duration, rgb in frames:
             frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
             frame.pts = pts
             frame.duration = duration
@@ -304,6 +314,280 @@ def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
             durations[pts * time_base] = duration * time_base
             mux(stream.encode(frame))
         mux(stream.encode(None))
+
+
+# --- Scenes: cut-outs moving along known paths, with per-frame ground truth ------------------------------
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A cut-out of a photo (``crop`` = x1, y1, x2, y2 of the photo) shown ``height`` pixels tall.
+
+    ``path`` holds keyframes (t seconds, x of the box centre, y of the box bottom), linearly
+    interpolated; the subject exists from the first keyframe to the last and is drawn where it is
+    inside the frame. Each subject is one visit: ``id`` is its ground-truth identity.
+    """
+
+    id: int
+    label: str
+    photo: str
+    crop: tuple[int, int, int, int]
+    height: int
+    path: tuple[tuple[float, float, float], ...]
+
+    def position(self, t: float) -> tuple[float, float] | None:
+        keys = self.path
+        if t < keys[0][0] or t > keys[-1][0]:
+            return None
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(keys):
+            if t0 <= t <= t1:
+                k = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+                return lerp(x0, x1, k), lerp(y0, y1, k)
+        return keys[-1][1], keys[-1][2]
+
+
+@dataclass(frozen=True)
+class Occluder:
+    """A dark panel (a passing van) drawn over everything: ``width``×``height`` at the top of the frame,
+    its left edge moving from ``x_start`` at ``start`` with ``speed`` pixels per second, until ``end``."""
+
+    width: int
+    height: int
+    start: float
+    end: float
+    x_start: float
+    speed: float
+
+    def left(self, t: float) -> float | None:
+        if not self.start <= t <= self.end:
+            return None
+        return self.x_start + self.speed * (t - self.start)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A clip of subjects over a static background, with zones and lines whose answers are known."""
+
+    clip: Clip
+    duration: float
+    subjects: tuple[Subject, ...]
+    occluders: tuple[Occluder, ...]
+    zones: dict[str, tuple[tuple[float, float], ...]]
+    lines: dict[str, tuple[tuple[float, float], tuple[float, float]]]
+    seed: int
+
+
+TRACKS_FPS = 15
+TRACKS = Scene(
+    clip=Clip(
+        name="tracks_800x600.mp4",
+        width=800,
+        height=600,
+        crf=30,
+        shots=(),
+        time_base=Fraction(1, TRACKS_FPS),
+        ticks=cfr_ticks(18.0, TRACKS_FPS),
+        # without these, 1 encode in 3 came out different (same frames, same settings): x264's rate-control
+        # lookahead and macroblock tree were the part that varied here
+        x264_extra=":sync-lookahead=0:rc-lookahead=0:mbtree=0",
+    ),
+    duration=18.0,
+    subjects=(
+        # walks left to right along the top, behind a passing van, across the gate (negative), out right
+        Subject(
+            1, "person", "astronaut.png", (0, 0, 420, 512), 256, ((0.0, 130, 275), (6.0, 670, 275), (7.5, 920, 275))
+        ),
+        # enters from the right along the bottom, crosses the gate (positive) into the mat zone, waits,
+        # walks back out of the zone across the gate (negative) and leaves to the right
+        Subject(
+            2,
+            "cat",
+            "chelsea.png",
+            (0, 0, 451, 300),
+            270,
+            ((1.0, 1010, 585), (2.5, 620, 585), (5.5, 200, 585), (7.5, 200, 585), (10.5, 620, 585), (12.0, 1010, 585)),
+        ),
+        # slides in from the left, stays, leaves; comes back after 3 s (a new visit) and stays to the end
+        Subject(
+            3,
+            "cup",
+            "coffee.png",
+            (130, 20, 440, 340),
+            230,
+            ((8.0, -120, 280), (9.0, 250, 280), (11.0, 250, 280), (12.0, -120, 280)),
+        ),
+        Subject(
+            4, "cup", "coffee.png", (130, 20, 440, 340), 230, ((15.0, -120, 280), (16.0, 250, 280), (18.0, 250, 280))
+        ),
+    ),
+    occluders=(Occluder(width=360, height=300, start=1.5, end=3.0, x_start=800, speed=-600),),
+    zones={"mat": ((0.0, 0.55), (0.45, 0.55), (0.45, 1.0), (0.0, 1.0))},
+    lines={"gate": ((0.5, 0.0), (0.5, 1.0))},
+    seed=20_261_201,
+)
+
+SCENES = (TRACKS,)
+
+
+def scene_background(width: int, height: int, seed: int) -> Rgb:
+    """A soft gradient with a faint blurred texture (seeded), like a wall and a floor."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.dstack([100 + 50 * xx / width, 95 + 40 * yy / height, 85 + 30 * (xx + yy) / (width + height)])
+    noise = np.random.default_rng(seed).random((height // 8, width // 8, 3), dtype=np.float32) * 40 - 20
+    texture = cv2.resize(cv2.GaussianBlur(noise, (0, 0), 1.5), (width, height), interpolation=cv2.INTER_LINEAR)
+    floor = np.where(yy[..., None] > height * 0.5, -15.0, 0.0)
+    return np.clip(base + texture + floor, 0, 255).astype(np.uint8)
+
+
+class SceneRenderer:
+    """Renders a scene's frames and the ground truth of each."""
+
+    def __init__(self, scene: Scene, photo_dir: Path) -> None:
+        self.scene = scene
+        width, height = scene.clip.width, scene.clip.height
+        self.background = scene_background(width, height, scene.seed)
+        self.cutouts: dict[int, Rgb] = {}
+        for subject in scene.subjects:
+            x1, y1, x2, y2 = subject.crop
+            photo = load_photo(photo_dir / subject.photo)[y1:y2, x1:x2]
+            scale = subject.height / photo.shape[0]
+            size = (round(photo.shape[1] * scale), subject.height)
+            self.cutouts[subject.id] = cv2.resize(photo, size, interpolation=cv2.INTER_AREA)
+
+    def render(self, t: float) -> tuple[Rgb, list[dict[str, object]]]:
+        scene, frame = self.scene, self.background.copy()
+        width, height = scene.clip.width, scene.clip.height
+        placed: list[tuple[Subject, int, int, int, int]] = []
+        for subject in scene.subjects:
+            at = subject.position(t)
+            if at is None:
+                continue
+            cutout = self.cutouts[subject.id]
+            h, w = cutout.shape[:2]
+            x1, y1 = round(at[0] - w / 2), round(at[1] - h)
+            fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x1 + w, width), min(y1 + h, height)
+            if fx2 > fx1 and fy2 > fy1:
+                frame[fy1:fy2, fx1:fx2] = cutout[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+            placed.append((subject, x1, y1, x1 + w, y1 + h))
+        covered = np.zeros((height, width), dtype=bool)
+        for occ in scene.occluders:
+            left = occ.left(t)
+            if left is None:
+                continue
+            ox1, ox2 = max(round(left), 0), min(round(left) + occ.width, width)
+            if ox2 > ox1:
+                frame[: occ.height, ox1:ox2] = (52, 58, 70)
+                frame[30:110, ox1:ox2] = (120, 135, 150)  # windows
+                covered[: occ.height, ox1:ox2] = True
+        truth: list[dict[str, object]] = []
+        for subject, x1, y1, x2, y2 in placed:
+            fx1, fy1, fx2, fy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+            area = (x2 - x1) * (y2 - y1)
+            seen = 0 if fx2 <= fx1 or fy2 <= fy1 else int((~covered[fy1:fy2, fx1:fx2]).sum())
+            if seen == 0:
+                continue
+            truth.append(
+                {
+                    "id": subject.id,
+                    "label": subject.label,
+                    "box": [fx1, fy1, fx2, fy2],
+                    "full_box": [x1, y1, x2, y2],
+                    "visibility": round(seen / area, 3),
+                }
+            )
+        return frame, truth
+
+
+def expected_events(scene: Scene, truth: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The answer an event engine should give, from the ground truth: each subject's visit (first and last
+    frame it is visible), each change of side of each line and each zone entry and exit of its bottom
+    centre (the first frame on the new side or inside/outside), in clip seconds."""
+    width, height = scene.clip.width, scene.clip.height
+
+    def px(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        return [(x * width, y * height) for x, y in points]
+
+    def inside(poly: list[tuple[float, float]], x: float, y: float) -> bool:
+        result = False
+        for (x1, y1), (x2, y2) in zip(poly, poly[1:] + poly[:1], strict=True):
+            if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+                result = not result
+        return result
+
+    visits: list[dict[str, Any]] = []
+    crossings: list[dict[str, Any]] = []
+    zones: list[dict[str, Any]] = []
+    for subject in scene.subjects:
+        seen = [(f["pts"], o) for f in truth for o in f["objects"] if o["id"] == subject.id]
+        visits.append({"id": subject.id, "label": subject.label, "first_pts": seen[0][0], "last_pts": seen[-1][0]})
+        for name, pts in scene.lines.items():
+            (ax, ay), (bx, by) = px(pts)
+            previous = None
+            for t, o in seen:
+                x1, _, x2, y2 = o["full_box"]
+                side = (bx - ax) * (y2 - ay) - (by - ay) * ((x1 + x2) / 2 - ax) > 0
+                if previous is not None and side != previous:
+                    direction = "positive" if side else "negative"
+                    crossings.append({"id": subject.id, "line": name, "direction": direction, "pts": t})
+                previous = side
+        for name, poly in scene.zones.items():
+            polygon = px(poly)
+            was_in, entered = False, None
+            for t, o in seen:
+                x1, _, x2, y2 = o["full_box"]
+                now_in = inside(polygon, (x1 + x2) / 2, y2)
+                if now_in and not was_in:
+                    entered = t
+                elif was_in and not now_in:
+                    zones.append({"id": subject.id, "zone": name, "entered_pts": entered, "left_pts": t})
+                was_in = now_in
+            if was_in:
+                zones.append({"id": subject.id, "zone": name, "entered_pts": entered, "left_pts": None})
+    crossings.sort(key=lambda c: c["pts"])
+    return {"visits": visits, "crossings": crossings, "zones": zones}
+
+
+def write_scene(scene: Scene, photo_dir: Path, output_dir: Path) -> Path:
+    """Render and encode a scene, and write its ground truth beside it (same name, ``.json``)."""
+    renderer = SceneRenderer(scene, photo_dir)
+    clip = scene.clip
+    end_tick = round(Fraction(scene.duration) / clip.time_base)
+    truth: list[dict[str, Any]] = []
+
+    def frames() -> Iterator[tuple[int, int, Rgb]]:
+        for index, pts in enumerate(clip.ticks):
+            t = float(pts * clip.time_base)
+            rgb, objects = renderer.render(t)
+            truth.append({"index": index, "pts": round(t, 6), "objects": objects})
+            next_pts = clip.ticks[index + 1] if index + 1 < len(clip.ticks) else end_tick
+            yield pts, next_pts - pts, rgb
+
+    path = output_dir / clip.name
+    encode(clip, frames(), path)
+    answer = {
+        "clip": clip.name,
+        "width": clip.width,
+        "height": clip.height,
+        "fps": float(1 / clip.time_base),
+        "duration": scene.duration,
+        "zones": {name: [list(p) for p in poly] for name, poly in scene.zones.items()},
+        "lines": {name: [list(p) for p in pts] for name, pts in scene.lines.items()},
+        "subjects": [
+            {
+                "id": s.id,
+                "label": s.label,
+                "photo": s.photo,
+                "crop": list(s.crop),
+                "height": s.height,
+                "path": [list(k) for k in s.path],
+            }
+            for s in scene.subjects
+        ],
+        "occluders": [vars(o) for o in scene.occluders],
+        "expected": expected_events(scene, truth),
+        "frames": truth,
+    }
+    path.with_suffix(".json").write_text(json.dumps(answer, separators=(",", ":")) + "\n")
     return path
 
 
@@ -320,12 +604,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(default: ../shared/photos next to the repository, {DEFAULT_PHOTO_DIR})"
         ),
     )
+    parser.add_argument("--only", action="append", metavar="NAME", help="build only this clip (repeatable)")
     args = parser.parse_args(argv)
     photo_dir: Path = args.photo_dir.resolve()
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.only or [c.name for c in CLIPS] + [s.clip.name for s in SCENES])
     for clip in CLIPS:
-        path = write_clip(clip, photo_dir, OUTPUT_DIR)
-        print(f"{path.relative_to(REPO_ROOT)}: {len(clip.ticks)} frames, {path.stat().st_size} bytes")
+        if clip.name in wanted:
+            path = write_clip(clip, photo_dir, OUTPUT_DIR)
+            print(f"{path.relative_to(REPO_ROOT)}: {len(clip.ticks)} frames, {path.stat().st_size} bytes")
+    for scene in SCENES:
+        if scene.clip.name in wanted:
+            path = write_scene(scene, photo_dir, OUTPUT_DIR)
+            size = path.stat().st_size
+            print(f"{path.relative_to(REPO_ROOT)}: {len(scene.clip.ticks)} frames, {size} bytes, truth beside it")
     return 0
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from streamprep.batching import Batcher
 from streamprep.errors import StreamprepError, internal_error
+from streamprep.events.engine import EventHub
+from streamprep.events.values import EventOutput
 from streamprep.frames import DropReason, Frame, Result, Tensor, Timings
 from streamprep.metrics import Metrics
 from streamprep.model import LoadedModel
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 _BUFFERS = 3  # batch tensors in flight: one being filled, one queued, one in inference
 
 FailureCallback = Callable[[str, str], None]  # (source id, reason)
-Emit = Callable[[Result], Awaitable[None]]
+Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ModelBranch:
         on_failure: FailureCallback,
         prepare_executor: Executor,
         infer_executor: Executor,
+        events: EventHub | None = None,
     ) -> None:
         self.key = key
         self.model = model
@@ -73,6 +76,7 @@ class ModelBranch:
         self._on_failure = on_failure
         self._prepare_executor = prepare_executor
         self._infer_executor = infer_executor
+        self._events = events
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS):
@@ -158,8 +162,11 @@ class ModelBranch:
             self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
             self._on_failure(frame.source, reason)
 
-    def _infer(self, batch: PreparedBatch) -> tuple[list[Result], list[tuple[Frame, str]]]:
-        """Run the model on a prepared batch and decode each frame's share (worker thread)."""
+    def _infer(
+        self, batch: PreparedBatch
+    ) -> tuple[list[tuple[Result, list[EventOutput]]], list[tuple[Frame, str]]]:
+        """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
+        objects and make its events (worker thread; snapshots come from the very frame)."""
         model = self.model
         n = len(batch.items)
         started = time.monotonic()
@@ -170,7 +177,7 @@ class ModelBranch:
             reason = frame_failure(exc)
             return [], [(f, reason) for f in batch.items]
         inference_ms = (time.perf_counter() - t0) * 1000.0
-        results: list[Result] = []
+        results: list[tuple[Result, list[EventOutput]]] = []
         failed: list[tuple[Frame, str]] = []
         for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
             try:
@@ -179,8 +186,7 @@ class ModelBranch:
                 log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
                 failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
                 continue
-            results.append(
-                Result(
+            result = Result(
                     source=f.source,
                     seq=f.seq,
                     frame_index=f.index,
@@ -202,7 +208,14 @@ class ModelBranch:
                     classifications=decoded.classifications,
                     outputs=decoded.outputs,
                 )
-            )
+            if self._events is None:
+                results.append((result, []))
+                continue
+            try:
+                results.append(self._events.process(result, f.image, f.pixel_format))
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in tracking", f.source, f.seq, exc_info=True)
+                failed.append((f, f"events: {frame_failure(exc)}"))
         return results, failed
 
     async def _infer_stage(self, emit: Emit) -> None:
@@ -220,14 +233,15 @@ class ModelBranch:
                     self._free.put_nowait(batch.tensor)
                 self._fail(failed)
                 if results:
+                    inference_ms = results[0][0].timings.inference_ms
                     metrics.batches += 1
                     metrics.frames += len(results)
                     metrics.batch_sizes.add(len(batch.items))
-                    metrics.inference_ms.add(results[0].timings.inference_ms)
-                    metrics.histograms["inference_ms"].add(results[0].timings.inference_ms)
+                    metrics.inference_ms.add(inference_ms)
+                    metrics.histograms["inference_ms"].add(inference_ms)
                 emitted = {id(f) for f, _ in failed}
-                for frame, result in _pair(batch.items, results):
-                    await emit(result)
+                for frame, (result, outputs) in _pair(batch.items, results):
+                    await emit(result, outputs)
                     emitted.add(id(frame))
                     self._in_inference = tuple(f for f in batch.items if id(f) not in emitted)
                     counters = metrics.source(result.source)
@@ -255,7 +269,10 @@ class ModelBranch:
         return len(frames)
 
 
-def _pair(items: tuple[Frame, ...], results: list[Result]) -> list[tuple[Frame, Result]]:
+Made = tuple[Result, list[EventOutput]]
+
+
+def _pair(items: tuple[Frame, ...], results: list[Made]) -> list[tuple[Frame, Made]]:
     """Each result with the frame it came from (results keep the frames' order, minus failed ones)."""
     by_key = {(f.source, f.seq): f for f in items}
-    return [(by_key[(r.source, r.seq)], r) for r in results]
+    return [(by_key[(made[0].source, made[0].seq)], made) for made in results]

@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--realtime", action="store_true", default=None, help="pace files like live cameras (latest frame wins)"
     )
+    options.add_argument(
+        "--events", action="store_true", default=None, help="track objects and publish events ([events] for more)"
+    )
     options.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
     options.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
     options.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
@@ -141,6 +144,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
         flags["device"] = args.device
     if getattr(args, "realtime", None):
         flags["realtime"] = True
+    if getattr(args, "events", None) and "events" not in data:
+        flags["events"] = {}
     if getattr(args, "metrics", None):
         flags["metrics"] = {"listen": args.metrics}
     if getattr(args, "status_socket", None):

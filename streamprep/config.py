@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from streamprep.errors import ConfigError
+from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, unique_names
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
 from streamprep.redact import redact_url
@@ -53,6 +54,8 @@ class SourceConfig(_Strict):
     username: str | None = None  # the camera's user name (instead of putting it in the URL)
     password_env: str | None = None  # the camera password from this environment variable...
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
+    zones: tuple[ZoneConfig, ...] = ()  # [[sources.zones]]: need [events]
+    lines: tuple[LineConfig, ...] = ()  # [[sources.lines]]: need [events]
 
     def resolved_url(self) -> str:
         """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
@@ -226,6 +229,7 @@ class Config(_Strict):
     status: StatusConfig = StatusConfig()
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
+    events: EventsConfig | None = None  # [events]: tracking, zones, lines, events, snapshots
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -259,6 +263,17 @@ class Config(_Strict):
             if s.model is not None and s.model != DEFAULT_MODEL_KEY and s.model not in self.models:
                 known = ", ".join([DEFAULT_MODEL_KEY, *self.models]) or "none"
                 raise ValueError(f"sources.{i}.model: no model named {s.model!r} (models: {known})")
+        for i, s in enumerate(self.sources):
+            for key, items in (("zones", s.zones), ("lines", s.lines)):
+                if items and self.events is None:
+                    raise ValueError(f"sources.{i}.{key}: zones and lines need an [events] table (or --events)")
+                if problem := unique_names(items, key[:-1]):
+                    raise ValueError(f"sources.{i}.{key}: {problem}")
+        if self.events is not None:
+            if problem := self.events.problem(self.state_dir, [(s.zones, s.lines) for s in self.sources]):
+                raise ValueError(problem)
+            if self.events.homeassistant.enabled and self.output.mqtt is None:
+                raise ValueError("events.homeassistant.enabled: Home Assistant discovery needs [output.mqtt]")
         return self
 
     def model_for(self, key: str) -> ModelConfig:
@@ -305,6 +320,9 @@ def _format(exc: ValidationError, where: str) -> str:
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"] and re.match(r"^[\w.]+: ", msg):  # the message names its key itself
+            lines.append(f"{where}{msg}")
+            continue
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{where}{key}: {msg}" if key else f"{where}{msg}")

@@ -122,7 +122,12 @@ def build_sinks(cfg: Config) -> list[Sink]:
     if out.out is not None or out.mqtt is None:
         sinks.append(JsonLinesSink(out.out or "-", cfg.device))
     if out.mqtt is not None:
-        sinks.append(MqttSink(out.mqtt, cfg.device, cfg.state_dir))
+        from streamprep.events.discovery import discovery_messages
+
+        mqtt = MqttSink(out.mqtt, cfg.device, cfg.state_dir)
+        for topic, payload in discovery_messages(cfg):
+            mqtt.keep_retained(topic, payload)
+        sinks.append(mqtt)
     return sinks
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from streamprep.errors import StreamprepError, internal_error
+from streamprep.events.values import Event, EventOutput
 from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import Metrics
 from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
@@ -30,7 +31,9 @@ _STATUS_QUEUE = 64
 @dataclass
 class _Lane:
     sink: Sink
-    results: BoundedQueue[Result] = field(default_factory=lambda: BoundedQueue[Result](_RESULTS_QUEUE))
+    results: BoundedQueue[Result | EventOutput] = field(
+        default_factory=lambda: BoundedQueue[Result | EventOutput](_RESULTS_QUEUE)
+    )
     statuses: BoundedQueue[SourceStatus] = field(
         default_factory=lambda: BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST)
     )
@@ -39,8 +42,11 @@ class _Lane:
 
 
 class Fanout:
-    def __init__(self, sinks: list[Sink], metrics: Metrics, live: Callable[[str], bool]) -> None:
+    def __init__(
+        self, sinks: list[Sink], metrics: Metrics, live: Callable[[str], bool], publish_results: bool = True
+    ) -> None:
         self._lanes = [_Lane(sink) for sink in sinks]
+        self._publish_results = publish_results  # False: events only ([events] results = false)
         self._metrics = metrics
         self._live = live
         self._deliveries: list[asyncio.Task[None]] = []
@@ -67,23 +73,34 @@ class Fanout:
             tg.create_task(self._deliver_statuses(lane), name=f"status {name}")
             self._serving.append(tg.create_task(self._serve(lane), name=f"serve {name}"))
 
-    async def put(self, result: Result) -> None:
-        """Hand ``result`` to every sink: waiting for room for a file's result, never for a live one's."""
+    async def put(self, result: Result, events: Sequence[EventOutput] = ()) -> None:
+        """Hand ``result`` and the events it caused to every sink: waiting for room for a file's, never for
+        a live source's (a sink that is behind drops those, counted)."""
+        items: list[Result | EventOutput] = [result] if self._publish_results else []
+        items += list(events)
         live = self._live(result.source)
-        for lane in self._lanes:
-            if lane.results.closed:
-                continue
-            if live:
-                if len(lane.results) >= lane.results.maxsize:
-                    lane.dropped += 1
-                    self._metrics.source(result.source).sink_dropped += 1
-                    continue
-                lane.results.offer(result)
-            else:
-                try:
-                    await lane.results.put(result)
-                except QueueClosed:  # this sink gave up (see _deliver)
-                    continue
+        for item in items:
+            for lane in self._lanes:
+                await self._hand(lane, item, result.source, live)
+
+    async def put_events(self, events: list[EventOutput]) -> None:
+        """Events with no result of their own (visits that end when the run ends): never dropped."""
+        for item in events:
+            for lane in self._lanes:
+                await self._hand(lane, item, item.source, live=False)
+
+    async def _hand(self, lane: _Lane, item: Result | EventOutput, source: str, live: bool) -> None:
+        if lane.results.closed:
+            return
+        if live and len(lane.results) >= lane.results.maxsize:
+            lane.dropped += 1
+            if isinstance(item, Result):
+                self._metrics.source(source).sink_dropped += 1
+            return
+        try:
+            await lane.results.put(item)
+        except QueueClosed:  # this sink gave up (see _deliver)
+            return
 
     def status(self, status: SourceStatus) -> None:
         for lane in self._lanes:
@@ -101,16 +118,20 @@ class Fanout:
             log.error("%s; results for this sink are dropped from now on", lane.failure)
 
     async def _deliver(self, lane: _Lane) -> None:
-        while (result := await lane.results.get()) is not None:
+        while (item := await lane.results.get()) is not None:
             if lane.failure is None:
                 try:
-                    await lane.sink.send(result)
-                    self._metrics.delivered += 1
+                    if isinstance(item, Result):
+                        await lane.sink.send(item)
+                        self._metrics.delivered += 1
+                    else:
+                        await lane.sink.send_event(item)
                     continue
                 except Exception as exc:
                     self._failed(lane, exc)
             lane.dropped += 1
-            self._metrics.source(result.source).sink_dropped += 1
+            if isinstance(item, Result):
+                self._metrics.source(item.source).sink_dropped += 1
 
     async def _deliver_statuses(self, lane: _Lane) -> None:
         while (status := await lane.statuses.get()) is not None:
@@ -148,9 +169,17 @@ class Fanout:
     def abandon(self) -> None:
         """Cut short: what still waits for a sink is dropped there (counted per source)."""
         for lane in self._lanes:
-            while (result := lane.results.get_nowait()) is not None:
+            while (item := lane.results.get_nowait()) is not None:
                 lane.dropped += 1
-                self._metrics.source(result.source).sink_dropped += 1
+                if isinstance(item, Result):
+                    self._metrics.source(item.source).sink_dropped += 1
+                elif isinstance(item, Event):
+                    log.warning(
+                        "event %s (%s) was not delivered to %s before the run stopped",
+                        item.event_id,
+                        item.type,
+                        lane.sink.name,
+                    )
             lane.results.close()
             lane.statuses.close()
 

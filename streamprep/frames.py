@@ -92,6 +92,7 @@ class Detection:
     class_id: int
     score: float
     box: Box
+    track_id: int | None = None  # the object's id while tracking is on (and it is a confirmed track)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 from streamprep.branch import ModelBranch
 from streamprep.config import DEFAULT_MODEL_KEY, Config
 from streamprep.errors import SourceError
+from streamprep.events.engine import EventHub, SourceGeometry
 from streamprep.fanout import Fanout
 from streamprep.frames import SourceState, SourceStatus
 from streamprep.metrics import Metrics, Snapshot
@@ -75,7 +76,7 @@ class Pipeline:
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
         self._infer = {key: pool(f"infer-{key}", 1) for key in self.models}
-        self.fanout = Fanout(sinks, self.metrics, self._is_live)
+        self.fanout = Fanout(sinks, self.metrics, self._is_live, cfg.events is None or cfg.events.results)
         self.branches: dict[str, ModelBranch] = {}
         self.supervisor = SourceSupervisor(
             cfg,
@@ -86,6 +87,8 @@ class Pipeline:
             # many files at once: one FFmpeg thread each, the pool spreads them over the cores
             decode_threads=1 if files >= cores() else None,
         )
+        # [events]: tracking, zones, lines and events per source, made where results are made
+        self.events = EventHub(cfg.events, self._geometry, self.run_id, cfg.state_dir) if cfg.events else None
         for key, model in self.models.items():
             self.branches[key] = ModelBranch(
                 key,
@@ -97,6 +100,7 @@ class Pipeline:
                 self.supervisor.fail,
                 self._prepare,
                 self._infer[key],
+                self.events,
             )
 
     @property
@@ -105,6 +109,11 @@ class Pipeline:
 
     def _is_live(self, sid: str) -> bool:
         return self.supervisor.live(sid)
+
+    def _geometry(self, sid: str) -> SourceGeometry:
+        """The zones and lines of a source as configured now (a reload may change them)."""
+        spec = self.supervisor.spec(sid)
+        return (spec.zones, spec.lines) if spec is not None else ((), ())
 
     async def run(self, stop: asyncio.Event | None = None, companions: Sequence[Companion] = ()) -> RunReport:
         """Run until every source has ended (or ``stop`` is set) and every result is delivered.
@@ -130,6 +139,8 @@ class Pipeline:
                 self._delivering = True
                 watcher.cancel()
                 self._account_cut_short()
+                if self.events is not None:  # every source ended: the visits still open end now
+                    await self.fanout.put_events(await loop.run_in_executor(self._prepare, self.events.finish))
                 self._final_statuses()
                 await self.fanout.finish(deadline[0])
                 self.fanout.abandon()
@@ -139,6 +150,8 @@ class Pipeline:
             await self._abort()
             raise
         finally:
+            if self.events is not None:
+                await asyncio.to_thread(self.events.close)  # snapshot files still queued are written
             self._close_executors()
         self._account_cut_short()  # anything a source put in after the branches ended
         return self.report()

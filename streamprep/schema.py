@@ -13,8 +13,8 @@ from typing import Any
 
 from streamprep.frames import Result
 
-SCHEMA = "streamprep.result/1"
-SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "result-1.json"  # the JSON Schema of SCHEMA
+SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id
+SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "result-2.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
 
@@ -39,6 +39,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
                 "class_id": d.class_id,
                 "score": d.score,
                 "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
+                "track_id": d.track_id,
             }
             for d in result.detections
         ]

@@ -100,6 +100,11 @@ class SourceSupervisor:
         spec = self._specs.get(sid)
         return spec is not None and is_live(spec, self.cfg.realtime)
 
+    def spec(self, sid: str) -> SourceConfig | None:
+        """The source's settings as configured now (None once a reload removed it)."""
+        run = self._running.get(sid)
+        return run.spec if run is not None else self._specs.get(sid)
+
     def queued(self) -> dict[str, int]:
         return {sid: len(run.queue) for sid, run in self._running.items()}
 

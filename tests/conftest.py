@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from servers.rtsp import SYSTEM_PYTHON, RtspServer, free_port
 
+from streamprep.events.values import EventOutput
 from streamprep.frames import Result, SourceState, SourceStatus
 from streamprep.sinks.memory import MemorySink
 
@@ -135,6 +136,10 @@ class ListSink(MemorySink):
 
     async def send_status(self, status: SourceStatus) -> None:
         await super().send_status(status)
+        self._notify()
+
+    async def send_event(self, item: EventOutput) -> None:
+        await super().send_event(item)
         self._notify()
 
     def of(self, source: str) -> list[Result]:

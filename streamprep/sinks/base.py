@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from streamprep.events.values import EventOutput
 from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
 
@@ -29,6 +30,10 @@ class Sink(Protocol):
 
     async def send_status(self, status: SourceStatus) -> None:
         """A source changed state (sinks that publish state, such as MQTT, retain it)."""
+        ...
+
+    async def send_event(self, item: EventOutput) -> None:
+        """An event, or a zone's or line's new count (retained state), in order with the results."""
         ...
 
     async def serve(self) -> None: ...

@@ -1,4 +1,4 @@
-"""JSON lines to stdout or a file: one line per result, written as it comes.
+"""JSON lines to stdout or a file: one line per result (and per event), written as it comes.
 
 Writes happen in a thread of the sink's own, straight to the file descriptor (never through ``sys.stdout``'s
 buffer and lock), so an output that blocks — a pipe nobody reads, a stalled disk — holds up only this sink:
@@ -13,6 +13,7 @@ import os
 import sys
 
 from streamprep.errors import SinkError
+from streamprep.events.values import Event, EventOutput, encode_event
 from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
 from streamprep.schema import encode
@@ -55,10 +56,18 @@ class JsonLinesSink:
             raise SinkError(f"output {self.name}: {exc.strerror or exc}") from None
 
     async def send(self, result: Result) -> None:
+        await self._line(encode(result, self._device))
+        self.sent += 1
+
+    async def send_event(self, item: EventOutput) -> None:
+        """Events are lines beside the results; zone and line counts are not (each event says enough)."""
+        if isinstance(item, Event):
+            await self._line(encode_event(item, self._device))
+
+    async def _line(self, data: bytes) -> None:
         if self._writer is None:
             raise SinkError(f"output {self.name}: not open")
-        await asyncio.wrap_future(self._writer.submit(self._write, encode(result, self._device) + b"\n"))
-        self.sent += 1
+        await asyncio.wrap_future(self._writer.submit(self._write, data + b"\n"))
 
     async def send_status(self, status: SourceStatus) -> None:
         """Status goes to the log, not into the results stream."""

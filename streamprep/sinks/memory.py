@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import collections
 
+from streamprep.events.values import EventOutput
 from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
 
 
 class MemorySink:
-    """Keeps the last ``keep`` results (all of them when None) and every status change, in arrival order."""
+    """Keeps the last ``keep`` results and events (all when None) and every status change, in arrival order."""
 
     name = "memory"
 
     def __init__(self, keep: int | None = None) -> None:
         self.results: collections.deque[Result] = collections.deque(maxlen=keep)
         self.statuses: collections.deque[SourceStatus] = collections.deque(maxlen=10_000)
+        self.events: collections.deque[EventOutput] = collections.deque(maxlen=keep)
         self.count = 0
         self.closed = False
 
@@ -28,6 +30,9 @@ class MemorySink:
 
     async def send_status(self, status: SourceStatus) -> None:
         self.statuses.append(status)
+
+    async def send_event(self, item: EventOutput) -> None:
+        self.events.append(item)
 
     async def serve(self) -> None:
         """Everything happens in ``send``."""

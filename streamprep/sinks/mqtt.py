@@ -2,8 +2,11 @@
 
 Topics: ``<prefix>/<device>/<source>/results`` (QoS 1 by default), ``<prefix>/<device>/<source>/status``
 (retained), and ``<prefix>/<device>/status``: a retained ``online`` birth message and an ``offline`` last
-will. Every result passes through the :class:`~streamprep.sinks.outbox.Outbox` and leaves it only when
-the broker has acknowledged it; :meth:`MqttSink.serve` publishes from it, reconnecting with capped,
+will. With ``[events]``: ``.../<source>/events`` (QoS 1, through the outbox),
+``.../events/<event_id>/snapshot`` (JPEG, just before the ``end`` event that names it), and retained
+``.../zones/<zone>/<label>`` and ``.../lines/<line>/<label>/<direction>`` counts. Every result and event
+passes through the :class:`~streamprep.sinks.outbox.Outbox` and leaves it only when the broker has
+acknowledged it; :meth:`MqttSink.serve` publishes from it, reconnecting with capped,
 jittered exponential backoff. Errors are converted to SinkError at this boundary, secrets masked.
 """
 
@@ -25,6 +28,7 @@ import aiomqtt
 
 from streamprep.config import MqttConfig
 from streamprep.errors import ConfigError, SinkError
+from streamprep.events.values import EventOutput, LineCount, ZoneCount, encode_event
 from streamprep.frames import Result, SourceStatus
 from streamprep.metrics import SinkSnapshot
 from streamprep.redact import redact_text, redact_url
@@ -101,7 +105,7 @@ class MqttSink:
         self.on_drop: Callable[[str], None] | None = None  # told the source of every result the outbox drops
         self._client: aiomqtt.Client | None = None
         self._closing = asyncio.Event()
-        self._statuses: dict[str, bytes] = {}  # latest status per source topic, re-sent on each connect
+        self._retained: dict[str, bytes] = {}  # latest payload per retained topic, re-sent on each connect
         self.connected = False
         self.sent = 0
         self.reconnects = 0
@@ -154,7 +158,7 @@ class MqttSink:
         try:
             await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s)
             await client.publish(self.device_topic, b"online", qos=1, retain=True)
-            for topic, payload in list(self._statuses.items()):
+            for topic, payload in list(self._retained.items()):
                 await client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
         except (aiomqtt.MqttError, OSError, TimeoutError, ssl.SSLError) as exc:
             with contextlib.suppress(Exception):
@@ -194,6 +198,9 @@ class MqttSink:
     async def send(self, result: Result) -> None:
         topic = self.topic(result.source)
         await self.outbox.put(topic, encode(result, self._device), self.cfg.qos_results, result.source)
+        self._report_drops()
+
+    def _report_drops(self) -> None:
         if self.outbox.dropped > self._reported_drops:
             now = time.monotonic()
             if now - self._drops_logged_at >= _DROP_LOG_INTERVAL:
@@ -218,10 +225,34 @@ class MqttSink:
         if status.counts is not None:
             body["counts"] = status.counts
         payload = json.dumps(body, separators=(",", ":")).encode()
-        self._statuses[topic] = payload
+        await self.retain(topic, payload)
+
+    def keep_retained(self, topic: str, payload: bytes) -> None:
+        """Retained state to publish on every connect (e.g. Home Assistant discovery configs)."""
+        self._retained[topic] = payload
+
+    async def retain(self, topic: str, payload: bytes) -> None:
+        """Publish retained state: now if connected, and again on every connect (latest per topic)."""
+        self._retained[topic] = payload
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await self._client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+
+    async def send_event(self, item: EventOutput) -> None:
+        """Events (and their snapshots) through the outbox, in order; counts as retained state."""
+        if isinstance(item, ZoneCount):
+            topic = self.topic(item.source, f"zones/{topic_level(item.zone)}/{topic_level(item.label)}")
+            await self.retain(topic, str(item.count).encode())
+            return
+        if isinstance(item, LineCount):
+            kind = f"lines/{topic_level(item.line)}/{topic_level(item.label)}/{item.direction}"
+            await self.retain(self.topic(item.source, kind), str(item.count).encode())
+            return
+        events = self.topic(item.source, "events")
+        if item.jpeg is not None:
+            await self.outbox.put(f"{events}/{item.event_id}/snapshot", item.jpeg, 1, item.source)
+        await self.outbox.put(events, encode_event(item, self._device), 1, item.source)
+        self._report_drops()
 
     async def serve(self) -> None:
         """Publish from the outbox until :meth:`close` and the outbox is empty (or the drain time is up)."""
