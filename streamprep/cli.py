@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from streamprep import config as config_mod
-from streamprep import logs
+from streamprep import contract, logs
 from streamprep.dashboard import dashboard_companion, top
 from streamprep.errors import ConfigError, SinkError, StreamprepError
 from streamprep.exporter import metrics_companion
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("sources", nargs="*", metavar="SOURCE")
     chk.add_argument("--config", type=Path, help="TOML config file")
     chk.add_argument("--model", type=Path)
+    chk.add_argument("--strict", action="store_true", help="fail when a model's preprocessing is assumed")
 
     top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
     top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")
@@ -264,6 +265,10 @@ def _check(args: argparse.Namespace) -> int:
         try:
             model = load_model(cfg.model_for(key))
             print(f"model {key}: {model.name} ok ({model.spec.width}x{model.spec.height} {model.spec.layout.value})")
+            lines, strict_problems = contract.review(key, model, args.strict)
+            for line in lines:
+                print(line)
+            problems += strict_problems
         except StreamprepError as exc:
             problems.append(f"model {key}: {exc}")
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
@@ -344,11 +349,13 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"output    {o}")
     print(f"decoder   {desc['decoder']} (max batch {desc['max_batch']})")
     print(f"in graph  {'yes: ONNX Runtime casts, orders, scales and lays out' if desc['in_graph'] else 'no'}")
+    print(f"labels    {desc['labels'] or 'none: classes are reported as class_N'}")
     print("preprocess")
     for key, entry in desc["preprocess"].items():
         value = entry["value"]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        print(f"  {key:<16} {shown:<32} from {entry['from']}")
+        mark = "  ASSUMED: declare it in the sidecar or [model.preprocess]" if entry["assumed"] else ""
+        print(f"  {key:<16} {shown:<32} from {entry['from']}{mark}")
     return 0
 
 

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from streamprep import contract
 from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels
 from streamprep.errors import ConfigError, ModelError
@@ -28,6 +29,12 @@ class LoadedModel:
     decoder: Decoder
     max_batch: int
     in_graph: bool = False
+    labels: tuple[str, ...] = ()
+
+    @property
+    def assumed(self) -> tuple[str, ...]:
+        """Preprocessing fields that change the numbers and that nobody declared (see :mod:`contract`)."""
+        return contract.assumed_fields(self.spec, self.provenance)
 
     def describe(self) -> dict[str, Any]:
         """What ``streamprep inspect`` prints: inputs, outputs, the spec and where each field came from."""
@@ -41,7 +48,12 @@ class LoadedModel:
             "decoder": type(self.decoder).__name__.removesuffix("Decoder").lower(),
             "max_batch": self.max_batch,
             "in_graph": self.in_graph,
-            "preprocess": {k: {"value": v, "from": self.provenance[k]} for k, v in self.spec.to_json().items()},
+            "labels": len(self.labels),
+            "assumed": list(self.assumed),
+            "preprocess": {
+                k: {"value": v, "from": self.provenance[k], "assumed": k in self.assumed}
+                for k, v in self.spec.to_json().items()
+            },
         }
 
 
@@ -106,15 +118,22 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         preprocessor = Preprocessor(ingraph.frames_spec(spec))
     else:
         engine.select_input(spec.input_name)
+    labels = _labels(cfg, engine)
     options = DecoderOptions(
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
         max_detections=cfg.max_detections,
         top_k=cfg.top_k,
         raw_values=cfg.raw_values,
-        labels=_labels(cfg, engine),
+        labels=labels,
     )
     decoder = build_decoder(cfg.decoder, info, options, spec)
+    name = cfg.name or info.name
+    assumed = contract.assumed_fields(spec, provenance)
+    if assumed:
+        log.warning("%s", contract.assumption_warning(name, cfg.path, spec, assumed))
+    if not labels and decoder.kind in ("detection", "classification"):
+        log.warning("%s", contract.labels_warning(name, cfg.path))
     max_batch = spec.batch if spec.batch is not None else cfg.batch
     if spec.batch is not None and cfg.batch > spec.batch:
         max_batch = spec.batch
@@ -125,7 +144,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     )
     engine.warm_up(preprocessor.new_batch(max_batch if spec.batch is None else spec.batch))
     return LoadedModel(
-        name=cfg.name or info.name,
+        name=name,
         engine=engine,
         spec=spec,
         provenance=provenance,
@@ -133,4 +152,5 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         decoder=decoder,
         max_batch=max_batch,
         in_graph=in_graph,
+        labels=labels,
     )

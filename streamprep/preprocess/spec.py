@@ -3,7 +3,8 @@
 A spec says everything that turns a decoded frame into the tensor a model expects. It is derived in
 layers, each of which may set any field, later layers winning:
 
-1. ``default``   – what most models of the input's dtype expect;
+1. ``default``   – what most models of the input's dtype expect: *assumed*, not declared (see
+   :mod:`streamprep.contract`);
 2. ``model input`` – what the ONNX input itself says (name, size, batch, layout, dtype, channels);
 3. ``metadata``  – a ``streamprep.preprocess`` JSON entry in the model's metadata props, or common
    exporters' keys (Ultralytics' ``imgsz``/``names``);
@@ -256,9 +257,11 @@ def derive(
         raise ConfigError("; ".join(problems))
     dtype = from_input.get("dtype", DType.FLOAT32)
     defaults: dict[str, Any] = {
-        "scaling": Scaling.NONE if dtype in (DType.UINT8, DType.INT8) else Scaling.UNIT,
+        "scaling": Scaling.NONE if dtype is DType.INT8 else Scaling.UNIT,
         "color": Color.RGB,
     }
+    if dtype is DType.UINT8:
+        from_input["scaling"] = Scaling.NONE  # a uint8 input holds raw pixels unless quantisation says otherwise
     layers = [
         ("default", defaults),
         ("model input", from_input),
