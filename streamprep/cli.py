@@ -35,6 +35,7 @@ from streamprep.service import Notifier, default_status_socket, status_companion
 from streamprep.sinks.base import Sink
 from streamprep.sinks.jsonl import JsonLinesSink
 from streamprep.sinks.mqtt import MqttSink
+from streamprep.sources.file import frame_at
 from streamprep.sources.live import LiveOptions, classify
 
 log = logging.getLogger("streamprep")
@@ -94,7 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--timeout", type=float, default=5.0, help="open and read timeout in seconds")
 
     pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
-    pre.add_argument("image", type=Path)
+    pre.add_argument("image", type=Path, help="an image, or a video with --at")
+    pre.add_argument("--at", type=float, metavar="SECONDS", help="a video: the frame shown at this time")
     pre.add_argument("--model", type=Path, help="ONNX model (default: the bundled SSD detector)")
     pre.add_argument("--config", type=Path, help="apply [model] overrides from this config")
     pre.add_argument("--out", type=Path, required=True, help="where to write the tensor (.npy)")
@@ -306,19 +308,25 @@ def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
 
 def _preprocess(args: argparse.Namespace) -> int:
     model = load_model(_model_config(args))
-    image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
-    if image is None:
-        reason = "no such file" if not args.image.exists() else "not an image OpenCV can read"
-        raise ConfigError(f"image {args.image}: {reason}")
     preprocessor = Preprocessor(model.spec)
     tensor = preprocessor.new_batch(1)
-    geometry = preprocessor.into(image, tensor[0])
+    shown = ""
+    if args.at is not None:
+        f = frame_at(args.image, args.at)
+        geometry = preprocessor.into(f.image, tensor[0], f.pixel_format, None, f.color_matrix, f.color_range)
+        shown = f"frame at {f.pts:.3f} s ({f.color_matrix} {f.color_range} range); "
+    else:
+        image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
+        if image is None:
+            reason = "no such file" if not args.image.exists() else "not an image OpenCV can read (a video needs --at)"
+            raise ConfigError(f"image {args.image}: {reason}")
+        geometry = preprocessor.into(image, tensor[0])
     try:
         np.save(args.out, tensor)
     except OSError as exc:
         raise SinkError(f"output file {args.out}: {exc.strerror or exc}") from None
     print(
-        f"{args.out}: {list(tensor.shape)} {tensor.dtype} for input {model.spec.input_name!r}; "
+        f"{args.out}: {list(tensor.shape)} {tensor.dtype} for input {model.spec.input_name!r}; {shown}"
         f"source {geometry.src_width}x{geometry.src_height} crop {geometry.crop_width}x{geometry.crop_height}"
         f"+{geometry.crop_x}+{geometry.crop_y} resized {geometry.resized_width}x{geometry.resized_height}"
         f" at +{geometry.pad_x}+{geometry.pad_y}",

@@ -293,7 +293,9 @@ class Pipeline:
             geometries, times = [], []
             for i, f in enumerate(items):
                 t0 = time.perf_counter()
-                geometries.append(pre.into(f.image, tensor[i], f.pixel_format, rois.get(f.source)))
+                geometries.append(
+                    pre.into(f.image, tensor[i], f.pixel_format, rois.get(f.source), f.color_matrix, f.color_range)
+                )
                 times.append((time.perf_counter() - t0) * 1000.0)
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
 

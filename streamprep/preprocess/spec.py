@@ -94,6 +94,11 @@ class PreprocessSpec(BaseModel):
     dtype: DType = DType.FLOAT32
     quant_scale: float | None = Field(None, gt=0)
     quant_zero_point: int | None = None
+    color_conversion: Literal["exact", "fast"] = Field(
+        "exact",
+        description="video frames in YUV: exact = FFmpeg's own conversion at full size, then resize; "
+        "fast = resize the Y, U and V planes to model size, then convert there (see the README for the difference)",
+    )
 
     @field_validator("std")
     @classmethod
@@ -141,6 +146,7 @@ class SpecOverrides(BaseModel):
     dtype: DType | None = None
     quant_scale: float | None = Field(None, gt=0)
     quant_zero_point: int | None = None
+    color_conversion: Literal["exact", "fast"] | None = None
     in_graph: bool | None = None
 
     def values(self) -> dict[str, Any]:
