@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from streamprep import config as config_mod
-from streamprep import contract, logs
+from streamprep import contract, logs, probe
 from streamprep.dashboard import dashboard_companion, top
 from streamprep.errors import ConfigError, SinkError, StreamprepError
 from streamprep.exporter import metrics_companion
@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--seconds", type=float, required=True, help="how much to record")
     rec.add_argument("--transport", choices=("tcp", "udp"), default="tcp", help="RTSP transport")
     rec.add_argument("--timeout", type=float, default=5.0, help="open and read timeout in seconds")
+
+    probe.add_parser(sub)
 
     pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
     pre.add_argument("image", type=Path, help="an image, or a video with --at")
@@ -382,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "top":
             return _top(args)
+        if args.command == "probe":
+            return probe.main(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

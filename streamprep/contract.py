@@ -52,7 +52,7 @@ def assumption_warning(name: str, path: Path, spec: PreprocessSpec, fields: tupl
     return (
         f"model {name}: preprocessing assumed, not declared by the model: {shown}; a model trained otherwise "
         f"runs without an error but sees wrong tensors. Declare them in {sidecar} beside the model ({body}) "
-        "or in [model.preprocess] of the config"
+        f"or in [model.preprocess] of the config; `streamprep probe {path}` finds them from photos of known content"
     )
 
 

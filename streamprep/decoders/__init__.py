@@ -16,7 +16,16 @@ from streamprep.preprocess.spec import PreprocessSpec
 
 DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")
 
-__all__ = ["DECODERS", "Decoded", "Decoder", "DecoderOptions", "build_decoder", "read_labels", "recognise"]
+__all__ = [
+    "DECODERS",
+    "Decoded",
+    "Decoder",
+    "DecoderOptions",
+    "build_decoder",
+    "read_labels",
+    "recognise",
+    "resolve",
+]
 
 
 def recognise(info: ModelInfo, classes: int | None = None) -> str:
@@ -43,11 +52,18 @@ def recognise(info: ModelInfo, classes: int | None = None) -> str:
     return "raw"
 
 
+def resolve(name: str, info: ModelInfo, options: DecoderOptions) -> str:
+    """The decoder name ``auto`` stands for: the sidecar's, else the one the output shapes call for."""
+    if name != "auto":
+        return name
+    sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
+    return str(sidecar.get("type", "")) or recognise(info, len(options.labels) or None)
+
+
 def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: PreprocessSpec) -> Decoder:
     """The decoder ``name`` (or the one the sidecar or output shapes call for, for ``auto``)."""
     sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
-    if name == "auto":
-        name = str(sidecar.get("type", "")) or recognise(info, len(options.labels) or None)
+    name = resolve(name, info, options)
     if name == "ssd":
         return SsdDecoder(info, options, spec.width, spec.height, sidecar.get("outputs"))
     if name in ("yolov5", "yolov8"):
