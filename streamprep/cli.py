@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 
 from streamprep import config as config_mod
-from streamprep import contract, logs, probe
+from streamprep import contract, logs, probe, verify
 from streamprep.dashboard import dashboard_companion, top
 from streamprep.errors import ConfigError, SinkError, StreamprepError
 from streamprep.exporter import metrics_companion
@@ -95,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--timeout", type=float, default=5.0, help="open and read timeout in seconds")
 
     probe.add_parser(sub)
+    verify.add_parser(sub)
 
     pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
     pre.add_argument("image", type=Path, help="an image, or a video with --at")
@@ -386,6 +387,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _top(args)
         if args.command == "probe":
             return probe.main(args)
+        if args.command == "verify":
+            return verify.main(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

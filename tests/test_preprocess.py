@@ -55,12 +55,22 @@ def reference_pixels(spec: PreprocessSpec, image: np.ndarray, roi: Roi | None = 
         small = np.full((H, W, 3), spec.pad_value, np.uint8)
         x0, y0 = ((W - rw) // 2, (H - rh) // 2) if spec.anchor == "center" else (0, 0)
         small[y0 : y0 + rh, x0 : x0 + rw] = cv2.resize(image, (rw, rh), interpolation=INTERP[spec.interpolation.value])
-    else:
-        crop = spec.resize is Resize.CENTER_CROP
-        r = max(W / w, H / h) if crop else (min(W, H) / spec.crop_fraction) / min(w, h)
+    elif spec.resize is Resize.CENTER_CROP:
+        r = max(W / w, H / h)
         cw, ch = min(w, round(W / r)), min(h, round(H / r))
         x0, y0 = (w - cw) // 2, (h - ch) // 2
         small = cv2.resize(image[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=INTERP[spec.interpolation.value])
+    else:  # torchvision: Resize(round(min(W, H) / crop_fraction)), then CenterCrop((H, W))
+        size = round(min(W, H) / spec.crop_fraction)
+        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        resized = cv2.resize(image, (nw, nh), interpolation=INTERP[spec.interpolation.value])
+        # CenterCrop pads a side that is too short (split (d // 2, d - d // 2)), then crops at rounded offsets
+        dx, dy = max(0, W - nw), max(0, H - nh)
+        border = (dy // 2, dy - dy // 2, dx // 2, dx - dx // 2)
+        resized = cv2.copyMakeBorder(resized, *border, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3)
+        nh, nw = resized.shape[:2]
+        top, left = round((nh - H) / 2.0), round((nw - W) / 2.0)
+        small = resized[top : top + H, left : left + W]
     if spec.color is Color.RGB:
         return small[:, :, ::-1]
     if spec.color is Color.GRAY:

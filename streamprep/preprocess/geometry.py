@@ -3,6 +3,8 @@
 Every geometric transform streamprep applies is "take an integer crop of the source, resize it to
 ``resized``, place it at ``pad`` in the model input". A :class:`Geometry` holds exactly that, so the
 forward map is ``model = (src - crop_origin) * scale + pad`` and the inverse is its exact inverse.
+A negative ``pad`` places the resized crop partly outside the input: only the window the input covers
+is kept (torchvision's Resize followed by CenterCrop).
 """
 
 from __future__ import annotations
@@ -107,9 +109,18 @@ def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None 
         r = max(out_w / cw, out_h / ch)
         cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
     elif spec.resize is Resize.SHORTER_CROP:
-        r = (min(out_w, out_h) / spec.crop_fraction) / min(cw, ch)
-        cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
+        # exactly torchvision's Resize(round(size / crop_fraction)) then CenterCrop(size): the shorter side
+        # to that length, the longer one truncated; the crop's offsets rounded (Python's round), or, where
+        # the resized image is smaller than the input, padding split as CenterCrop pads
+        short = round(min(out_w, out_h) / spec.crop_fraction)
+        rw, rh = (short, int(short * ch / cw)) if cw <= ch else (int(short * cw / ch), short)
+        px, py = _centre_offset(rw, out_w), _centre_offset(rh, out_h)
     return Geometry(src_width, src_height, cx, cy, cw, ch, rw, rh, px, py, out_w, out_h)
+
+
+def _centre_offset(resized: int, out: int) -> int:
+    """Where torchvision's CenterCrop puts a ``resized`` length in an ``out`` one (negative: cut off)."""
+    return -round((resized - out) / 2.0) if resized >= out else (out - resized) // 2
 
 
 def _centred(x: int, y: int, w: int, h: int, new_w: int, new_h: int) -> tuple[int, int, int, int]:

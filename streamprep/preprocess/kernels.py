@@ -232,8 +232,7 @@ class Preprocessor:
         if not geo.padded:
             return small, geo
         canvas = self._scratch(("canvas", geo), (geo.out_height, geo.out_width, 3), self.spec.pad_value)
-        placed = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
-        np.copyto(placed, small)
+        _place(small, canvas, geo.pad_x, geo.pad_y)
         return canvas, geo
 
     def _resize_i420(self, image: Image, geo: Geometry, affine: Array) -> Image:
@@ -316,6 +315,15 @@ class Preprocessor:
             else:
                 _write(planes[src], tables[c : c + 1], out[c], self._identity)
         return geo
+
+
+def _place(small: Array, canvas: Array, x: int, y: int) -> None:
+    """Copy ``small`` into ``canvas`` with its top-left corner at (x, y), either of which may be negative:
+    what falls outside the canvas is cut off."""
+    h, w = canvas.shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(w, x + small.shape[1]), min(h, y + small.shape[0])
+    np.copyto(canvas[y0:y1, x0:x1], small[y0 - y : y1 - y, x0 - x : x1 - x])
 
 
 def _even(geo: Geometry) -> bool:

@@ -31,7 +31,7 @@ class Resize(enum.StrEnum):
     STRETCH = "stretch"  # resize to the input size, ignoring aspect ratio
     LETTERBOX = "letterbox"  # keep aspect, pad the rest with pad_value
     CENTER_CROP = "center_crop"  # crop the largest centred region of the input's aspect, then resize
-    SHORTER_CROP = "shorter_crop"  # resize the shorter side to size / crop_fraction, then centre crop
+    SHORTER_CROP = "shorter_crop"  # torchvision: Resize(size / crop_fraction), then CenterCrop(size)
 
 
 class Interpolation(enum.StrEnum):
