@@ -312,10 +312,10 @@ def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
 def _preprocess(args: argparse.Namespace) -> int:
     model = load_model(_model_config(args))
     preprocessor = Preprocessor(model.spec)
-    tensor = preprocessor.new_batch(1)
     shown = ""
     if args.at is not None:
         f = frame_at(args.image, args.at)
+        tensor = preprocessor.batch_for(preprocessor.new_batch(1), [(f.width, f.height, None)])
         geometry = preprocessor.into(f.image, tensor[0], f.pixel_format, None, f.color_matrix, f.color_range)
         shown = f"frame at {f.pts:.3f} s ({f.color_matrix} {f.color_range} range); "
     else:
@@ -323,6 +323,7 @@ def _preprocess(args: argparse.Namespace) -> int:
         if image is None:
             reason = "no such file" if not args.image.exists() else "not an image OpenCV can read (a video needs --at)"
             raise ConfigError(f"image {args.image}: {reason}")
+        tensor = preprocessor.batch_for(preprocessor.new_batch(1), [(image.shape[1], image.shape[0], None)])
         geometry = preprocessor.into(image, tensor[0])
     try:
         np.save(args.out, tensor)

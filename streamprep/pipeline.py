@@ -291,6 +291,7 @@ class Pipeline:
         def fill(items: list[Frame], tensor: Tensor) -> PreparedBatch:
             started = time.monotonic()
             geometries, times = [], []
+            tensor = pre.batch_for(tensor, [(f.width, f.height, rois.get(f.source)) for f in items])
             for i, f in enumerate(items):
                 t0 = time.perf_counter()
                 geometries.append(

@@ -95,6 +95,7 @@ GEOMETRIES: tuple[tuple[str, dict[str, Any]], ...] = (
     ("letterbox, pad 114, top-left", {"resize": Resize.LETTERBOX, "pad_value": 114, "anchor": "top_left"}),
     ("centre crop", {"resize": Resize.CENTER_CROP}),
     ("resize shorter side, centre crop 0.875", {"resize": Resize.SHORTER_CROP, "crop_fraction": 0.875}),
+    ("rect (fit, pad to the stride)", {"resize": Resize.RECT}),
 )
 
 
@@ -125,7 +126,7 @@ def transposed(tensor: Array, layout: Layout) -> Array:
 
 def make(spec: PreprocessSpec, image: Image) -> Array:
     pre = Preprocessor(spec)
-    out = pre.new_batch(1)
+    out = pre.batch_for(pre.new_batch(1), [(image.shape[1], image.shape[0], None)])
     pre.into(image, out[0])
     return out
 
@@ -175,13 +176,13 @@ def _describe_geometry(spec: PreprocessSpec) -> str:
         return f"letterbox, pad {spec.pad_value}, {'centred' if spec.anchor == 'center' else 'top-left'}"
     if spec.resize is Resize.SHORTER_CROP:
         return f"resize shorter side, centre crop {spec.crop_fraction}"
-    return {Resize.STRETCH: "stretch", Resize.CENTER_CROP: "centre crop"}[spec.resize]
+    return {Resize.STRETCH: "stretch", Resize.CENTER_CROP: "centre crop", Resize.RECT: "rect"}[spec.resize]
 
 
 def hypotheses(spec: PreprocessSpec, image: Image, expected: Array) -> Iterator[Outcome]:
     """Every combination of colour order, values, geometry and interpolation (and layout where the shapes
     allow), compared with the user's tensor."""
-    own_shape = spec.tensor_shape(1)
+    own_shape = make(spec, image).shape
     layouts = []
     if expected.shape == own_shape:
         layouts.append((False, expected))
@@ -210,6 +211,8 @@ def hypotheses(spec: PreprocessSpec, image: Image, expected: Array) -> Iterator[
             if any(k in changed for k in family):
                 changed.update(family)
         for flipped, theirs in layouts:
+            if candidate.shape != theirs.shape:
+                continue  # a rect input's size follows the geometry
             max_diff, mean_diff = _differ(candidate, theirs)
             what = tuple(_causes(spec, changed, values, geometry, flipped))
             yield Outcome(changed, flipped, max_diff, mean_diff, what)
@@ -218,6 +221,7 @@ def hypotheses(spec: PreprocessSpec, image: Image, expected: Array) -> Iterator[
 @dataclass(frozen=True)
 class Report:
     spec: PreprocessSpec
+    shape: tuple[int, ...]  # of streamprep's tensor
     before: tuple[float, float]
     best: Outcome
     runners_up: tuple[Outcome, ...]
@@ -241,13 +245,13 @@ def verify(spec: PreprocessSpec, image: Image, expected: Array, keep: int = 3) -
     matches = before[0] <= level
     outcomes = sorted(hypotheses(spec, image, expected), key=lambda o: (o.mean_diff, o.max_diff, len(o.what)))
     best = outcomes[0]
-    return Report(spec, before, best, tuple(outcomes[1 : 1 + keep]), level, matches)
+    return Report(spec, own.shape, before, best, tuple(outcomes[1 : 1 + keep]), level, matches)
 
 
 def lines(report: Report, model: str, sidecar: Path) -> list[str]:
     """What ``streamprep verify`` prints."""
     spec = report.spec
-    out = [f"verify {model}: streamprep's tensor {list(spec.tensor_shape(1))} {spec.dtype.value} against yours"]
+    out = [f"verify {model}: streamprep's tensor {list(report.shape)} {spec.dtype.value} against yours"]
     mx, mean = report.before
     if report.matches:
         out.append(f"match: max difference {mx:.3g}, mean {mean:.3g} (one pixel level is {report.level:.3g})")

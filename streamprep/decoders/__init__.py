@@ -65,11 +65,11 @@ def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: Pre
     sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
     name = resolve(name, info, options)
     if name == "ssd":
-        return SsdDecoder(info, options, spec.width, spec.height, sidecar.get("outputs"))
+        return SsdDecoder(info, options, sidecar.get("outputs"))
     if name in ("yolov5", "yolov8"):
         return YoloDecoder(info, options, name)
     if name == "grid":
-        return GridDecoder(info, options, spec.width, spec.height)
+        return GridDecoder(info, options)
     if name == "classification":
         return ClassifyDecoder(info, options)
     if name == "raw":

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import av
@@ -28,7 +29,7 @@ import numpy.typing as npt
 
 from streamprep.frames import Image
 from streamprep.preprocess.geometry import Geometry, Region, Roi, plan, resolve
-from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Scaling
+from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Resize, Scaling
 
 Array = npt.NDArray[Any]
 
@@ -162,20 +163,51 @@ class Preprocessor:
             and spec.dtype is DType.UINT8
             and bool(np.array_equal(self._static_tables, np.tile(np.arange(256), (spec.channels, 1))))
         )
-        self._geometries: dict[tuple[int, int, Region | None], Geometry] = {}
+        self._geometries: dict[tuple[int, int, Region | None, tuple[int, int] | None], Geometry] = {}
         self._local = threading.local()
 
     def new_batch(self, batch: int) -> Array:
-        """A tensor for ``batch`` frames, to be reused across batches."""
+        """A tensor for ``batch`` frames, to be reused across batches (with ``resize = rect``, the largest
+        input; :meth:`batch_for` gives the view a batch uses)."""
         return np.zeros(self.spec.tensor_shape(batch), dtype=self.dtype)
 
-    def geometry(self, width: int, height: int, region: Region | None = None) -> Geometry:
-        """The geometry for a frame size and region of interest (``region`` or the preprocessor's own roi)."""
-        key = (width, height, region)
+    def input_size(self, width: int, height: int, region: Region | None = None) -> tuple[int, int]:
+        """The input (width, height) a frame of this size gets on its own: the spec's, or with
+        ``resize = rect`` the frame's (see :func:`~streamprep.preprocess.geometry.rect_size`)."""
+        if self.spec.resize is not Resize.RECT:
+            return self.spec.width, self.spec.height
+        geo = self.geometry(width, height, region)
+        return geo.out_width, geo.out_height
+
+    def batch_for(self, tensor: Array, frames: Sequence[tuple[int, int, Region | None]]) -> Array:
+        """The tensor a batch of frames (width, height, region) is written into: ``tensor`` itself, or with
+        ``resize = rect`` a view of its memory shaped for the largest input among the frames (the others are
+        letterboxed into it, as Ultralytics batches rect inputs). ``tensor`` is one :meth:`new_batch` made,
+        or a view this returned earlier."""
+        if self.spec.resize is not Resize.RECT:
+            return tensor
+        sizes = [self.input_size(w, h, region) for w, h, region in frames]
+        width, height = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        root = tensor
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        spec = self.spec.model_copy(update={"width": width, "height": height})
+        shape = spec.tensor_shape(self.spec.batch or len(frames))
+        flat = root.reshape(-1)
+        if flat.size < int(np.prod(shape)):
+            raise ValueError(f"a batch of {shape} does not fit a tensor of {root.shape}")
+        return flat[: int(np.prod(shape))].reshape(shape)
+
+    def geometry(
+        self, width: int, height: int, region: Region | None = None, out: tuple[int, int] | None = None
+    ) -> Geometry:
+        """The geometry for a frame size and region of interest (``region`` or the preprocessor's own roi);
+        ``out`` is the input size of a ``resize = rect`` batch (default: the frame's own)."""
+        key = (width, height, region, out if self.spec.resize is Resize.RECT else None)
         geo = self._geometries.get(key)
         if geo is None:
             roi = resolve(region, width, height) if region is not None else self.roi
-            geo = plan(self.spec, width, height, roi)
+            geo = plan(self.spec, width, height, roi, key[3])
             self._geometries[key] = geo
         return geo
 
@@ -211,11 +243,12 @@ class Preprocessor:
         region: Region | None = None,
         color_matrix: str = "bt601",
         color_range: str = "limited",
+        out: tuple[int, int] | None = None,
     ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
         yuv = pixel_format == "yuv420p"
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
-        geo = self.geometry(image.shape[1], height, region)
+        geo = self.geometry(image.shape[1], height, region, out)
         if yuv and (self.spec.color_conversion == "exact" or not _even(geo)):
             image, yuv = self.exact_bgr(image, color_matrix, color_range), False
         size = (geo.resized_width, geo.resized_height)
@@ -287,7 +320,8 @@ class Preprocessor:
         ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
         ``bt709``) and ``color_range`` (``limited``, ``full``) say how a ``yuv420p`` frame is converted.
         Returns its geometry."""
-        bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range)
+        size = (out.shape[2], out.shape[1]) if self.spec.layout is Layout.NCHW else (out.shape[1], out.shape[0])
+        bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range, size)
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)

@@ -17,6 +17,7 @@ the [0, 1] range (the torchvision convention): ``y = (x / 255 - mean) / std``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
@@ -32,6 +33,7 @@ class Resize(enum.StrEnum):
     LETTERBOX = "letterbox"  # keep aspect, pad the rest with pad_value
     CENTER_CROP = "center_crop"  # crop the largest centred region of the input's aspect, then resize
     SHORTER_CROP = "shorter_crop"  # torchvision: Resize(size / crop_fraction), then CenterCrop(size)
+    RECT = "rect"  # dynamic-size models: keep aspect, longer side to size, pad to a multiple of stride
 
 
 class Interpolation(enum.StrEnum):
@@ -86,6 +88,7 @@ class PreprocessSpec(BaseModel):
     pad_value: int = Field(114, ge=0, le=255)
     anchor: Literal["center", "top_left"] = "center"
     crop_fraction: float = Field(0.875, gt=0, le=1)
+    stride: int = Field(32, ge=1, le=1024, description="rect: the input's sides are multiples of this")
     color: Color = Color.RGB
     scaling: Scaling = Scaling.UNIT
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -138,6 +141,7 @@ class SpecOverrides(BaseModel):
     pad_value: int | None = Field(None, ge=0, le=255)
     anchor: Literal["center", "top_left"] | None = None
     crop_fraction: float | None = Field(None, gt=0, le=1)
+    stride: int | None = Field(None, ge=1, le=1024)
     color: Color | None = None
     scaling: Scaling | None = None
     mean: tuple[float, float, float] | Literal["imagenet"] | None = None
@@ -244,6 +248,8 @@ def facts_from_metadata(props: dict[str, str]) -> dict[str, Any]:
         }
         if isinstance(size, list) and len(size) == 2:
             found["height"], found["width"] = int(size[0]), int(size[1])
+        with contextlib.suppress(ValueError):
+            found["stride"] = int(float(props["stride"]))
         return found
     return {}
 
@@ -275,6 +281,10 @@ def derive(
         ("sidecar", sidecar),
         ("config", overrides),
     ]
+    dynamic = "width" not in from_input and "height" not in from_input
+    if dynamic and layers[2][1].get("resize") is Resize.LETTERBOX and "imgsz" in metadata:
+        # an Ultralytics export with dynamic sizes: its own predictor pads to the stride, not to imgsz
+        layers[2][1]["resize"] = Resize.RECT
     values: dict[str, Any] = {}
     provenance: Provenance = {name: "default" for name in SPEC_FIELDS}
     for origin, layer in layers:
@@ -284,8 +294,15 @@ def derive(
     for key in ("width", "height"):
         if not values.get(key):
             raise ConfigError(
-                f"model input {facts.name!r} has a dynamic {key}: set model.preprocess.{key} in the config"
+                f"model input {facts.name!r} has a dynamic {key}: set model.preprocess.width and height (the "
+                "input size, or with resize = \"rect\" the longest side) in the config or the sidecar, or "
+                "give the model a size in its metadata (streamprep.preprocess, or Ultralytics' imgsz)"
             )
+    if values.get("resize") is Resize.RECT and not dynamic:
+        raise ConfigError(
+            f"resize = rect makes the input's size follow each frame's aspect, but model input {facts.name!r} "
+            f"has a fixed size {from_input.get('width')}x{from_input.get('height')}: use letterbox"
+        )
     spec = PreprocessSpec.model_validate(values)
     check_against_model(spec, from_input, overrides)
     return spec, provenance
