@@ -20,6 +20,7 @@ from streamprep.decoders import DECODERS
 from streamprep.errors import ConfigError
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
+from streamprep.tta import parse_views
 
 DEFAULT_MODEL_KEY = "default"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
@@ -96,7 +97,15 @@ class ModelConfig(_Strict):
     inter_op_threads: int = Field(0, ge=0, le=256)
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
+    tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
+    tta_fusion: Literal["wbf", "nms"] = "wbf"
     preprocess: SpecOverrides = SpecOverrides()
+
+    @field_validator("tta")
+    @classmethod
+    def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        parse_views(v)
+        return v
 
     @field_validator("decoder")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamprep import contract
@@ -15,6 +15,7 @@ from streamprep.inference import OnnxEngine
 from streamprep.preprocess import ingraph
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
+from streamprep.tta import VIEW_THRESHOLD, Views, views_for
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,11 @@ class LoadedModel:
     max_batch: int
     in_graph: bool = False
     labels: tuple[str, ...] = ()
+    views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
+
+    def new_batch(self) -> Any:
+        """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
+        return self.preprocessor.new_batch(self.spec.batch or self.max_batch * self.views.count)
 
     @property
     def assumed(self) -> tuple[str, ...]:
@@ -134,15 +140,23 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         log.warning("%s", contract.assumption_warning(name, cfg.path, spec, assumed))
     if not labels and decoder.kind in ("detection", "classification"):
         log.warning("%s", contract.labels_warning(name, cfg.path))
-    max_batch = spec.batch if spec.batch is not None else cfg.batch
-    if spec.batch is not None and cfg.batch > spec.batch:
-        max_batch = spec.batch
+    low = None
+    if cfg.tta and decoder.kind == "detection":
+        lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
+        low = build_decoder(cfg.decoder, info, lenient, spec)
+    views = views_for(cfg.tta, cfg.tta_fusion, decoder, options, low)
+    max_batch = spec.batch // views.count if spec.batch is not None else cfg.batch
+    if spec.batch is not None and max_batch < 1:
+        raise ConfigError(
+            f"model.tta: {views.count} views per frame need a batch of {views.count}; model {info.name} has a "
+            f"fixed batch of {spec.batch}"
+        )
     if max_batch < 1:
         raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
     log.info(
         "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
     )
-    engine.warm_up(preprocessor.new_batch(max_batch if spec.batch is None else spec.batch))
+    engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
     return LoadedModel(
         name=name,
         engine=engine,
@@ -153,4 +167,5 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         max_batch=max_batch,
         in_graph=in_graph,
         labels=labels,
+        views=views,
     )

@@ -45,7 +45,7 @@ _BAD_STATES = (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED)
 class PreparedBatch:
     items: tuple[Frame, ...]
     tensor: Tensor
-    geometries: tuple[Geometry, ...]
+    geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view
     preprocess_ms: tuple[float, ...]
     started: float
 
@@ -116,7 +116,7 @@ class Pipeline:
         for key, model in self.models.items():
             free: asyncio.Queue[Tensor] = asyncio.Queue()
             for _ in range(_BUFFERS):
-                free.put_nowait(model.preprocessor.new_batch(model.max_batch))
+                free.put_nowait(model.new_batch())
             max_wait = self.cfg.model_for(key).max_wait_ms / 1000.0
             self._branches[key] = _Branch(model, Batcher(model.max_batch, max_wait), BoundedQueue(1), free)
         sink_queues = [BoundedQueue[Result](_SINK_QUEUE) for _ in self.sinks]
@@ -286,16 +286,18 @@ class Pipeline:
 
     async def _prepare(self, branch: _Branch) -> None:
         pre, batcher, free, out = branch.model.preprocessor, branch.batcher, branch.free, branch.prepared
+        views = branch.model.views
         rois = self._rois
 
         def fill(items: list[Frame], tensor: Tensor) -> PreparedBatch:
             started = time.monotonic()
             geometries, times = [], []
-            tensor = pre.batch_for(tensor, [(f.width, f.height, rois.get(f.source)) for f in items])
+            tensor = views.batch_for(pre, tensor, [(f.width, f.height, rois.get(f.source)) for f in items])
             for i, f in enumerate(items):
                 t0 = time.perf_counter()
+                roi = rois.get(f.source)
                 geometries.append(
-                    pre.into(f.image, tensor[i], f.pixel_format, rois.get(f.source), f.color_matrix, f.color_range)
+                    views.prepare(pre, tensor, i, f.image, f.pixel_format, roi, f.color_matrix, f.color_range)
                 )
                 times.append((time.perf_counter() - t0) * 1000.0)
             return PreparedBatch(tuple(items), tensor, tuple(geometries), tuple(times), started)
@@ -332,11 +334,11 @@ class Pipeline:
             n = len(batch.items)
             started = time.monotonic()
             t0 = time.perf_counter()
-            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[:n])
+            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
             inference_ms = (time.perf_counter() - t0) * 1000.0
             results = []
             for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
-                decoded = model.decoder.decode(outputs, i, geo)
+                decoded = model.views.decode(model.decoder, outputs, i, geo)
                 results.append(
                     Result(
                         source=f.source,

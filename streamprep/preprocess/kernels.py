@@ -244,11 +244,12 @@ class Preprocessor:
         color_matrix: str = "bt601",
         color_range: str = "limited",
         out: tuple[int, int] | None = None,
+        geometry: Geometry | None = None,
     ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
         yuv = pixel_format == "yuv420p"
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
-        geo = self.geometry(image.shape[1], height, region, out)
+        geo = geometry or self.geometry(image.shape[1], height, region, out)
         if yuv and (self.spec.color_conversion == "exact" or not _even(geo)):
             image, yuv = self.exact_bgr(image, color_matrix, color_range), False
         size = (geo.resized_width, geo.resized_height)
@@ -315,13 +316,14 @@ class Preprocessor:
         region: Region | None = None,
         color_matrix: str = "bt601",
         color_range: str = "limited",
+        geometry: Geometry | None = None,
     ) -> Geometry:
         """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
         ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
         ``bt709``) and ``color_range`` (``limited``, ``full``) say how a ``yuv420p`` frame is converted.
-        Returns its geometry."""
+        ``geometry`` replaces the planned one (test-time augmentation's scaled views). Returns the geometry."""
         size = (out.shape[2], out.shape[1]) if self.spec.layout is Layout.NCHW else (out.shape[1], out.shape[0])
-        bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range, size)
+        bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range, size, geometry)
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)
