@@ -9,7 +9,7 @@ from typing import Any
 
 from streamprep import contract
 from streamprep.config import ModelConfig
-from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels
+from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
 from streamprep.inference import OnnxEngine
 from streamprep.preprocess import ingraph
@@ -125,6 +125,8 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     else:
         engine.select_input(spec.input_name)
     labels = _labels(cfg, engine)
+    if not labels and resolve(cfg.decoder, info, DecoderOptions()) == "yunet":
+        labels = ("face",)  # a face detector's one class
     options = DecoderOptions(
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,

@@ -8,7 +8,7 @@ photos shipped with streamprep (``streamprep/probe_photos``: a person, a cat, a 
 shows in ``manifest.json``), and scores each candidate with a signal that fits the decoder:
 
 - detectors: per expected object, the best score among detections of its class whose box overlaps the
-  expected box (IoU ≥ 0.3), averaged over the objects of the photos;
+  expected box (IoU ≥ 0.3), averaged over the objects of the photos (face detectors: over the faces);
 - classifiers: the probability given to the expected ImageNet classes, averaged over the photos.
 
 Colour order and scaling are decided by the margin between the best candidate and the best one with
@@ -64,6 +64,7 @@ class ProbePhoto:
     image: Image = field(repr=False)
     objects: tuple[Expected, ...] = ()
     imagenet: tuple[int, ...] = ()
+    faces: tuple[Box4, ...] = ()
 
 
 def load_photos(directory: Path = PHOTOS) -> tuple[ProbePhoto, ...]:
@@ -88,9 +89,10 @@ def load_photos(directory: Path = PHOTOS) -> tuple[ProbePhoto, ...]:
                 for o in entry.get("objects", [])
             )
             imagenet = tuple(int(i) for i in entry.get("imagenet", []))
+            faces = tuple(tuple(map(float, f)) for f in entry.get("faces", []))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"probe: {manifest}: entry {path.name}: {exc!r}") from None
-        photos.append(ProbePhoto(path.stem, image, objects, imagenet))
+        photos.append(ProbePhoto(path.stem, image, objects, imagenet, faces))  # type: ignore[arg-type]
     if not photos:
         raise ConfigError(f"probe: {manifest} lists no photos")
     return tuple(photos)
@@ -160,6 +162,8 @@ def _classes(info: ModelInfo, decoder: str) -> int | None:
 
 def detection_signal(model: LoadedModel, decoder: str) -> tuple[Signal, str]:
     """Score of the expected class at the expected place, and how classes are matched."""
+    if decoder == "yunet":
+        return face_signal()
     classes = _classes(model.engine.info, decoder)
     match: Callable[[Detection, Expected], bool]
     if model.labels:
@@ -204,6 +208,19 @@ def detection_signal(model: LoadedModel, decoder: str) -> tuple[Signal, str]:
     return signal, how
 
 
+def face_signal() -> tuple[Signal, str]:
+    """A face detector: the best score of a box on each expected face."""
+
+    def signal(decoded: Decoded, photo: ProbePhoto) -> float | None:
+        if not photo.faces or decoded.detections is None:
+            return None
+        h, w = photo.image.shape[:2]
+        boxes = [(d.score, (d.box.x1 / w, d.box.y1 / h, d.box.x2 / w, d.box.y2 / h)) for d in decoded.detections]
+        return float(np.mean([max((s for s, b in boxes if _iou(b, face) >= IOU), default=0.0) for face in photo.faces]))
+
+    return signal, "as faces (one class)"
+
+
 def classification_signal(model: LoadedModel) -> tuple[Signal, str]:
     """Probability of the expected ImageNet classes."""
     classes = model.engine.info.outputs[0].shape[1]
@@ -244,6 +261,7 @@ class Verdict:
     reason: str
     chosen: Candidate
     resize_note: str
+    notes: tuple[str, ...] = ()  # what is clear when the whole contract is not
 
     @property
     def margin(self) -> float:
@@ -320,7 +338,20 @@ def decide(
                 f"(stretch {stretch:.3f}, letterbox {letterbox:.3f})"
             )
     chosen = Candidate(best.candidate.color, best.candidate.scaling, chosen_resize)
-    return Verdict(model, decoder, matching, photos, tuple(ranked), rival, decided, reason, chosen, note)
+    notes: list[str] = []
+    if not decided and best.score >= MIN_SCORE:
+        for field_name, value in (("scaling", best.candidate.scaling), ("color", best.candidate.color)):
+            other = next((r for r in ranked if getattr(r.candidate, field_name) != value), None)
+            if other is None:
+                continue
+            gap = best.score - other.score
+            verdict = "clear" if gap >= MARGIN else "the model's answers hardly depend on it"
+            theirs = getattr(other.candidate, field_name).value
+            notes.append(
+                f"{field_name}: {value.value} {best.score:.3f}, best other {theirs} {other.score:.3f} "
+                f"(margin {gap:.3f}): {verdict}"
+            )
+    return Verdict(model, decoder, matching, photos, tuple(ranked), rival, decided, reason, chosen, note, tuple(notes))
 
 
 def _short(c: Candidate) -> str:
@@ -382,6 +413,7 @@ def report(verdict: Verdict, top: int = 10) -> list[str]:
         lines.append(f"sidecar: {json.dumps(verdict.sidecar())}")
     else:
         lines.append(f"undecided: {verdict.reason}")
+        lines += [f"  {n}" for n in verdict.notes]
     return lines
 
 

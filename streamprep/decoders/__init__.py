@@ -10,11 +10,12 @@ from streamprep.decoders.grid import GridDecoder
 from streamprep.decoders.raw import RawDecoder
 from streamprep.decoders.ssd import SsdDecoder
 from streamprep.decoders.yolo import YoloDecoder
+from streamprep.decoders.yunet import YunetDecoder, yunet_strides
 from streamprep.errors import ModelError
 from streamprep.inference import ModelInfo
 from streamprep.preprocess.spec import PreprocessSpec
 
-DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")
+DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")
 
 __all__ = [
     "DECODERS",
@@ -34,6 +35,8 @@ def recognise(info: ModelInfo, classes: int | None = None) -> str:
     ``classes`` (the number of labels, when known) separates the YOLO layouts exactly; without it a
     ``[N, small, large]`` output is read as YOLOv8 and ``[N, large, small]`` as YOLOv5.
     """
+    if yunet_strides(info):
+        return "yunet"
     shapes = [o.shape for o in info.outputs]
     if len(shapes) == 3 and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 2:
         return "ssd"
@@ -74,4 +77,6 @@ def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: Pre
         return ClassifyDecoder(info, options)
     if name == "raw":
         return RawDecoder(info, options)
+    if name == "yunet":
+        return YunetDecoder(info, options)
     raise ModelError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")
