@@ -6,8 +6,11 @@ each method decoding the whole file once per repeat:
 1. ``decode only (PyAV)``: ``av.open``, ``stream.thread_type = "AUTO"``, decode every frame, no pixel
    conversion. The baseline: every ratio is input frames/s divided by this method's input frames/s.
 2. ``streamprep replay, no inference``: streamprep's ``FileSource`` (``frames()``, sampling to ``--fps``)
-   feeding the default model's ``Preprocessor`` (``into(frame.image, tensor[0])``, called inline in the
-   consuming coroutine, one batch-of-1 tensor reused), under ``asyncio.run``. No ONNX Runtime.
+   feeding the default model's ``Preprocessor`` (``into(frame.image, tensor[0], ...)`` with the frame's
+   pixel format, matrix and range, called inline in the consuming coroutine, one batch-of-1 tensor
+   reused), under ``asyncio.run``. No ONNX Runtime. Video colour is converted exactly as FFmpeg does (the
+   default); the row ``... no inference, fast colour`` is the same with ``color_conversion = "fast"``
+   (Y, U, V planes resized to model size first).
 3. ``streamprep replay, default model``: the full ``streamprep.pipeline.Pipeline`` with
    ``parse({"sources": [clip], "fps": fps})`` and the default model (SSD MobileNet v2 FPNLite 256 int8),
    delivering to an in-bench sink that only counts results, under ``asyncio.run``.
@@ -59,6 +62,7 @@ from streamprep.config import ModelConfig, parse
 from streamprep.frames import Frame
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline
+from streamprep.preprocess.spec import SpecOverrides
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import FileSource
 
@@ -100,13 +104,18 @@ def decode_only(clip: Path) -> Run:
     return Run(decoded, None, time.perf_counter() - t0)
 
 
-def _pixel_format(frame: Frame) -> tuple[str, ...]:
-    """The frame's pixel format as ``into``'s extra argument, as the pipeline passes it; none for plain BGR.
+def _pixel_format(frame: Frame) -> tuple[Any, ...]:
+    """``into``'s extra arguments as the pipeline passes them: the frame's pixel format, region (none),
+    colour matrix and range; fewer for frames of streamprep versions that carry fewer.
 
     Frames that carry no ``pixel_format`` (streamprep before its I420 path) are always BGR.
     """
     fmt = getattr(frame, "pixel_format", None)
-    return () if fmt is None else (fmt,)
+    if fmt is None:
+        return ()
+    if not hasattr(frame, "color_matrix"):
+        return (fmt,)
+    return (fmt, None, frame.color_matrix, frame.color_range)
 
 
 def streamprep_no_inference(clip: Path, fps: float, model: LoadedModel) -> Run:
@@ -228,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
     measured = revision()
     model = load_model(ModelConfig())
+    fast = load_model(ModelConfig(preprocess=SpecOverrides(color_conversion="fast")))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(SSD), sess_options=options, providers=["CPUExecutionProvider"])
@@ -235,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     methods: dict[str, Method] = {
         "decode only (PyAV)": lambda: decode_only(clip),
         "streamprep replay, no inference": lambda: streamprep_no_inference(clip, fps, model),
+        "streamprep replay, no inference, fast colour": lambda: streamprep_no_inference(clip, fps, fast),
         "streamprep replay, default model": lambda: streamprep_pipeline(clip, fps, model),
         "naive tutorial loop": lambda: naive_loop(clip, fps),
         "naive tutorial loop + default model": lambda: naive_loop(clip, fps, session),

@@ -4,13 +4,18 @@ Each clip is a sequence of slow Ken Burns shots (zoom and pan over a still photo
 placed over a blurred, darkened copy of itself) with hard cuts between shots, so
 that a COCO detector finds a known subject (person, cat, cup) in known time ranges.
 
+The colour clips (``colour_*``) show a board with sharp colour edges instead: the five photos
+tiled edge to edge next to saturated colour bars and a fine checkerboard of primaries, in
+BT.601 limited range, BT.709 limited range and BT.601 full range, each tagged accordingly, for
+checking that video frames are converted to RGB exactly as FFmpeg converts them.
+
 The output is deterministic: frames are rendered with fixed OpenCV warps, converted to
-BT.601 limited-range yuv420p with numpy, and encoded by libx264 with a single thread and
-fixed settings, so two runs give byte-identical files.
+yuv420p with numpy (the clip's matrix and range), and encoded by libx264 with a single thread
+and fixed settings, so two runs give byte-identical files.
 
 Usage (from the repository root)::
 
-    .venv/bin/python scripts/make_recordings.py [PHOTO_DIR]
+    .venv/bin/python scripts/make_recordings.py [PHOTO_DIR] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -36,11 +41,22 @@ OUTPUT_DIR = REPO_ROOT / "recordings"
 
 Rgb = npt.NDArray[np.uint8]
 
-# FFmpeg enum values (libavutil/pixfmt.h) used to tag the BT.601 limited-range output.
+# FFmpeg enum values (libavutil/pixfmt.h) used to tag the output.
 AVCOL_PRI_SMPTE170M = 6
 AVCOL_TRC_SMPTE170M = 6
 AVCOL_SPC_SMPTE170M = 6
+AVCOL_PRI_BT709 = 1
+AVCOL_TRC_BT709 = 1
+AVCOL_SPC_BT709 = 1
 AVCOL_RANGE_MPEG = 1
+AVCOL_RANGE_JPEG = 2
+
+# Luma weights (Kr, Kb) and FFmpeg tags (primaries, transfer, matrix) per colour matrix.
+MATRICES = {
+    "bt601": ((0.299, 0.114), (AVCOL_PRI_SMPTE170M, AVCOL_TRC_SMPTE170M, AVCOL_SPC_SMPTE170M)),
+    "bt709": ((0.2126, 0.0722), (AVCOL_PRI_BT709, AVCOL_TRC_BT709, AVCOL_SPC_BT709)),
+}
+BOARD = "colour board"  # a Shot.photo that is the colour board, not a photo file
 
 CFR_TIME_BASE = Fraction(1, 30)
 VFR_TIME_BASE = Fraction(1, 90_000)
@@ -81,6 +97,9 @@ class Clip:
     ticks: tuple[int, ...]
     variable_rate: bool = False
     x264_extra: str = ""  # more x264-params
+    matrix: str = "bt601"
+    full_range: bool = False
+    gop: int = 60
 
 
 def cfr_ticks(duration: float, fps: int) -> tuple[int, ...]:
@@ -147,7 +166,29 @@ VFR_720P = Clip(
     variable_rate=True,
 )
 
-CLIPS = (DEMO_720P, PAN_1080P, VFR_720P)
+
+def colour_clip(name: str, width: int, height: int, matrix: str, full_range: bool) -> Clip:
+    """A 0.5 s, 12 fps clip of the colour board: sharp at frame 0, then a slow zoom towards its centre."""
+    return Clip(
+        name=name,
+        width=width,
+        height=height,
+        crf=20,
+        shots=(Shot(BOARD, 0.0, 0.5, (1.0, 1.03), ((0.5, 0.5), (0.51, 0.49))),),
+        time_base=Fraction(1, 12),
+        ticks=cfr_ticks(0.5, 12),
+        matrix=matrix,
+        full_range=full_range,
+        gop=6,
+    )
+
+
+COLOUR_601 = colour_clip("colour_601_540p.mp4", 960, 540, "bt601", False)
+COLOUR_709 = colour_clip("colour_709_720p.mp4", 1280, 720, "bt709", False)
+COLOUR_FULL = colour_clip("colour_full_540p.mp4", 960, 540, "bt601", True)
+
+CLIPS = (DEMO_720P, PAN_1080P, VFR_720P, COLOUR_601, COLOUR_709, COLOUR_FULL)
+BOARD_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png")
 
 
 def load_photo(path: Path) -> Rgb:
@@ -157,6 +198,37 @@ def load_photo(path: Path) -> Rgb:
         msg = f"cannot read photo {path}"
         raise FileNotFoundError(msg)
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def colour_board(photo_dir: Path, width: int, height: int) -> Rgb:
+    """The colour board at ``width``×``height``: photos tiled edge to edge, colour bars, a checkerboard.
+
+    A 3×2 grid of cells: five photos (each cropped to fill its cell, no gaps, so photo meets photo along
+    hard edges) and one cell of saturated bars (red, green, blue, cyan, magenta, yellow, white, black)
+    above a 4-pixel checkerboard of red, green, blue and white: the edges where converting chroma at a
+    different resolution, or with the wrong matrix or range, shows most.
+    """
+    board = np.zeros((height, width, 3), np.uint8)
+    xs = [round(i * width / 3) for i in range(4)]
+    ys = [0, height // 2, height]
+    cells = [(xs[c], ys[r], xs[c + 1] - xs[c], ys[r + 1] - ys[r]) for r in range(2) for c in range(3)]
+    for (x, y, w, h), name in zip(cells, BOARD_PHOTOS, strict=False):
+        photo = load_photo(photo_dir / name)
+        ph, pw = photo.shape[:2]
+        scale = max(w / pw, h / ph)
+        cw, ch = round(w / scale), round(h / scale)
+        x0, y0 = (pw - cw) // 2, (ph - ch) // 2
+        crop = photo[y0 : y0 + ch, x0 : x0 + cw]
+        board[y : y + h, x : x + w] = cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA)
+    x, y, w, h = cells[5]
+    bars = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (0, 255, 255), (255, 0, 255), (255, 255, 0), (255,) * 3, (0,) * 3]
+    for i, colour in enumerate(bars):
+        board[y : y + h // 2, x + i * w // len(bars) : x + (i + 1) * w // len(bars)] = colour
+    checker = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    yy, xx = np.mgrid[0 : h - h // 2, 0:w]
+    pattern = ((yy // 4) % 2) * 2 + (xx // 4) % 2
+    board[y + h // 2 : y + h, x : x + w] = np.asarray(checker, np.uint8)[pattern]
+    return board
 
 
 def blurred_background(photo: Rgb, width: int, height: int) -> Rgb:
@@ -221,16 +293,25 @@ class ShotRenderer:
         return frame
 
 
-def rgb_to_yuv420p(rgb: Rgb) -> npt.NDArray[np.uint8]:
-    """Convert RGB to planar BT.601 limited-range yuv420p, as PyAV's ``yuv420p`` array layout."""
+def rgb_to_yuv420p(rgb: Rgb, matrix: str = "bt601", full_range: bool = False) -> npt.NDArray[np.uint8]:
+    """Convert RGB to planar yuv420p (BT.601 or BT.709, limited or full range), as PyAV's array layout."""
     height, width = rgb.shape[:2]
     px = rgb.astype(np.float32)
     r, g, b = px[..., 0], px[..., 1], px[..., 2]
-    y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
     pooled = px.reshape(height // 2, 2, width // 2, 2, 3).mean(axis=(1, 3))
     pr, pg, pb = pooled[..., 0], pooled[..., 1], pooled[..., 2]
-    u = 128.0 + (-37.797 * pr - 74.203 * pg + 112.0 * pb) / 255.0
-    v = 128.0 + (112.0 * pr - 93.786 * pg - 18.214 * pb) / 255.0
+    if matrix == "bt601" and not full_range:
+        # the original clips' exact arithmetic, kept so that they rebuild byte for byte
+        y = 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+        u = 128.0 + (-37.797 * pr - 74.203 * pg + 112.0 * pb) / 255.0
+        v = 128.0 + (112.0 * pr - 93.786 * pg - 18.214 * pb) / 255.0
+    else:
+        (kr, kb), _ = MATRICES[matrix]
+        kg = 1.0 - kr - kb
+        luma, chroma, offset = (255.0, 255.0, 0.0) if full_range else (219.0, 224.0, 16.0)
+        y = offset + luma * (kr * r + kg * g + kb * b) / 255.0
+        u = 128.0 + chroma * (pb - (kr * pr + kg * pg + kb * pb)) / (2.0 * (1.0 - kb)) / 255.0
+        v = 128.0 + chroma * (pr - (kr * pr + kg * pg + kb * pb)) / (2.0 * (1.0 - kr)) / 255.0
 
     def to_u8(plane: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
         return np.clip(np.rint(plane), 0, 255).astype(np.uint8)
@@ -253,11 +334,9 @@ def open_stream(container: av.container.OutputContainer, clip: Clip) -> av.Video
     ctx = stream.codec_context
     ctx.time_base = time_base
     ctx.thread_count = 1
-    ctx.gop_size = 60
-    ctx.color_primaries = AVCOL_PRI_SMPTE170M
-    ctx.color_trc = AVCOL_TRC_SMPTE170M
-    ctx.colorspace = AVCOL_SPC_SMPTE170M
-    ctx.color_range = AVCOL_RANGE_MPEG
+    ctx.gop_size = clip.gop
+    ctx.color_primaries, ctx.color_trc, ctx.colorspace = MATRICES[clip.matrix][1]
+    ctx.color_range = AVCOL_RANGE_JPEG if clip.full_range else AVCOL_RANGE_MPEG
     x264_params = "threads=1:lookahead-threads=1:sliced-threads=0"
     if clip.variable_rate:
         # No B-frames: decode order equals display order, so the MP4 sample durations
@@ -280,7 +359,17 @@ def frames_for(clip: Clip, renderers: Sequence[ShotRenderer]) -> Iterator[tuple[
 
 def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
     """Render and encode one clip into ``output_dir``."""
-    renderers = [ShotRenderer(shot, load_photo(photo_dir / shot.photo), clip.width, clip.height) for shot in clip.shots]
+    renderers = [
+        ShotRenderer(
+            shot,
+            colour_board(photo_dir, clip.width, clip.height)
+            if shot.photo == BOARD
+            else load_photo(photo_dir / shot.photo),
+            clip.width,
+            clip.height,
+        )
+        for shot in clip.shots
+    ]
     path = output_dir / clip.name
     encode(clip, frames_for(clip, renderers), path)
     return path
@@ -289,6 +378,8 @@ def write_clip(clip: Clip, photo_dir: Path, output_dir: Path) -> Path:
 def encode(clip: Clip, frames: Iterable[tuple[int, int, Rgb]], path: Path) -> None:
     """Encode (pts, duration, rgb) frames into an MP4 file, deterministically."""
     time_base = clip.time_base
+    primaries, trc, colorspace = MATRICES[clip.matrix][1]
+    color_range = AVCOL_RANGE_JPEG if clip.full_range else AVCOL_RANGE_MPEG
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
         stream = open_stream(container, clip)
         durations: dict[Fraction, Fraction] = {}
@@ -303,14 +394,16 @@ def encode(clip: Clip, frames: Iterable[tuple[int, int, Rgb]], path: Path) -> No
                 container.mux(packet)
 
         for pts, duration, rgb in frames:
-            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb), format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(
+                rgb_to_yuv420p(rgb, clip.matrix, clip.full_range), format="yuv420p"
+            )
             frame.pts = pts
             frame.duration = duration
             frame.time_base = time_base
-            frame.color_primaries = AVCOL_PRI_SMPTE170M
-            frame.color_trc = AVCOL_TRC_SMPTE170M
-            frame.colorspace = AVCOL_SPC_SMPTE170M
-            frame.color_range = AVCOL_RANGE_MPEG
+            frame.color_primaries = primaries
+            frame.color_trc = trc
+            frame.colorspace = colorspace
+            frame.color_range = color_range
             durations[pts * time_base] = duration * time_base
             mux(stream.encode(frame))
         mux(stream.encode(None))
@@ -600,11 +693,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         default=DEFAULT_PHOTO_DIR,
         help=(
-            "folder with astronaut.png, chelsea.png and coffee.png "
+            "folder with astronaut.png, chelsea.png, coffee.png, rocket.jpg and camera.png "
             f"(default: ../shared/photos next to the repository, {DEFAULT_PHOTO_DIR})"
         ),
     )
-    parser.add_argument("--only", action="append", metavar="NAME", help="build only this clip (repeatable)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        choices=[c.name for c in CLIPS] + [s.clip.name for s in SCENES],
+        help="build only these clips",
+    )
     args = parser.parse_args(argv)
     photo_dir: Path = args.photo_dir.resolve()
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)

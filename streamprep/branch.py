@@ -41,7 +41,7 @@ Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and th
 class PreparedBatch:
     items: tuple[Frame, ...]
     tensor: Tensor
-    geometries: tuple[Geometry, ...]
+    geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view (test-time augmentation)
     preprocess_ms: tuple[float, ...]
     started: float
 
@@ -80,7 +80,7 @@ class ModelBranch:
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS):
-            self._free.put_nowait(model.preprocessor.new_batch(model.max_batch))
+            self._free.put_nowait(model.new_batch())
         self._demand = asyncio.Semaphore(0)
         self._live_queues: set[int] = set()
         self._in_hand: tuple[Frame, ...] = ()  # taken from the batcher, not yet prepared
@@ -108,18 +108,48 @@ class ModelBranch:
             tg.create_task(self._infer_stage(emit), name=f"infer {self.key}"),
         ]
 
+    def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
+        """The tensor ``items`` go into (a view shaped for them with ``resize = rect``), and the frames whose
+        size or region cannot be planned at all, set apart."""
+        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
+
+        def shape(frames: list[Frame]) -> Tensor:
+            return views.batch_for(pre, tensor, [(f.width, f.height, regions.get(f.source)) for f in frames])
+
+        try:
+            return shape(items), items, []
+        except Exception:
+            good: list[Frame] = []
+            failed: list[tuple[Frame, str]] = []
+            for f in items:
+                try:
+                    shape([f])
+                    good.append(f)
+                except Exception as exc:
+                    failed.append((f, frame_failure(exc)))
+            return (shape(good) if good else tensor), good, failed
+
     def _fill(self, items: list[Frame], tensor: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
         """Preprocess ``items`` into ``tensor`` (worker thread); a frame that fails takes no slot."""
-        pre, regions = self.model.preprocessor, self._regions
+        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
         started = time.monotonic()
+        tensor, items, failed = self._shape(items, tensor)
         kept: list[Frame] = []
-        geometries: list[Geometry] = []
+        geometries: list[tuple[Geometry, ...]] = []
         times: list[float] = []
-        failed: list[tuple[Frame, str]] = []
         for f in items:
             t0 = time.perf_counter()
             try:
-                geometry = pre.into(f.image, tensor[len(kept)], f.pixel_format, regions.get(f.source))
+                geometry = views.prepare(
+                    pre,
+                    tensor,
+                    len(kept),
+                    f.image,
+                    f.pixel_format,
+                    regions.get(f.source),
+                    f.color_matrix,
+                    f.color_range,
+                )
             except Exception as exc:
                 log.debug("source %s: frame %d failed in preprocessing", f.source, f.seq, exc_info=True)
                 failed.append((f, frame_failure(exc)))
@@ -162,9 +192,7 @@ class ModelBranch:
             self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
             self._on_failure(frame.source, reason)
 
-    def _infer(
-        self, batch: PreparedBatch
-    ) -> tuple[list[tuple[Result, list[EventOutput]]], list[tuple[Frame, str]]]:
+    def _infer(self, batch: PreparedBatch) -> tuple[list[tuple[Result, list[EventOutput]]], list[tuple[Frame, str]]]:
         """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
         objects and make its events (worker thread; snapshots come from the very frame)."""
         model = self.model
@@ -172,7 +200,8 @@ class ModelBranch:
         started = time.monotonic()
         t0 = time.perf_counter()
         try:
-            outputs = model.engine.run(batch.tensor if model.spec.batch is not None else batch.tensor[:n])
+            fixed = model.spec.batch is not None
+            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
         except Exception as exc:
             reason = frame_failure(exc)
             return [], [(f, reason) for f in batch.items]
@@ -181,33 +210,33 @@ class ModelBranch:
         failed: list[tuple[Frame, str]] = []
         for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
             try:
-                decoded = model.decoder.decode(outputs, i, geo)
+                decoded = model.views.decode(model.decoder, outputs, i, geo)
             except Exception as exc:
                 log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
                 failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
                 continue
             result = Result(
-                    source=f.source,
-                    seq=f.seq,
-                    frame_index=f.index,
-                    pts=f.pts,
-                    captured_at=f.captured_at,
-                    model=model.name,
-                    run_id=self._run_id,
-                    width=f.width,
-                    height=f.height,
-                    batch_size=n,
-                    timings=Timings(
-                        queue_ms=(batch.started - f.decoded_mono) * 1000.0,
-                        preprocess_ms=batch.preprocess_ms[i],
-                        inference_ms=inference_ms,
-                        age_ms=(started - f.decoded_mono) * 1000.0,
-                        total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
-                    ),
-                    detections=decoded.detections,
-                    classifications=decoded.classifications,
-                    outputs=decoded.outputs,
-                )
+                source=f.source,
+                seq=f.seq,
+                frame_index=f.index,
+                pts=f.pts,
+                captured_at=f.captured_at,
+                model=model.name,
+                run_id=self._run_id,
+                width=f.width,
+                height=f.height,
+                batch_size=n,
+                timings=Timings(
+                    queue_ms=(batch.started - f.decoded_mono) * 1000.0,
+                    preprocess_ms=batch.preprocess_ms[i],
+                    inference_ms=inference_ms,
+                    age_ms=(started - f.decoded_mono) * 1000.0,
+                    total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
+                ),
+                detections=decoded.detections,
+                classifications=decoded.classifications,
+                outputs=decoded.outputs,
+            )
             if self._events is None:
                 results.append((result, []))
                 continue

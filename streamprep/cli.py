@@ -20,7 +20,7 @@ from streamprep.errors import ConfigError, SinkError, StreamprepError, internal_
 from streamprep.redact import redact_text
 from streamprep.version import __version__
 
-DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "classification", "raw")  # see config.DECODERS
+DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "yunet", "classification", "raw")  # see config.DECODERS
 
 if TYPE_CHECKING:
     from streamprep import config as config_mod
@@ -98,8 +98,20 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--transport", choices=("tcp", "udp"), default="tcp", help="RTSP transport")
     rec.add_argument("--timeout", type=float, default=5.0, help="open and read timeout in seconds")
 
+    prb = sub.add_parser("probe", help="find a model's colour order, scaling and resize from photos of known content")
+    prb.add_argument("model", type=Path, help="ONNX model")
+    prb.add_argument("--images", type=Path, help="probe photos with a manifest.json (default: the bundled ones)")
+    prb.add_argument("--write", action="store_true", help="write the winning contract to <model>.streamprep.json")
+
+    ver = sub.add_parser("verify", help="compare streamprep's tensor with your pipeline's and explain a difference")
+    ver.add_argument("model", type=Path, help="ONNX model")
+    ver.add_argument("--image", type=Path, required=True, help="the image your tensor was made from")
+    ver.add_argument("--expect", type=Path, required=True, help="your pipeline's tensor for it (.npy)")
+    ver.add_argument("--config", type=Path, help="apply [model] overrides from this config")
+
     pre = sub.add_parser("preprocess", help="write the exact tensor a model would receive for an image (.npy)")
-    pre.add_argument("image", type=Path)
+    pre.add_argument("image", type=Path, help="an image, or a video with --at")
+    pre.add_argument("--at", type=float, metavar="SECONDS", help="a video: the frame shown at this time")
     pre.add_argument("--model", type=Path, help="ONNX model (default: the bundled SSD detector)")
     pre.add_argument("--config", type=Path, help="apply [model] overrides from this config")
     pre.add_argument("--out", type=Path, required=True, help="where to write the tensor (.npy)")
@@ -206,7 +218,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"warning: {redact_text(line)}")
     problems = list(found.problems)
     if args.strict and found.warnings and not problems:
-        problems.append(ConfigError(f"{len(found.warnings)} warning(s) and --strict: declare what is assumed"))
+        more = f" (and {len(found.warnings) - 1} more warning(s) above)" if len(found.warnings) > 1 else ""
+        problems.append(ConfigError(f"--strict: {found.warnings[0]}{more}"))
     if problems:
         for problem in problems[1:]:
             print(f"problem: {redact_text(str(problem))}")
@@ -247,21 +260,29 @@ def _preprocess(args: argparse.Namespace) -> int:
     from streamprep.frames import Image
     from streamprep.model import load_model
     from streamprep.preprocess.kernels import Preprocessor
+    from streamprep.sources.file import frame_at
 
     model = load_model(_model_config(args))
-    image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
-    if image is None:
-        reason = "no such file" if not args.image.exists() else "not an image OpenCV can read"
-        raise ConfigError(f"image {args.image}: {reason}")
     preprocessor = Preprocessor(model.spec)
-    tensor = preprocessor.new_batch(1)
-    geometry = preprocessor.into(image, tensor[0])
+    shown = ""
+    if args.at is not None:
+        f = frame_at(args.image, args.at)
+        tensor = preprocessor.batch_for(preprocessor.new_batch(1), [(f.width, f.height, None)])
+        geometry = preprocessor.into(f.image, tensor[0], f.pixel_format, None, f.color_matrix, f.color_range)
+        shown = f"frame at {f.pts:.3f} s ({f.color_matrix} {f.color_range} range); "
+    else:
+        image: Image | None = cv2.imread(str(args.image), cv2.IMREAD_COLOR)  # type: ignore[assignment]
+        if image is None:
+            reason = "no such file" if not args.image.exists() else "not an image OpenCV can read (a video needs --at)"
+            raise ConfigError(f"image {args.image}: {reason}")
+        tensor = preprocessor.batch_for(preprocessor.new_batch(1), [(image.shape[1], image.shape[0], None)])
+        geometry = preprocessor.into(image, tensor[0])
     try:
         np.save(args.out, tensor)
     except OSError as exc:
         raise SinkError(f"output file {args.out}: {exc.strerror or exc}") from None
     print(
-        f"{args.out}: {list(tensor.shape)} {tensor.dtype} for input {model.spec.input_name!r}; "
+        f"{args.out}: {list(tensor.shape)} {tensor.dtype} for input {model.spec.input_name!r}; {shown}"
         f"source {geometry.src_width}x{geometry.src_height} crop {geometry.crop_width}x{geometry.crop_height}"
         f"+{geometry.crop_x}+{geometry.crop_y} resized {geometry.resized_width}x{geometry.resized_height}"
         f" at +{geometry.pad_x}+{geometry.pad_y}",
@@ -297,11 +318,13 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"output    {o}")
     print(f"decoder   {desc['decoder']} (max batch {desc['max_batch']})")
     print(f"in graph  {'yes: ONNX Runtime casts, orders, scales and lays out' if desc['in_graph'] else 'no'}")
+    print(f"labels    {desc['labels'] or 'none: classes are reported as class_N'}")
     print("preprocess")
     for key, entry in desc["preprocess"].items():
         value = entry["value"]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-        print(f"  {key:<16} {shown:<32} from {entry['from']}")
+        mark = "  ASSUMED: declare it in the sidecar or [model.preprocess]" if entry["assumed"] else ""
+        print(f"  {key:<16} {shown:<32} from {entry['from']}{mark}")
     return 0
 
 
@@ -320,6 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "top":
             return _top(args)
+        if args.command == "probe":
+            from streamprep import probe
+
+            return probe.main(args)
+        if args.command == "verify":
+            from streamprep import verify
+
+            return verify.main(args)
         return _inspect(args)
     except StreamprepError as exc:
         if debug:

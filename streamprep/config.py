@@ -24,7 +24,7 @@ from streamprep.redact import redact_url
 from streamprep.topics import topic_level
 
 DEFAULT_MODEL_KEY = "default"
-DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification")  # see streamprep.decoders
+DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")  # streamprep.decoders
 BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
@@ -126,6 +126,8 @@ class ModelConfig(_Strict):
     inter_op_threads: int = Field(0, ge=0, le=256)
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
+    tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
+    tta_fusion: Literal["wbf", "nms"] = "wbf"
     preprocess: SpecOverrides = SpecOverrides()
 
     @field_validator("path")
@@ -136,6 +138,14 @@ class ModelConfig(_Strict):
             for candidate in (BUNDLED_MODELS / v.name, BUNDLED_MODELS / f"{v.name}.onnx"):
                 if candidate.is_file():
                     return candidate
+        return v
+
+    @field_validator("tta")
+    @classmethod
+    def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from streamprep.tta import parse_views  # tta imports the decoders, which import this module
+
+        parse_views(v)
         return v
 
     @field_validator("decoder")

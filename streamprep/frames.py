@@ -55,6 +55,8 @@ class Frame:
     ``(H·3/2)×W`` array of the Y plane followed by the U and V planes.
     ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
     so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
+    ``color_matrix`` (``bt601``, ``bt709``, ``other``) and ``color_range`` (``limited``, ``full``) are the stream's
+    YCbCr matrix and range: how the preprocessor converts a ``yuv420p`` image to RGB.
     """
 
     source: str
@@ -65,6 +67,8 @@ class Frame:
     decoded_mono: float
     image: Image = field(repr=False)
     pixel_format: str = "bgr24"
+    color_matrix: str = "bt601"
+    color_range: str = "limited"
 
     @property
     def width(self) -> int:

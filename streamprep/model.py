@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import ast
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from streamprep import contract
 from streamprep.config import ModelConfig
-from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels
+from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
 from streamprep.inference import OnnxEngine
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
+from streamprep.tta import VIEW_THRESHOLD, Views, views_for
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,17 @@ class LoadedModel:
     decoder: Decoder
     max_batch: int
     in_graph: bool = False
+    labels: tuple[str, ...] = ()
+    views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
+
+    def new_batch(self) -> Any:
+        """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
+        return self.preprocessor.new_batch(self.spec.batch or self.max_batch * self.views.count)
+
+    @property
+    def assumed(self) -> tuple[str, ...]:
+        """Preprocessing fields that change the numbers and that nobody declared (see :mod:`contract`)."""
+        return contract.assumed_fields(self.spec, self.provenance)
 
     def describe(self) -> dict[str, Any]:
         """What ``streamprep inspect`` prints: inputs, outputs, the spec and where each field came from."""
@@ -40,7 +53,12 @@ class LoadedModel:
             "decoder": type(self.decoder).__name__.removesuffix("Decoder").lower(),
             "max_batch": self.max_batch,
             "in_graph": self.in_graph,
-            "preprocess": {k: {"value": v, "from": self.provenance[k]} for k, v in self.spec.to_json().items()},
+            "labels": len(self.labels),
+            "assumed": list(self.assumed),
+            "preprocess": {
+                k: {"value": v, "from": self.provenance[k], "assumed": k in self.assumed}
+                for k, v in self.spec.to_json().items()
+            },
         }
 
 
@@ -113,26 +131,43 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         preprocessor = Preprocessor(ingraph.frames_spec(spec))
     else:
         engine.select_input(spec.input_name)
+    labels = _labels(cfg, engine)
+    if not labels and resolve(cfg.decoder, info, DecoderOptions()) == "yunet":
+        labels = ("face",)  # a face detector's one class
     options = DecoderOptions(
         score_threshold=cfg.score_threshold,
         iou_threshold=cfg.iou_threshold,
         max_detections=cfg.max_detections,
         top_k=cfg.top_k,
         raw_values=cfg.raw_values,
-        labels=_labels(cfg, engine),
+        labels=labels,
     )
     decoder = build_decoder(cfg.decoder, info, options, spec)
-    max_batch = spec.batch if spec.batch is not None else cfg.batch
-    if spec.batch is not None and cfg.batch > spec.batch:
-        max_batch = spec.batch
+    name = cfg.name or info.name
+    assumed = contract.assumed_fields(spec, provenance)
+    if assumed:
+        log.warning("%s", contract.assumption_warning(name, cfg.path, spec, assumed))
+    if not labels and decoder.kind in ("detection", "classification"):
+        log.warning("%s", contract.labels_warning(name, cfg.path))
+    low = None
+    if cfg.tta and decoder.kind == "detection":
+        lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
+        low = build_decoder(cfg.decoder, info, lenient, spec)
+    views = views_for(cfg.tta, cfg.tta_fusion, decoder, options, low)
+    max_batch = spec.batch // views.count if spec.batch is not None else cfg.batch
+    if spec.batch is not None and max_batch < 1:
+        raise ConfigError(
+            f"model.tta: {views.count} views per frame need a batch of {views.count}; model {info.name} has a "
+            f"fixed batch of {spec.batch}"
+        )
     if max_batch < 1:
         raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
     log.info(
         "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
     )
-    engine.warm_up(preprocessor.new_batch(max_batch if spec.batch is None else spec.batch))
+    engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
     return LoadedModel(
-        name=cfg.name or info.name,
+        name=name,
         engine=engine,
         spec=spec,
         provenance=provenance,
@@ -140,4 +175,6 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         decoder=decoder,
         max_batch=max_batch,
         in_graph=in_graph,
+        labels=labels,
+        views=views,
     )

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from streamprep import budget
+from streamprep import budget, contract
 from streamprep.config import Config, SourceConfig
 from streamprep.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
 from streamprep.model import LoadedModel, load_model
@@ -84,16 +84,8 @@ def _models(found: Preflight, load: Callable[..., LoadedModel]) -> None:
             f"model {key}: {model.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
             f"{type(model.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
         )
-        found.warnings.extend(f"model {key}: {w}" for w in model_warnings(model))
-
-
-def model_warnings(model: LoadedModel) -> list[str]:
-    """What the model does not say about itself (labels, for now)."""
-    warnings = []
-    labels = getattr(model.decoder, "options", None)
-    if labels is not None and not labels.labels and model.decoder.kind != "raw":
-        warnings.append(f"{model.name} has no labels: results name classes class_N (labels = FILE, or NAME.labels.txt)")
-    return warnings
+        lines, _ = contract.review(key, model, strict=False)
+        found.warnings.extend(lines)
 
 
 def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int] | None, probe: bool) -> None:

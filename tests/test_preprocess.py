@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -55,12 +56,22 @@ def reference_pixels(spec: PreprocessSpec, image: np.ndarray, roi: Roi | None = 
         small = np.full((H, W, 3), spec.pad_value, np.uint8)
         x0, y0 = ((W - rw) // 2, (H - rh) // 2) if spec.anchor == "center" else (0, 0)
         small[y0 : y0 + rh, x0 : x0 + rw] = cv2.resize(image, (rw, rh), interpolation=INTERP[spec.interpolation.value])
-    else:
-        crop = spec.resize is Resize.CENTER_CROP
-        r = max(W / w, H / h) if crop else (min(W, H) / spec.crop_fraction) / min(w, h)
+    elif spec.resize is Resize.CENTER_CROP:
+        r = max(W / w, H / h)
         cw, ch = min(w, round(W / r)), min(h, round(H / r))
         x0, y0 = (w - cw) // 2, (h - ch) // 2
         small = cv2.resize(image[y0 : y0 + ch, x0 : x0 + cw], (W, H), interpolation=INTERP[spec.interpolation.value])
+    else:  # torchvision: Resize(round(min(W, H) / crop_fraction)), then CenterCrop((H, W))
+        size = round(min(W, H) / spec.crop_fraction)
+        nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
+        resized = cv2.resize(image, (nw, nh), interpolation=INTERP[spec.interpolation.value])
+        # CenterCrop pads a side that is too short (split (d // 2, d - d // 2)), then crops at rounded offsets
+        dx, dy = max(0, W - nw), max(0, H - nh)
+        border = (dy // 2, dy - dy // 2, dx // 2, dx - dx // 2)
+        resized = cv2.copyMakeBorder(resized, *border, cv2.BORDER_CONSTANT, value=(spec.pad_value,) * 3)
+        nh, nw = resized.shape[:2]
+        top, left = round((nh - H) / 2.0), round((nw - W) / 2.0)
+        small = resized[top : top + H, left : left + W]
     if spec.color is Color.RGB:
         return small[:, :, ::-1]
     if spec.color is Color.GRAY:
@@ -271,14 +282,35 @@ def i420(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image[: h - h % 2, : w - w % 2], cv2.COLOR_BGR2YUV_I420)
 
 
+def ffmpeg_bgr(yuv: np.ndarray) -> np.ndarray:
+    """FFmpeg's own conversion of an untagged (BT.601 limited) I420 frame, through PyAV."""
+    return av.VideoFrame.from_ndarray(yuv, format="yuv420p").to_ndarray(format="bgr24")
+
+
 @pytest.mark.parametrize("name", PHOTOS)
 @pytest.mark.parametrize("resize", [Resize.STRETCH, Resize.LETTERBOX, Resize.CENTER_CROP])
-def test_yuv420p_frames_resize_planes_then_convert(name: str, resize: Resize) -> None:
-    """The decoder's I420 frame, resized plane by plane, is within chroma-interpolation error of
-    converting the whole frame to BGR first."""
+def test_yuv420p_frames_convert_as_ffmpeg_then_resize(name: str, resize: Resize) -> None:
+    """By default an I420 frame is converted by FFmpeg at full size, then preprocessed like any BGR frame."""
     yuv = i420(photo(name))
-    bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
     spec = PreprocessSpec(width=224, height=224, scaling=Scaling.NONE, dtype=DType.UINT8, resize=resize)
+    pre = Preprocessor(spec)
+    got, want = pre.new_batch(1), pre.new_batch(1)
+    geo_yuv = pre.into(yuv, got[0], "yuv420p")
+    geo_bgr = pre.into(ffmpeg_bgr(yuv), want[0])
+    assert geo_yuv == geo_bgr
+    assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+@pytest.mark.parametrize("resize", [Resize.STRETCH, Resize.LETTERBOX, Resize.CENTER_CROP])
+def test_yuv420p_fast_path_resizes_planes_then_converts(name: str, resize: Resize) -> None:
+    """With color_conversion = fast, the planes are resized first: within chroma-interpolation error of
+    FFmpeg converting the whole frame first."""
+    yuv = i420(photo(name))
+    bgr = ffmpeg_bgr(yuv)
+    spec = PreprocessSpec(
+        width=224, height=224, scaling=Scaling.NONE, dtype=DType.UINT8, resize=resize, color_conversion="fast"
+    )
     pre = Preprocessor(spec)
     got, want = pre.new_batch(1), pre.new_batch(1)
     geo_yuv = pre.into(yuv, got[0], "yuv420p")
@@ -289,14 +321,20 @@ def test_yuv420p_frames_resize_planes_then_convert(name: str, resize: Resize) ->
     assert np.percentile(diff, 99) <= 6
 
 
-def test_yuv420p_with_odd_geometry_converts_first() -> None:
+def test_yuv420p_fast_path_with_odd_geometry_converts_first() -> None:
     yuv = i420(photo("chelsea"))  # 450x300: letterboxed to 225x150, odd
-    bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
-    spec = PreprocessSpec(width=225, height=225, resize=Resize.LETTERBOX, scaling=Scaling.NONE, dtype=DType.UINT8)
+    spec = PreprocessSpec(
+        width=225,
+        height=225,
+        resize=Resize.LETTERBOX,
+        scaling=Scaling.NONE,
+        dtype=DType.UINT8,
+        color_conversion="fast",
+    )
     pre = Preprocessor(spec)
     got, want = pre.new_batch(1), pre.new_batch(1)
     pre.into(yuv, got[0], "yuv420p")
-    pre.into(bgr, want[0])
+    pre.into(ffmpeg_bgr(yuv), want[0])
     assert np.array_equal(got, want)
 
 

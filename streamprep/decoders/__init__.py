@@ -11,11 +11,21 @@ from streamprep.decoders.grid import GridDecoder
 from streamprep.decoders.raw import RawDecoder
 from streamprep.decoders.ssd import SsdDecoder
 from streamprep.decoders.yolo import YoloDecoder
+from streamprep.decoders.yunet import YunetDecoder, yunet_strides
 from streamprep.errors import ModelError
 from streamprep.inference import ModelInfo
 from streamprep.preprocess.spec import PreprocessSpec
 
-__all__ = ["DECODERS", "Decoded", "Decoder", "DecoderOptions", "build_decoder", "read_labels", "recognise"]
+__all__ = [
+    "DECODERS",
+    "Decoded",
+    "Decoder",
+    "DecoderOptions",
+    "build_decoder",
+    "read_labels",
+    "recognise",
+    "resolve",
+]
 
 
 def recognise(info: ModelInfo, classes: int | None = None) -> str:
@@ -24,6 +34,8 @@ def recognise(info: ModelInfo, classes: int | None = None) -> str:
     ``classes`` (the number of labels, when known) separates the YOLO layouts exactly; without it a
     ``[N, small, large]`` output is read as YOLOv8 and ``[N, large, small]`` as YOLOv5.
     """
+    if yunet_strides(info):
+        return "yunet"
     shapes = [o.shape for o in info.outputs]
     if len(shapes) == 3 and sum(len(s) == 3 and s[-1] == 4 for s in shapes) == 2:
         return "ssd"
@@ -42,19 +54,28 @@ def recognise(info: ModelInfo, classes: int | None = None) -> str:
     return "raw"
 
 
+def resolve(name: str, info: ModelInfo, options: DecoderOptions) -> str:
+    """The decoder name ``auto`` stands for: the sidecar's, else the one the output shapes call for."""
+    if name != "auto":
+        return name
+    sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
+    return str(sidecar.get("type", "")) or recognise(info, len(options.labels) or None)
+
+
 def build_decoder(name: str, info: ModelInfo, options: DecoderOptions, spec: PreprocessSpec) -> Decoder:
     """The decoder ``name`` (or the one the sidecar or output shapes call for, for ``auto``)."""
     sidecar: dict[str, Any] = info.sidecar.get("decoder", {}) if isinstance(info.sidecar, dict) else {}
-    if name == "auto":
-        name = str(sidecar.get("type", "")) or recognise(info, len(options.labels) or None)
+    name = resolve(name, info, options)
     if name == "ssd":
-        return SsdDecoder(info, options, spec.width, spec.height, sidecar.get("outputs"))
+        return SsdDecoder(info, options, sidecar.get("outputs"))
     if name in ("yolov5", "yolov8"):
         return YoloDecoder(info, options, name)
     if name == "grid":
-        return GridDecoder(info, options, spec.width, spec.height)
+        return GridDecoder(info, options)
     if name == "classification":
         return ClassifyDecoder(info, options)
     if name == "raw":
         return RawDecoder(info, options)
+    if name == "yunet":
+        return YunetDecoder(info, options)
     raise ModelError(f"unknown decoder {name!r}; choose one of {', '.join(DECODERS)}")

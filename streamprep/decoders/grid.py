@@ -15,12 +15,13 @@ class GridDecoder:
     """Per cell (gy, gx): channel 0 objectness, 1..4 box terms, 5.. class scores (all activated).
 
     score = obj^0.6 · max(cls)^0.4; centre = ((gx + tanh(t1)) / W, (gy + tanh(t2)) / H);
-    size = (sigmoid(t3), sigmoid(t4)), all normalised to the model input.
+    size = (sigmoid(t3), sigmoid(t4)), all normalised to the model input (whose size is the geometry's, so a
+    model with dynamic input sizes decodes the same way).
     """
 
     kind = "detection"
 
-    def __init__(self, info: ModelInfo, options: DecoderOptions, width: int, height: int) -> None:
+    def __init__(self, info: ModelInfo, options: DecoderOptions) -> None:
         if len(info.outputs) != 1 or len(info.outputs[0].shape) != 4:
             raise ModelError(
                 f"the grid decoder expects one output of shape [N, 5+classes, H, W]; "
@@ -34,7 +35,6 @@ class GridDecoder:
             )
         check_labels(options, channels - 5, f"model {info.name}")
         self.options = options
-        self._size = np.array([width, height, width, height], dtype=np.float64)
 
     def decode(self, outputs: list[Tensor], index: int, geometry: Geometry) -> Decoded:
         grid = outputs[0][index].astype(np.float64)
@@ -49,5 +49,6 @@ class GridDecoder:
         cy = (gy + np.tanh(t[1])) / gh
         w = 1.0 / (1.0 + np.exp(-t[2]))
         h = 1.0 / (1.0 + np.exp(-t[3]))
-        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * self._size
+        size = np.array([geometry.out_width, geometry.out_height] * 2, dtype=np.float64)
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * size
         return Decoded(detections=detections(boxes, score[gy, gx], class_ids[gy, gx], geometry, self.options))

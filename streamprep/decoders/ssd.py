@@ -25,12 +25,9 @@ class SsdDecoder:
         self,
         info: ModelInfo,
         options: DecoderOptions,
-        width: int,
-        height: int,
         names: dict[str, str] | None = None,
     ) -> None:
         self.options = options
-        self._size = np.array([width, height, width, height], dtype=np.float64)
         index = {o.name: i for i, o in enumerate(info.outputs)}
         names = names or {}
         if names:
@@ -69,7 +66,8 @@ class SsdDecoder:
         enc = outputs[self._boxes][index][hit].astype(np.float64)
         anchors = outputs[self._anchors][index][hit].astype(np.float64)
         wh = np.tile(anchors[:, 2:] - anchors[:, :2], 2)
-        boxes = (enc * wh + anchors) * self._size
+        size = np.array([geometry.out_width, geometry.out_height] * 2, dtype=np.float64)  # the input's size
+        boxes = (enc * wh + anchors) * size
         return Decoded(detections=detections(boxes, best[hit], class_ids[hit] + 1, geometry, self.options))
 
 

@@ -3,6 +3,8 @@
 Every geometric transform streamprep applies is "take an integer crop of the source, resize it to
 ``resized``, place it at ``pad`` in the model input". A :class:`Geometry` holds exactly that, so the
 forward map is ``model = (src - crop_origin) * scale + pad`` and the inverse is its exact inverse.
+A negative ``pad`` places the resized crop partly outside the input: only the window the input covers
+is kept (torchvision's Resize followed by CenterCrop).
 """
 
 from __future__ import annotations
@@ -91,8 +93,31 @@ def resolve(region: Region, src_width: int, src_height: int) -> Roi:
     return Roi(round(x), round(y), round(w), round(h))
 
 
-def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None = None) -> Geometry:
-    """The geometry ``spec`` applies to a ``src_width``×``src_height`` frame."""
+def rect_size(spec: PreprocessSpec, width: int, height: int) -> tuple[int, int]:
+    """The input size ``resize = rect`` gives a ``width``×``height`` region, as Ultralytics' LetterBox with
+    ``auto=True``: scaled to fit ``spec.width``×``spec.height``, each side padded up to the nearest size that
+    differs from the full one by a multiple of ``spec.stride``."""
+    r = min(spec.width / width, spec.height / height)
+    rw, rh = max(1, round(width * r)), max(1, round(height * r))
+
+    def padded(full: int, inner: int) -> int:
+        return full - (full - inner) // spec.stride * spec.stride
+
+    return padded(spec.width, rw), padded(spec.height, rh)
+
+
+def plan(
+    spec: PreprocessSpec,
+    src_width: int,
+    src_height: int,
+    roi: Roi | None = None,
+    out: tuple[int, int] | None = None,
+) -> Geometry:
+    """The geometry ``spec`` applies to a ``src_width``×``src_height`` frame.
+
+    ``out`` (width, height) is the input size for ``resize = rect``, where it varies: the frame's own
+    :func:`rect_size`, or a larger one shared by a batch (the frame is then letterboxed into it, centred).
+    """
     if roi is None:
         roi = Roi(0, 0, src_width, src_height)
     if roi.width <= 0 or roi.height <= 0 or roi.x < 0 or roi.y < 0:
@@ -101,19 +126,32 @@ def plan(spec: PreprocessSpec, src_width: int, src_height: int, roi: Roi | None 
         raise FrameError(f"region of interest {roi.describe()} lies outside the {src_width}x{src_height} frame")
     out_w, out_h = spec.width, spec.height
     cx, cy, cw, ch = roi.x, roi.y, roi.width, roi.height
+    if spec.resize is Resize.RECT:
+        out_w, out_h = out if out is not None else rect_size(spec, cw, ch)
     rw, rh, px, py = out_w, out_h, 0, 0
-    if spec.resize is Resize.LETTERBOX:
-        r = min(out_w / cw, out_h / ch)
+    if spec.resize in (Resize.LETTERBOX, Resize.RECT):
+        # rect scales by the bounding size, whatever (larger) input a batch shares, so a frame looks the same
+        # in every batch
+        r = min(spec.width / cw, spec.height / ch) if spec.resize is Resize.RECT else min(out_w / cw, out_h / ch)
         rw, rh = max(1, min(out_w, round(cw * r))), max(1, min(out_h, round(ch * r)))
-        if spec.anchor == "center":
+        if spec.anchor == "center" or spec.resize is Resize.RECT:
             px, py = (out_w - rw) // 2, (out_h - rh) // 2
     elif spec.resize is Resize.CENTER_CROP:
         r = max(out_w / cw, out_h / ch)
         cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
     elif spec.resize is Resize.SHORTER_CROP:
-        r = (min(out_w, out_h) / spec.crop_fraction) / min(cw, ch)
-        cx, cy, cw, ch = _centred(cx, cy, cw, ch, min(cw, round(out_w / r)), min(ch, round(out_h / r)))
+        # exactly torchvision's Resize(round(size / crop_fraction)) then CenterCrop(size): the shorter side
+        # to that length, the longer one truncated; the crop's offsets rounded (Python's round), or, where
+        # the resized image is smaller than the input, padding split as CenterCrop pads
+        short = round(min(out_w, out_h) / spec.crop_fraction)
+        rw, rh = (short, int(short * ch / cw)) if cw <= ch else (int(short * cw / ch), short)
+        px, py = _centre_offset(rw, out_w), _centre_offset(rh, out_h)
     return Geometry(src_width, src_height, cx, cy, cw, ch, rw, rh, px, py, out_w, out_h)
+
+
+def _centre_offset(resized: int, out: int) -> int:
+    """Where torchvision's CenterCrop puts a ``resized`` length in an ``out`` one (negative: cut off)."""
+    return -round((resized - out) / 2.0) if resized >= out else (out - resized) // 2
 
 
 def _centred(x: int, y: int, w: int, h: int, new_w: int, new_h: int) -> tuple[int, int, int, int]:

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from streamprep.errors import ConfigError, ModelError
 from streamprep.preprocess.kernels import affine_for
-from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Scaling
+from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
 
 FRAMES_INPUT = "streamprep_frames"
 _PREFIX = "streamprep_pre_"
@@ -38,6 +38,8 @@ def frames_spec(spec: PreprocessSpec) -> PreprocessSpec:
 
 
 def check_supported(spec: PreprocessSpec) -> None:
+    if spec.resize is Resize.RECT:
+        raise ConfigError("model.preprocess.in_graph does not support resize = rect (a fixed input size only)")
     if spec.color is Color.GRAY:
         raise ConfigError("model.preprocess.in_graph does not support color = gray")
     if spec.scaling in (Scaling.PER_IMAGE, Scaling.MINMAX):

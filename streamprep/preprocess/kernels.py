@@ -2,6 +2,13 @@
 
 Order of work, chosen so that float work touches only model-size data:
 crop (a view) → uint8 resize at model size → pad → colour order → layout → values.
+
+Video frames in I420 (``yuv420p``) are converted to BGR first, exactly as FFmpeg converts them (its own
+swscale, honouring the stream's matrix and range, at full size), so a tensor equals "decode to RGB with
+FFmpeg, then resize". ``color_conversion = "fast"`` instead resizes the Y, U and V planes to model size and
+converts there with the stream's matrix and range: cheaper, but chroma is interpolated from its
+half-resolution plane and out-of-gamut values are clipped after resizing rather than before, which shows
+at sharp colour edges (see the README for the measured difference).
 Every value transform streamprep offers is a per-channel function of a uint8 pixel, so values are
 one table look-up per element (``cv2.LUT``) straight into the batch buffer: exact to float rounding,
 and one pass over the output. Per-image scalings (standardisation, min-max) build their table from
@@ -10,16 +17,19 @@ statistics of the resized image.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from streamprep.frames import Image
 from streamprep.preprocess.geometry import Geometry, Region, Roi, plan, resolve
-from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Scaling
+from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Resize, Scaling
 
 Array = npt.NDArray[Any]
 
@@ -35,10 +45,55 @@ _NUMPY_DTYPE: dict[DType, type[np.generic]] = {
     DType.UINT8: np.uint8,
     DType.INT8: np.int8,
 }
-# Limited-range BT.601 YCbCr → BGR (what FFmpeg and cv2.COLOR_YUV2BGR_I420 use for SD/HD H.264 by default),
-# as a 3×4 affine matrix for cv2.transform.
-_BT601 = np.array([[1.164, 2.018, 0.0], [1.164, -0.391, -0.813], [1.164, 0.0, 1.596]])
-_BT601_TO_BGR = np.hstack([_BT601, (-_BT601 @ np.array([16.0, 128.0, 128.0]))[:, None]]).astype(np.float32)
+# The YCbCr matrices video streams carry, as luma weights (Kr, Kb); FFmpeg's enum values for them and
+# for the ranges (libavutil/pixfmt.h: AVCOL_SPC_SMPTE170M, AVCOL_SPC_BT709, AVCOL_RANGE_MPEG/JPEG).
+YUV_MATRICES: dict[str, tuple[float, float]] = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
+YUV_RANGES = ("limited", "full")
+_SWS_COLORSPACE = {"bt601": 6, "bt709": 1}
+_SWS_RANGE = {"limited": 1, "full": 2}
+
+
+def yuv_to_bgr(matrix: str = "bt601", color_range: str = "limited") -> Array:
+    """The 3×4 affine matrix (for ``cv2.transform``) from 8-bit Y, Cb, Cr to B, G, R."""
+    kr, kb = YUV_MATRICES[matrix]
+    kg = 1.0 - kr - kb
+    ys, cs, y0 = (1.0, 1.0, 0.0) if color_range == "full" else (255.0 / 219.0, 255.0 / 224.0, 16.0)
+    rows = np.array(
+        [
+            [ys, cs * 2 * (1 - kb), 0.0],
+            [ys, -cs * 2 * (1 - kb) * kb / kg, -cs * 2 * (1 - kr) * kr / kg],
+            [ys, 0.0, cs * 2 * (1 - kr)],
+        ]
+    )
+    offset = -rows @ np.array([y0, 128.0, 128.0])
+    return np.hstack([rows, offset[:, None]]).astype(np.float32)
+
+
+@functools.cache
+def ffmpeg_affine(matrix: str = "bt601", color_range: str = "limited") -> Array:
+    """The affine map FFmpeg's swscale actually applies (for the fast path), fitted once per process.
+
+    swscale's coefficients are those of :func:`yuv_to_bgr`, but its fixed-point arithmetic comes out about
+    one level darker; fitting its output on a seeded random frame (chroma repeated 2×2, as swscale reads
+    it, clipped values left out) captures that, so the fast path is unbiased against the exact one.
+    """
+    rng = np.random.default_rng(0)
+    h = w = 128
+    i420 = rng.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
+    bgr = frame.reformat(
+        format="bgr24", src_colorspace=_SWS_COLORSPACE[matrix], src_color_range=_SWS_RANGE[color_range]
+    ).to_ndarray()
+    quarter = (h // 2) * (w // 2)
+    u, v = (i420[h:].reshape(-1)[k * quarter : (k + 1) * quarter].reshape(h // 2, w // 2) for k in (0, 1))
+    x = np.stack([i420[:h], u.repeat(2, 0).repeat(2, 1), v.repeat(2, 0).repeat(2, 1), np.ones((h, w))], axis=-1)
+    x = x.reshape(-1, 4).astype(np.float64)
+    rows = []
+    for c in range(3):
+        y = bgr[..., c].reshape(-1).astype(np.float64)
+        inside = (y > 2) & (y < 253)
+        rows.append(np.linalg.lstsq(x[inside], y[inside], rcond=None)[0])
+    return np.array(rows, dtype=np.float32)
 
 
 def affine_for(spec: PreprocessSpec, image: Image | None = None) -> tuple[Array, Array]:
@@ -108,20 +163,51 @@ class Preprocessor:
             and spec.dtype is DType.UINT8
             and bool(np.array_equal(self._static_tables, np.tile(np.arange(256), (spec.channels, 1))))
         )
-        self._geometries: dict[tuple[int, int, Region | None], Geometry] = {}
+        self._geometries: dict[tuple[int, int, Region | None, tuple[int, int] | None], Geometry] = {}
         self._local = threading.local()
 
     def new_batch(self, batch: int) -> Array:
-        """A tensor for ``batch`` frames, to be reused across batches."""
+        """A tensor for ``batch`` frames, to be reused across batches (with ``resize = rect``, the largest
+        input; :meth:`batch_for` gives the view a batch uses)."""
         return np.zeros(self.spec.tensor_shape(batch), dtype=self.dtype)
 
-    def geometry(self, width: int, height: int, region: Region | None = None) -> Geometry:
-        """The geometry for a frame size and region of interest (``region`` or the preprocessor's own roi)."""
-        key = (width, height, region)
+    def input_size(self, width: int, height: int, region: Region | None = None) -> tuple[int, int]:
+        """The input (width, height) a frame of this size gets on its own: the spec's, or with
+        ``resize = rect`` the frame's (see :func:`~streamprep.preprocess.geometry.rect_size`)."""
+        if self.spec.resize is not Resize.RECT:
+            return self.spec.width, self.spec.height
+        geo = self.geometry(width, height, region)
+        return geo.out_width, geo.out_height
+
+    def batch_for(self, tensor: Array, frames: Sequence[tuple[int, int, Region | None]]) -> Array:
+        """The tensor a batch of frames (width, height, region) is written into: ``tensor`` itself, or with
+        ``resize = rect`` a view of its memory shaped for the largest input among the frames (the others are
+        letterboxed into it, as Ultralytics batches rect inputs). ``tensor`` is one :meth:`new_batch` made,
+        or a view this returned earlier."""
+        if self.spec.resize is not Resize.RECT:
+            return tensor
+        sizes = [self.input_size(w, h, region) for w, h, region in frames]
+        width, height = max(s[0] for s in sizes), max(s[1] for s in sizes)
+        root = tensor
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        spec = self.spec.model_copy(update={"width": width, "height": height})
+        shape = spec.tensor_shape(self.spec.batch or len(frames))
+        flat = root.reshape(-1)
+        if flat.size < int(np.prod(shape)):
+            raise ValueError(f"a batch of {shape} does not fit a tensor of {root.shape}")
+        return flat[: int(np.prod(shape))].reshape(shape)
+
+    def geometry(
+        self, width: int, height: int, region: Region | None = None, out: tuple[int, int] | None = None
+    ) -> Geometry:
+        """The geometry for a frame size and region of interest (``region`` or the preprocessor's own roi);
+        ``out`` is the input size of a ``resize = rect`` batch (default: the frame's own)."""
+        key = (width, height, region, out if self.spec.resize is Resize.RECT else None)
         geo = self._geometries.get(key)
         if geo is None:
             roi = resolve(region, width, height) if region is not None else self.roi
-            geo = plan(self.spec, width, height, roi)
+            geo = plan(self.spec, width, height, roi, key[3])
             self._geometries[key] = geo
         return geo
 
@@ -135,19 +221,41 @@ class Preprocessor:
             buf = buffers[key] = np.full(shape, fill, dtype=np.uint8)
         return buf
 
+    def exact_bgr(self, image: Image, color_matrix: str = "bt601", color_range: str = "limited") -> Image:
+        """An I420 frame converted to full-size BGR by FFmpeg's swscale, as ``to_ndarray(format="bgr24")``
+        converts the decoded frame (a reformatter per thread, so swscale's state is built once)."""
+        reformatter = getattr(self._local, "reformatter", None)
+        if reformatter is None:
+            reformatter = self._local.reformatter = av.video.reformatter.VideoReformatter()
+        frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
+        bgr = reformatter.reformat(
+            frame,
+            format="bgr24",
+            src_colorspace=_SWS_COLORSPACE[color_matrix],
+            src_color_range=_SWS_RANGE[color_range],
+        )
+        return np.asarray(bgr.to_ndarray(), dtype=np.uint8)
+
     def _at_model_size(
-        self, image: Image, pixel_format: str = "bgr24", region: Region | None = None
+        self,
+        image: Image,
+        pixel_format: str = "bgr24",
+        region: Region | None = None,
+        color_matrix: str = "bt601",
+        color_range: str = "limited",
+        out: tuple[int, int] | None = None,
+        geometry: Geometry | None = None,
     ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
         yuv = pixel_format == "yuv420p"
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
-        geo = self.geometry(image.shape[1], height, region)
-        if yuv and not _even(geo):
-            image, yuv = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420), False  # type: ignore[assignment]
+        geo = geometry or self.geometry(image.shape[1], height, region, out)
+        if yuv and (self.spec.color_conversion == "exact" or not _even(geo)):
+            image, yuv = self.exact_bgr(image, color_matrix, color_range), False
         size = (geo.resized_width, geo.resized_height)
         small: Array
         if yuv:
-            small = self._resize_i420(image, geo)
+            small = self._resize_i420(image, geo, ffmpeg_affine(color_matrix, color_range))
         else:
             crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
             if not geo.padded:
@@ -158,15 +266,15 @@ class Preprocessor:
         if not geo.padded:
             return small, geo
         canvas = self._scratch(("canvas", geo), (geo.out_height, geo.out_width, 3), self.spec.pad_value)
-        placed = canvas[geo.pad_y : geo.pad_y + geo.resized_height, geo.pad_x : geo.pad_x + geo.resized_width]
-        np.copyto(placed, small)
+        _place(small, canvas, geo.pad_x, geo.pad_y)
         return canvas, geo
 
-    def _resize_i420(self, image: Image, geo: Geometry) -> Image:
-        """Resize the Y, U and V planes of an I420 frame straight to model size, then convert colour there.
+    def _resize_i420(self, image: Image, geo: Geometry, affine: Array) -> Image:
+        """Resize the Y, U and V planes of an I420 frame straight to model size, then convert colour there
+        with ``affine`` (the stream's matrix and range, see :func:`ffmpeg_affine`).
 
-        Chroma is interpolated from its own half-resolution plane, so the result differs from converting
-        the full frame first only by interpolation (mean under one level of 255 on real photos).
+        Chroma is interpolated from its own half-resolution plane and clipping happens after the resize,
+        so the result differs from converting the full frame first at sharp colour edges.
         """
         h, w = geo.src_height, geo.src_width
         size = (geo.resized_width, geo.resized_height)
@@ -182,7 +290,7 @@ class Preprocessor:
         packed = self._scratch(("yuv444", geo), (geo.resized_height, geo.resized_width, 3))
         cv2.merge([yuv[0], yuv[1], yuv[2]], dst=packed)
         bgr = self._scratch(("yuv-bgr", geo), (geo.resized_height, geo.resized_width, 3))
-        cv2.transform(packed, _BT601_TO_BGR, dst=bgr)
+        cv2.transform(packed, affine, dst=bgr)
         return bgr
 
     def model_image(self, image: Image) -> tuple[Array, Geometry]:
@@ -200,10 +308,22 @@ class Preprocessor:
             return self._static_tables
         return value_tables(self.spec, *affine_for(self.spec, pixels))
 
-    def into(self, image: Image, out: Array, pixel_format: str = "bgr24", region: Region | None = None) -> Geometry:
+    def into(
+        self,
+        image: Image,
+        out: Array,
+        pixel_format: str = "bgr24",
+        region: Region | None = None,
+        color_matrix: str = "bt601",
+        color_range: str = "limited",
+        geometry: Geometry | None = None,
+    ) -> Geometry:
         """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
-        ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. Returns its geometry."""
-        bgr, geo = self._at_model_size(image, pixel_format, region)
+        ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
+        ``bt709``) and ``color_range`` (``limited``, ``full``) say how a ``yuv420p`` frame is converted.
+        ``geometry`` replaces the planned one (test-time augmentation's scaled views). Returns the geometry."""
+        size = (out.shape[2], out.shape[1]) if self.spec.layout is Layout.NCHW else (out.shape[1], out.shape[0])
+        bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range, size, geometry)
         shape = (geo.out_height, geo.out_width)
         if self.spec.color is Color.GRAY:
             gray = self._scratch(("gray", geo), shape)
@@ -231,6 +351,15 @@ class Preprocessor:
             else:
                 _write(planes[src], tables[c : c + 1], out[c], self._identity)
         return geo
+
+
+def _place(small: Array, canvas: Array, x: int, y: int) -> None:
+    """Copy ``small`` into ``canvas`` with its top-left corner at (x, y), either of which may be negative:
+    what falls outside the canvas is cut off."""
+    h, w = canvas.shape[:2]
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(w, x + small.shape[1]), min(h, y + small.shape[0])
+    np.copyto(canvas[y0:y1, x0:x1], small[y0 - y : y1 - y, x0 - x : x1 - x])
 
 
 def _even(geo: Geometry) -> bool:

@@ -3,7 +3,8 @@
 A spec says everything that turns a decoded frame into the tensor a model expects. It is derived in
 layers, each of which may set any field, later layers winning:
 
-1. ``default``   – what most models of the input's dtype expect;
+1. ``default``   – what most models of the input's dtype expect: *assumed*, not declared (see
+   :mod:`streamprep.contract`);
 2. ``model input`` – what the ONNX input itself says (name, size, batch, layout, dtype, channels);
 3. ``metadata``  – a ``streamprep.preprocess`` JSON entry in the model's metadata props, or common
    exporters' keys (Ultralytics' ``imgsz``/``names``);
@@ -16,6 +17,7 @@ the [0, 1] range (the torchvision convention): ``y = (x / 255 - mean) / std``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
@@ -30,7 +32,8 @@ class Resize(enum.StrEnum):
     STRETCH = "stretch"  # resize to the input size, ignoring aspect ratio
     LETTERBOX = "letterbox"  # keep aspect, pad the rest with pad_value
     CENTER_CROP = "center_crop"  # crop the largest centred region of the input's aspect, then resize
-    SHORTER_CROP = "shorter_crop"  # resize the shorter side to size / crop_fraction, then centre crop
+    SHORTER_CROP = "shorter_crop"  # torchvision: Resize(size / crop_fraction), then CenterCrop(size)
+    RECT = "rect"  # dynamic-size models: keep aspect, longer side to size, pad to a multiple of stride
 
 
 class Interpolation(enum.StrEnum):
@@ -85,6 +88,7 @@ class PreprocessSpec(BaseModel):
     pad_value: int = Field(114, ge=0, le=255)
     anchor: Literal["center", "top_left"] = "center"
     crop_fraction: float = Field(0.875, gt=0, le=1)
+    stride: int = Field(32, ge=1, le=1024, description="rect: the input's sides are multiples of this")
     color: Color = Color.RGB
     scaling: Scaling = Scaling.UNIT
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -93,6 +97,11 @@ class PreprocessSpec(BaseModel):
     dtype: DType = DType.FLOAT32
     quant_scale: float | None = Field(None, gt=0)
     quant_zero_point: int | None = None
+    color_conversion: Literal["exact", "fast"] = Field(
+        "exact",
+        description="video frames in YUV: exact = FFmpeg's own conversion at full size, then resize; "
+        "fast = resize the Y, U and V planes to model size, then convert there (see the README for the difference)",
+    )
 
     @field_validator("std")
     @classmethod
@@ -132,6 +141,7 @@ class SpecOverrides(BaseModel):
     pad_value: int | None = Field(None, ge=0, le=255)
     anchor: Literal["center", "top_left"] | None = None
     crop_fraction: float | None = Field(None, gt=0, le=1)
+    stride: int | None = Field(None, ge=1, le=1024)
     color: Color | None = None
     scaling: Scaling | None = None
     mean: tuple[float, float, float] | Literal["imagenet"] | None = None
@@ -140,6 +150,7 @@ class SpecOverrides(BaseModel):
     dtype: DType | None = None
     quant_scale: float | None = Field(None, gt=0)
     quant_zero_point: int | None = None
+    color_conversion: Literal["exact", "fast"] | None = None
     in_graph: bool | None = None
 
     def values(self) -> dict[str, Any]:
@@ -237,6 +248,8 @@ def facts_from_metadata(props: dict[str, str]) -> dict[str, Any]:
         }
         if isinstance(size, list) and len(size) == 2:
             found["height"], found["width"] = int(size[0]), int(size[1])
+        with contextlib.suppress(ValueError):
+            found["stride"] = int(float(props["stride"]))
         return found
     return {}
 
@@ -256,9 +269,11 @@ def derive(
         raise ConfigError("; ".join(problems))
     dtype = from_input.get("dtype", DType.FLOAT32)
     defaults: dict[str, Any] = {
-        "scaling": Scaling.NONE if dtype in (DType.UINT8, DType.INT8) else Scaling.UNIT,
+        "scaling": Scaling.NONE if dtype is DType.INT8 else Scaling.UNIT,
         "color": Color.RGB,
     }
+    if dtype is DType.UINT8:
+        from_input["scaling"] = Scaling.NONE  # a uint8 input holds raw pixels unless quantisation says otherwise
     layers = [
         ("default", defaults),
         ("model input", from_input),
@@ -266,6 +281,10 @@ def derive(
         ("sidecar", sidecar),
         ("config", overrides),
     ]
+    dynamic = "width" not in from_input and "height" not in from_input
+    if dynamic and layers[2][1].get("resize") is Resize.LETTERBOX and "imgsz" in metadata:
+        # an Ultralytics export with dynamic sizes: its own predictor pads to the stride, not to imgsz
+        layers[2][1]["resize"] = Resize.RECT
     values: dict[str, Any] = {}
     provenance: Provenance = {name: "default" for name in SPEC_FIELDS}
     for origin, layer in layers:
@@ -275,8 +294,15 @@ def derive(
     for key in ("width", "height"):
         if not values.get(key):
             raise ConfigError(
-                f"model input {facts.name!r} has a dynamic {key}: set model.preprocess.{key} in the config"
+                f"model input {facts.name!r} has a dynamic {key}: set model.preprocess.width and height (the "
+                "input size, or with resize = \"rect\" the longest side) in the config or the sidecar, or "
+                "give the model a size in its metadata (streamprep.preprocess, or Ultralytics' imgsz)"
             )
+    if values.get("resize") is Resize.RECT and not dynamic:
+        raise ConfigError(
+            f"resize = rect makes the input's size follow each frame's aspect, but model input {facts.name!r} "
+            f"has a fixed size {from_input.get('width')}x{from_input.get('height')}: use letterbox"
+        )
     spec = PreprocessSpec.model_validate(values)
     check_against_model(spec, from_input, overrides)
     return spec, provenance

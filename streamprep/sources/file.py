@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import av
-import cv2
 import numpy as np
 
 from streamprep.errors import SourceLostError, SourceOpenError
@@ -26,19 +25,31 @@ log = logging.getLogger(__name__)
 _CHUNK = 4  # sampled frames handed over per trip to the decode thread
 
 
+# FFmpeg's matrices (AVColorSpace) the preprocessor converts itself: unspecified (swscale then uses
+# BT.601), the BT.601 family and BT.709. Frames with any other matrix are converted here, by FFmpeg.
+_MATRICES = {2: "bt601", 5: "bt601", 6: "bt601", 1: "bt709"}
+_I420 = ("yuv420p", "yuvj420p")
+
+
+def color_of(frame: Any) -> tuple[str, str]:
+    """A decoded PyAV frame's YCbCr matrix and range, as :class:`~streamprep.frames.Frame` names them."""
+    matrix = _MATRICES.get(int(frame.colorspace or 2), "other")
+    full = int(frame.color_range or 0) == 2 or frame.format.name.startswith("yuvj")
+    return matrix, "full" if full else "limited"
+
+
 def to_image(frame: Any) -> tuple[Image, str]:
     """A decoded PyAV frame as ``(array, pixel_format)``, display orientation applied.
 
-    Even-sized yuv420p frames stay I420 (a plain copy): the preprocessor resizes the planes and converts
-    colour at model size, far cheaper than converting the full frame. Anything else becomes BGR.
+    Even-sized I420 frames (``yuv420p``, ``yuvj420p``) with a matrix the preprocessor knows stay I420
+    (a plain copy): the preprocessor converts them as FFmpeg does (see :func:`color_of` for how), or at
+    model size on its fast path. Anything else becomes BGR here, converted by FFmpeg.
     """
     rotation = (getattr(frame, "rotation", 0) or 0) % 360
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0 and not rotation:
+    even = frame.width % 2 == 0 and frame.height % 2 == 0
+    if frame.format.name in _I420 and even and not rotation and color_of(frame)[0] != "other":
         return frame.to_ndarray(), "yuv420p"
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
-        image: Image = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
-    else:
-        image = frame.to_ndarray(format="bgr24")
+    image: Image = frame.to_ndarray(format="bgr24")
     if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=round(rotation / 90) % 4))
     return image, "bgr24"
@@ -124,6 +135,7 @@ def make_frame(source: str, index: int, seq: int, pts: Fraction, frame: Any) -> 
     """A pipeline Frame from a decoded PyAV frame the sampler kept, stamped now."""
     decoded_mono = time.monotonic()
     image, pixel_format = to_image(frame)
+    color_matrix, color_range = color_of(frame)
     return Frame(
         source=source,
         index=index,
@@ -133,7 +145,42 @@ def make_frame(source: str, index: int, seq: int, pts: Fraction, frame: Any) -> 
         decoded_mono=decoded_mono,
         image=image,
         pixel_format=pixel_format,
+        color_matrix=color_matrix,
+        color_range=color_range,
     )
+
+
+def frame_at(path: Path, seconds: float) -> Frame:
+    """The frame a player shows at ``seconds`` into the file: the last one whose presentation time is not
+    after it (seeking to the keyframe before, then decoding forward)."""
+    if seconds < 0:
+        raise SourceOpenError(path.stem, f"{path}: --at {seconds} is before the start")
+    container, stream = open_container(path, path.stem)
+    try:
+        time_base = stream.time_base or Fraction(1, 90000)
+        start = Fraction(stream.start_time or 0) * time_base
+        target = Fraction(seconds) + start
+        container.seek(int(target / time_base), stream=stream, backward=True, any_frame=False)
+        shown: tuple[Fraction, Any] | None = None
+        ended = True
+        for frame in decode(container, stream, SourceCounts()):
+            pts = Fraction(frame.pts) * time_base if frame.pts is not None else target
+            if shown is not None and pts > target:
+                ended = False
+                break
+            shown = (pts - start, frame)
+        if shown is None:
+            raise SourceLostError(path.stem, f"{path}: no frame could be decoded at {seconds} s")
+        last = shown[1]
+        shown_for = Fraction(last.duration or 0) * time_base or 1 / (stream.average_rate or Fraction(30))
+        if ended and target >= shown[0] + start + shown_for:
+            end = float(shown[0] + shown_for)
+            raise SourceOpenError(path.stem, f"{path}: --at {seconds} is after the end ({end:.3f} s)")
+        return make_frame(path.stem, 0, 0, shown[0], shown[1])
+    except av.error.FFmpegError as exc:
+        raise SourceLostError(path.stem, f"{path}: decoding failed: {exc.strerror or exc}") from None
+    finally:
+        container.close()
 
 
 class FileSource:
