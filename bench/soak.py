@@ -360,6 +360,7 @@ class Soak:
             "stdout_lines": self.stdout_lines,
             "rss_mb_after_warmup": [round(after[0] / 1024, 1), round(max(after) / 1024, 1)] if after else [],
             "rss_growth_mb": round(growth_mb, 1),
+            "rss_mb_timeline": [(round(t), round(kb / 1024, 1)) for t, kb in self.rss[:: max(1, len(self.rss) // 40)]],
             "problems": problems,
         }
 
