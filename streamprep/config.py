@@ -25,6 +25,17 @@ DEFAULT_MODEL_KEY = "default"
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
+SampleMode = Literal["exact", "keyframes"]
+# FFmpeg hardware device types streamprep can ask for (see streamprep.sources.hwdecode), plus auto and off
+HWACCEL_SETTINGS = ("auto", "off", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vdpau")
+
+
+def _hwaccel_setting(v: str | None) -> str | None:
+    if v is not None and v not in HWACCEL_SETTINGS:
+        raise ValueError(f"unknown hardware decoder {v!r}; choose one of {', '.join(HWACCEL_SETTINGS)}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -49,6 +60,11 @@ class SourceConfig(_Strict):
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     password_env: str | None = None  # the camera password from this environment variable...
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
+    sample: SampleMode | None = None  # default: the top-level sample
+    skip_frames: bool | None = None  # default: the top-level skip_frames
+    hwaccel: str | None = None  # default: the top-level hwaccel
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
 
     def resolved_url(self) -> str:
         """``url`` with the password from ``password_env``/``password_file`` put in (never logged)."""
@@ -174,12 +190,18 @@ class Config(_Strict):
     queue_size: int = Field(8, ge=1, le=1024)
     live_queue_size: int = Field(1, ge=1, le=1024)
     sources: tuple[SourceConfig, ...] = ()
+    # "exact": the first frame of each 1/fps slot; "keyframes": the first keyframe at or after each slot start
+    sample: SampleMode = "exact"
+    skip_frames: bool = True  # leave undecoded the frames sampling will not select (same frames selected)
+    hwaccel: str = "auto"  # hardware decoding: auto, off, or a device type (cuda, vaapi, qsv, videotoolbox...)
     model: ModelConfig = ModelConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     output: OutputConfig = OutputConfig()
     metrics: MetricsConfig = MetricsConfig()
     status: StatusConfig = StatusConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
 
     @field_validator("sources", mode="before")
     @classmethod

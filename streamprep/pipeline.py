@@ -163,7 +163,7 @@ class Pipeline:
         if branch is None:
             raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
         fps = spec.fps if spec.fps is not None else self.cfg.fps
-        source = make_source(spec, sid, fps, self.cfg.realtime, self._on_status)
+        source = make_source(spec, sid, fps, self.cfg.realtime, self._on_status, self.cfg)
         self.metrics.source(sid)
         if source.live:
             size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST

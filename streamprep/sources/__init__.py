@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streamprep.config import SourceConfig
+from streamprep.config import Config, SourceConfig
 from streamprep.queues import DropPolicy
+from streamprep.sources import hwdecode
 from streamprep.sources.base import Source, SourceState, SourceStatus, StatusCallback
 from streamprep.sources.file import FileSource
 from streamprep.sources.live import LiveOptions, LiveSource, classify
+from streamprep.sources.skipping import DecodeOptions, SampleMode
 
 __all__ = ["FileSource", "LiveSource", "Source", "SourceState", "SourceStatus", "is_live", "make_source"]
 
@@ -19,11 +21,27 @@ def is_live(cfg: SourceConfig, realtime: bool) -> bool:
     return kind != "file" or bool(cfg.realtime if cfg.realtime is not None else realtime)
 
 
+def decode_options(cfg: SourceConfig, defaults: Config | None = None) -> DecodeOptions:
+    """The source's sampling mode, frame skipping and hardware decoder, falling back to the top level's."""
+    top = defaults or Config()
+    return DecodeOptions(
+        sample=SampleMode(cfg.sample or top.sample),
+        skip=cfg.skip_frames if cfg.skip_frames is not None else top.skip_frames,
+        hwaccel=hwdecode.probe(cfg.hwaccel or top.hwaccel).device,
+    )
+
+
 def make_source(
-    cfg: SourceConfig, source_id: str, fps: float | None, realtime: bool, on_status: StatusCallback
+    cfg: SourceConfig,
+    source_id: str,
+    fps: float | None,
+    realtime: bool,
+    on_status: StatusCallback,
+    defaults: Config | None = None,
 ) -> Source:
+    decoding = decode_options(cfg, defaults)
     if not is_live(cfg, realtime):
-        return FileSource(source_id, Path(cfg.url), fps, on_status=on_status)
+        return FileSource(source_id, Path(cfg.url), fps, on_status=on_status, decoding=decoding)
     options = LiveOptions(
         transport=cfg.transport,
         open_timeout=cfg.open_timeout_s,
@@ -34,5 +52,6 @@ def make_source(
         input_format=cfg.format,
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
+        decoding=decoding,
     )
     return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status)

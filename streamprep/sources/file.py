@@ -19,6 +19,8 @@ from streamprep.errors import SourceLostError, SourceOpenError
 from streamprep.frames import Frame, Image
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
+from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.skipping import DRAIN, DecodeOptions, Skipper
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +30,14 @@ _CHUNK = 4  # sampled frames handed over per trip to the decode thread
 def to_image(frame: Any) -> tuple[Image, str]:
     """A decoded PyAV frame as ``(array, pixel_format)``, display orientation applied.
 
-    Even-sized yuv420p frames stay I420 (a plain copy): the preprocessor resizes the planes and converts
-    colour at model size, far cheaper than converting the full frame. Anything else becomes BGR.
+    Even-sized yuv420p frames stay I420, and NV12 frames (what hardware decoders give) stay NV12 (a plain
+    copy): the preprocessor resizes the planes and converts colour at model size, far cheaper than
+    converting the full frame. Anything else becomes BGR.
     """
     rotation = (getattr(frame, "rotation", 0) or 0) % 360
-    if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0 and not rotation:
-        return frame.to_ndarray(), "yuv420p"
+    even = frame.width % 2 == 0 and frame.height % 2 == 0
+    if frame.format.name in ("yuv420p", "nv12") and even and not rotation:
+        return frame.to_ndarray(), frame.format.name
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         image: Image = cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2BGR_I420)
     else:
@@ -71,12 +75,17 @@ class _Counted(Protocol):
     corrupt: int
 
 
-def decode(container: Any, stream: Any, counts: _Counted) -> Iterator[Any]:
+def decode(
+    container: Any, stream: Any, counts: _Counted, skip: Skipper | None = None, decoder: Decoder | None = None
+) -> Iterator[Any]:
     """Every frame that decodes, in order; a packet that does not is counted in ``counts.corrupt`` and
-    skipped (most frames of a file damaged in the middle survive)."""
-    for packet in container.demux(stream):
+    skipped (most frames of a file damaged in the middle survive). ``skip`` chooses the packets worth
+    decoding (then call its ``presented`` for every frame); ``decoder`` decodes (default: in software)."""
+    decoder = decoder or Decoder(stream)
+    packets = container.demux(stream) if skip is None else skip.packets(container.demux(stream))
+    for packet in packets:
         try:
-            frames = packet.decode()
+            frames = decoder.drain() if packet is DRAIN else decoder.decode(packet)
         except av.error.InvalidDataError:
             counts.corrupt += 1
             continue
@@ -106,11 +115,20 @@ class FileSource:
 
     live = False
 
-    def __init__(self, source_id: str, path: Path, fps: float | None, on_status: StatusCallback | None = None):
+    def __init__(
+        self,
+        source_id: str,
+        path: Path,
+        fps: float | None,
+        on_status: StatusCallback | None = None,
+        decoding: DecodeOptions | None = None,
+    ):
         self.id = source_id
         self.path = path
         self.fps = fps
+        self.decoding = decoding or DecodeOptions()
         self.decoded = 0
+        self.skipped = 0  # frames left undecoded because the sampler would not select them
         self.sampled = 0
         self.corrupt = 0
         self.dropped = 0
@@ -126,16 +144,20 @@ class FileSource:
         time_base = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
         last_pts: Fraction | None = None
-        for frame in decode(container, stream, self):
+        opts = self.decoding
+        skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, lookahead=True, source=self.id, counts=self)
+        decoder = Decoder(stream, opts.hwaccel, self.id)
+        for frame in decode(container, stream, self, skip, decoder):
             if frame.pts is not None:
                 pts = Fraction(frame.pts) * time_base
             else:
                 pts = last_pts + 1 / rate if last_pts is not None else Fraction(0)
             last_pts = pts
+            later = skip.presented(frame, pts)
             if not sampler.keep(pts):
                 continue
             self.sampled += 1
-            yield make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+            yield make_frame(self.id, self.decoded + self.skipped - later - 1, self.sampled - 1, pts, frame)
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
         chunk: list[Frame] = []
@@ -167,11 +189,11 @@ class FileSource:
                 log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.corrupt)
             if self.decoded == 0:
                 raise SourceLostError(self.id, f"{self.path}: no frame could be decoded")
-            if stream.frames and self.decoded < stream.frames:
+            if stream.frames and self.decoded + self.skipped < stream.frames:
                 raise SourceLostError(
                     self.id,
-                    f"{self.path}: truncated or damaged: decoded {self.decoded} of the {stream.frames} frames "
-                    "its index lists",
+                    f"{self.path}: truncated or damaged: decoded {self.decoded} (and left out {self.skipped}) "
+                    f"of the {stream.frames} frames its index lists",
                 )
             self._status(SourceState.FINISHED, "end of file")
         finally:

@@ -33,6 +33,8 @@ from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
 from streamprep.sources.file import decode, make_frame
+from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.skipping import DecodeOptions, Skipper
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class LiveOptions:
     input_options: dict[str, str] = field(default_factory=dict)  # video_size, framerate, input_format...
     handoff: int = 2  # sampled frames that may wait between the decode thread and the pipeline
     policy: DropPolicy = DropPolicy.DROP_OLDEST
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)  # sampling mode, frame skipping, hwaccel
 
 
 def classify(url: str) -> tuple[str, str | None, str]:
@@ -142,6 +145,7 @@ class LiveSource:
         self.options = options or LiveOptions()
         self.kind = classify(url)[0]
         self.decoded = 0
+        self.skipped = 0  # frames left undecoded because the sampler would not select them
         self.sampled = 0
         self.corrupt = 0
         self.reconnects = 0
@@ -196,8 +200,10 @@ class LiveSource:
             origin: Fraction | None = None
             wall_origin = time.monotonic()
             ended = "stream ended"
+            opts = self.options.decoding
+            skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, source=self.id, counts=self)
             try:
-                for frame in decode(container, stream, self):
+                for frame in decode(container, stream, self, skip, Decoder(stream, opts.hwaccel, self.id)):
                     if self._stop.is_set():
                         break
                     if frame.pts is not None and stream.time_base is not None:
@@ -216,10 +222,11 @@ class LiveSource:
                         delay = wall_origin + float(pts - base) - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             break
+                    later = skip.presented(frame, pts)
                     if not sampler.keep(pts):
                         continue
                     self.sampled += 1
-                    item = make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+                    item = make_frame(self.id, self.decoded + self.skipped - later - 1, self.sampled - 1, pts, frame)
                     if not self._hand_off(loop, handoff, item):
                         return
             except av.error.FFmpegError as exc:
