@@ -17,7 +17,8 @@ class Frame:
 
     ``image`` is owned by this frame (nobody writes to it) and is in the decoder's format where that is
     cheaper to preprocess: ``bgr24`` is an ``H×W×3`` BGR array, ``yuv420p`` the planar I420 layout, an
-    ``(H·3/2)×W`` array of the Y plane followed by the U and V planes.
+    ``(H·3/2)×W`` array of the Y plane followed by the U and V planes, ``nv12`` (from hardware decoders)
+    the same size with the Y plane followed by one plane of interleaved U, V pairs.
     ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
     so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
     """
@@ -38,7 +39,7 @@ class Frame:
     @property
     def height(self) -> int:
         rows = int(self.image.shape[0])
-        return rows * 2 // 3 if self.pixel_format == "yuv420p" else rows
+        return rows * 2 // 3 if self.pixel_format in ("yuv420p", "nv12") else rows
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,15 +139,16 @@ class Preprocessor:
         self, image: Image, pixel_format: str = "bgr24", region: Region | None = None
     ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
-        yuv = pixel_format == "yuv420p"
+        yuv = pixel_format in ("yuv420p", "nv12")
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
         geo = self.geometry(image.shape[1], height, region)
         if yuv and not _even(geo):
-            image, yuv = cv2.cvtColor(image, cv2.COLOR_YUV2BGR_I420), False  # type: ignore[assignment]
+            code = cv2.COLOR_YUV2BGR_NV12 if pixel_format == "nv12" else cv2.COLOR_YUV2BGR_I420
+            image, yuv = cv2.cvtColor(image, code), False  # type: ignore[assignment]
         size = (geo.resized_width, geo.resized_height)
         small: Array
         if yuv:
-            small = self._resize_i420(image, geo)
+            small = self._resize_i420(image, geo, interleaved=pixel_format == "nv12")
         else:
             crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
             if not geo.padded:
@@ -162,8 +163,9 @@ class Preprocessor:
         np.copyto(placed, small)
         return canvas, geo
 
-    def _resize_i420(self, image: Image, geo: Geometry) -> Image:
-        """Resize the Y, U and V planes of an I420 frame straight to model size, then convert colour there.
+    def _resize_i420(self, image: Image, geo: Geometry, interleaved: bool = False) -> Image:
+        """Resize the Y, U and V planes of an I420 frame (or Y and the interleaved UV plane of an NV12 one)
+        straight to model size, then convert colour there.
 
         Chroma is interpolated from its own half-resolution plane, so the result differs from converting
         the full frame first only by interpolation (mean under one level of 255 on real photos).
@@ -175,7 +177,12 @@ class Preprocessor:
         chroma = image[h:].reshape(-1)
         yuv = self._scratch(("yuv", geo), (3, geo.resized_height, geo.resized_width))
         cv2.resize(image[y : y + ch, x : x + cw], size, dst=yuv[0], interpolation=self._interp)
-        for k in (1, 2):
+        if interleaved:
+            uv = chroma.reshape(h // 2, w // 2, 2)[y // 2 : (y + ch) // 2, x // 2 : (x + cw) // 2]
+            small_uv = self._scratch(("uv", geo), (geo.resized_height, geo.resized_width, 2))
+            cv2.resize(uv, size, dst=small_uv, interpolation=self._interp)
+            cv2.split(small_uv, [yuv[1], yuv[2]])
+        for k in () if interleaved else (1, 2):
             plane = chroma[(k - 1) * quarter : k * quarter].reshape(h // 2, w // 2)
             crop = plane[y // 2 : (y + ch) // 2, x // 2 : (x + cw) // 2]
             cv2.resize(crop, size, dst=yuv[k], interpolation=self._interp)
@@ -201,7 +208,7 @@ class Preprocessor:
         return value_tables(self.spec, *affine_for(self.spec, pixels))
 
     def into(self, image: Image, out: Array, pixel_format: str = "bgr24", region: Region | None = None) -> Geometry:
-        """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
+        """Preprocess one frame (``bgr24``, ``yuv420p`` or ``nv12``, see :class:`~streamprep.frames.Frame`) into
         ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. Returns its geometry."""
         bgr, geo = self._at_model_size(image, pixel_format, region)
         shape = (geo.out_height, geo.out_width)
