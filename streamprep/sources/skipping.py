@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LOOKAHEAD_PACKETS = 600  # files: read ahead at most this many packets looking for the next keyframe
 LOOKAHEAD_BYTES = 64 << 20
 _MAX_TRACKED = 4096  # timestamps remembered without a frame coming out: past this, stop skipping
+_REORDER_MAX = 16  # H.264/HEVC never hold more than 16 frames for reordering
 
 
 class SampleMode(enum.StrEnum):
@@ -260,11 +261,25 @@ class Skipper:
                 self._skipped_pts.clear()
 
     def _keyframes(self, demuxed: Iterable[Any]) -> Iterator[Any]:
+        """Each keyframe the sampler keeps, drained out of the decoder as soon as the packets demuxed after
+        it show that no frame earlier than it is still to come (decode timestamp past its pts), so that
+        frames left out before it are counted before it."""
+        pending: int | None = None  # pts of the keyframe in the decoder, not drained yet
+        waited = 0
         for packet in demuxed:
+            if pending is not None and (
+                not packet.size
+                or packet.is_keyframe
+                or waited >= _REORDER_MAX
+                or (packet.dts is not None and packet.dts >= pending)
+            ):
+                yield DRAIN
+                pending = None
             if not packet.size:
                 yield packet
                 continue
             pts = packet.pts
+            waited += 1
             if not packet.is_keyframe or (
                 pts is not None
                 and self._offset is not None
@@ -273,6 +288,8 @@ class Skipper:
                 self._skip(pts)
                 continue
             yield packet
+            pending, waited = (pts if pts is not None else -(1 << 62)), 0
+        if pending is not None:
             yield DRAIN
 
     # -- the frame side
