@@ -19,7 +19,8 @@ class Frame:
     cheaper to preprocess: ``bgr24`` is an ``H×W×3`` BGR array, ``yuv420p`` the planar I420 layout, an
     ``(H·3/2)×W`` array of the Y plane followed by the U and V planes, ``nv12`` (from hardware decoders)
     the same size with the Y plane followed by one plane of interleaved U, V pairs.
-    ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
+    ``index`` counts every frame of the source, decoded or left undecoded by frame skipping (the same
+    number decoding every frame would give); ``seq`` counts the sampled ones,
     so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
     """
 
