@@ -188,11 +188,13 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
 
     log.info("streamprep %s starting (pid %d)", __version__, os.getpid())
     cfg = _config_from_args(args)
+    signals.checkpoint()
     logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
-    found = preflight(cfg)
+    found = preflight(cfg, checkpoint=signals.checkpoint)
+    signals.checkpoint()
     for warning in found.warnings:
         log.warning("%s", warning)
     if found.fatal:

@@ -29,6 +29,17 @@ BUNDLED_MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
+SampleMode = Literal["exact", "keyframes"]
+# FFmpeg hardware device types streamprep can ask for (see streamprep.sources.hwdecode), plus auto and off
+HWACCEL_SETTINGS = ("auto", "off", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vdpau")
+
+
+def _hwaccel_setting(v: str | None) -> str | None:
+    if v is not None and v not in HWACCEL_SETTINGS:
+        raise ValueError(f"unknown hardware decoder {v!r}; choose one of {', '.join(HWACCEL_SETTINGS)}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +67,11 @@ class SourceConfig(_Strict):
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
     zones: tuple[ZoneConfig, ...] = ()  # [[sources.zones]]: need [events]
     lines: tuple[LineConfig, ...] = ()  # [[sources.lines]]: need [events]
+    sample: SampleMode | None = None  # default: the top-level sample
+    skip_frames: bool | None = None  # default: the top-level skip_frames
+    hwaccel: str | None = None  # default: the top-level hwaccel
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
 
     def resolved_url(self) -> str:
         """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
@@ -232,6 +248,10 @@ class Config(_Strict):
     queue_size: int = Field(8, ge=1, le=1024)
     live_queue_size: int = Field(1, ge=1, le=1024)
     sources: tuple[SourceConfig, ...] = ()
+    # "exact": the first frame of each 1/fps slot; "keyframes": the first keyframe at or after each slot start
+    sample: SampleMode = "exact"
+    skip_frames: bool = True  # leave undecoded the frames sampling will not select (same frames selected)
+    hwaccel: str = "auto"  # hardware decoding: auto, off, or a device type (cuda, vaapi, qsv, videotoolbox...)
     model: ModelConfig = ModelConfig()
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     output: OutputConfig = OutputConfig()
@@ -240,6 +260,8 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     limits: LimitsConfig = LimitsConfig()
     events: EventsConfig | None = None  # [events]: tracking, zones, lines, events, snapshots
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
 
     @field_validator("sources", mode="before")
     @classmethod

@@ -43,12 +43,15 @@ class StartupInterrupted(BaseException):
 class Signals:
     """SIGINT, SIGTERM and SIGHUP for the whole life of ``run``.
 
-    Before the event loop runs, a stop signal interrupts start-up (:class:`StartupInterrupted`) and a
-    SIGHUP is remembered; inside the loop they become calls of ``on_stop``/``on_reload`` on the loop.
+    Before the event loop runs, signals are remembered: start-up looks at them between its steps
+    (:meth:`checkpoint` raises :class:`StartupInterrupted` after a stop signal; raising from the handler
+    itself could land inside a library's import or initialisation and be turned into another error). A
+    SIGHUP is applied once running. Inside the loop they become calls of ``on_stop``/``on_reload``.
     """
 
     def __init__(self) -> None:
         self.reload_pending = False
+        self.stop_requested: signal.Signals | None = None
         self.stops = 0
 
     def install(self) -> None:
@@ -59,7 +62,13 @@ class Signals:
 
     def _early_stop(self, signum: int, _frame: types.FrameType | None) -> None:
         self.stops += 1
-        raise StartupInterrupted(signal.Signals(signum))
+        if self.stop_requested is None:
+            self.stop_requested = signal.Signals(signum)
+
+    def checkpoint(self) -> None:
+        """Between two steps of start-up: stop here if a stop signal came."""
+        if self.stop_requested is not None:
+            raise StartupInterrupted(self.stop_requested)
 
     def _early_reload(self, _signum: int, _frame: types.FrameType | None) -> None:
         self.reload_pending = True
@@ -178,8 +187,12 @@ class Daemon:
         try:
             models = self._models
             if models is None:
-                models = {key: load_model(self.cfg.model_for(key)) for key in self.cfg.used_models()}
+                models = {}
+                for key in self.cfg.used_models():
+                    models[key] = load_model(self.cfg.model_for(key))
+                    self.signals.checkpoint()
             log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
+            self.signals.checkpoint()
             return asyncio.run(self._serve(models))
         finally:
             self.signals.settle()
@@ -219,6 +232,8 @@ class Daemon:
                 self._tasks.add(loop.create_task(self._apply_reload()))
 
         self.signals.attach(loop, on_stop, on_reload)
+        if self.signals.stop_requested is not None:  # came just before the loop took over the signals
+            raise StartupInterrupted(self.signals.stop_requested)
         try:
             for sink in sinks:
                 await sink.open()

@@ -52,8 +52,10 @@ class Frame:
 
     ``image`` is owned by this frame (nobody writes to it) and is in the decoder's format where that is
     cheaper to preprocess: ``bgr24`` is an ``H×W×3`` BGR array, ``yuv420p`` the planar I420 layout, an
-    ``(H·3/2)×W`` array of the Y plane followed by the U and V planes.
-    ``index`` counts every decoded frame of the source; ``seq`` counts the sampled ones,
+    ``(H·3/2)×W`` array of the Y plane followed by the U and V planes, ``nv12`` (from hardware decoders)
+    the same size with the Y plane followed by one plane of interleaved U, V pairs.
+    ``index`` counts every frame of the source, decoded or left undecoded by frame skipping (the same
+    number decoding every frame would give); ``seq`` counts the sampled ones,
     so a consumer can tell a gap in ``seq`` from a frame the sampler meant to skip.
     ``color_matrix`` (``bt601``, ``bt709``, ``other``) and ``color_range`` (``limited``, ``full``) are the stream's
     YCbCr matrix and range: how the preprocessor converts a ``yuv420p`` image to RGB.
@@ -77,7 +79,7 @@ class Frame:
     @property
     def height(self) -> int:
         rows = int(self.image.shape[0])
-        return rows * 2 // 3 if self.pixel_format == "yuv420p" else rows
+        return rows * 2 // 3 if self.pixel_format in ("yuv420p", "nv12") else rows
 
 
 @dataclass(frozen=True, slots=True)

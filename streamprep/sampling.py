@@ -27,6 +27,19 @@ class Sampler:
     def fps(self) -> float | None:
         return float(self._fps) if self._fps is not None else None
 
+    def slot(self, pts: Fraction) -> int | None:
+        """The slot ``pts`` falls in, counted from the current origin; None before the first frame, without a
+        target rate, or before the origin (such a frame would restart the count)."""
+        if self._fps is None or self._origin is None or pts < self._origin:
+            return None
+        return math.floor((pts - self._origin) * self._fps)
+
+    def would_keep(self, pts: Fraction) -> bool:
+        """What :meth:`keep` would answer for ``pts`` now, without changing anything."""
+        if self._fps is None or self._origin is None or pts < self._origin + self._last_slot / self._fps:
+            return True
+        return math.floor((pts - self._origin) * self._fps) > self._last_slot
+
     def keep(self, pts: Fraction) -> bool:
         """True if the frame at ``pts`` seconds should be kept.
 

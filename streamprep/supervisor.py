@@ -137,6 +137,7 @@ class SourceSupervisor:
             first_seq=first_seq,
             executor=self._executor,
             decode_threads=self._decode_threads,
+            defaults=self.cfg,
         )
         runs.append(source.counts)
         self._metrics.source(sid)

@@ -49,8 +49,10 @@ def preflight(
     *,
     load: Callable[..., LoadedModel] = load_model,
     probe_sources: bool = False,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> Preflight:
-    """Check ``cfg`` as ``run`` would use it (see the module docstring)."""
+    """Check ``cfg`` as ``run`` would use it (see the module docstring). ``checkpoint`` is called between
+    slow steps (``run`` stops there when a stop signal came)."""
     found = Preflight(cfg)
     if not cfg.sources:
         found.problem(ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config"))
@@ -63,16 +65,17 @@ def preflight(
         found.problem(exc)
         costs = []
     sizes = {c.source: (c.width, c.height) for c in costs if c.size_known}
-    _models(found, load)
+    _models(found, load, checkpoint)
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
         _source(found, spec, sid, sizes.get(sid), probe_sources)
     _outputs(found)
     return found
 
 
-def _models(found: Preflight, load: Callable[..., LoadedModel]) -> None:
+def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Callable[[], None]) -> None:
     cfg = found.cfg
     for key in cfg.used_models():
+        checkpoint()
         try:
             model = load(cfg.model_for(key))
         except StreamprepError as exc:

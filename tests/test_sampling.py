@@ -54,3 +54,15 @@ def test_timestamps_going_back_restart_the_count() -> None:
 def test_bad_fps_is_refused(fps: float) -> None:
     with pytest.raises(ValueError, match="fps"):
         Sampler(fps)
+
+
+def test_slot_and_would_keep_answer_without_changing_anything() -> None:
+    s = Sampler(5)
+    assert s.slot(Fraction(3)) is None and s.would_keep(Fraction(3))  # no origin yet
+    assert s.keep(Fraction(1))
+    assert (s.slot(Fraction(1)), s.slot(Fraction(13, 10)), s.slot(Fraction(7, 5))) == (0, 1, 2)
+    assert s.slot(Fraction(1, 2)) is None  # before the origin: would restart the count
+    assert not s.would_keep(Fraction(11, 10)) and s.would_keep(Fraction(6, 5))
+    assert s.would_keep(Fraction(6, 5)), "asking twice changes nothing"
+    assert s.keep(Fraction(6, 5)) and not s.would_keep(Fraction(13, 10))
+    assert Sampler(None).slot(Fraction(1)) is None and Sampler(None).would_keep(Fraction(1))

@@ -221,12 +221,17 @@ class Preprocessor:
             buf = buffers[key] = np.full(shape, fill, dtype=np.uint8)
         return buf
 
-    def exact_bgr(self, image: Image, color_matrix: str = "bt601", color_range: str = "limited") -> Image:
-        """An I420 frame converted to full-size BGR by FFmpeg's swscale, as ``to_ndarray(format="bgr24")``
-        converts the decoded frame (a reformatter per thread, so swscale's state is built once)."""
+    def exact_bgr(
+        self, image: Image, color_matrix: str = "bt601", color_range: str = "limited", pixel_format: str = "yuv420p"
+    ) -> Image:
+        """An I420 (or NV12) frame converted to full-size BGR by FFmpeg's swscale, as
+        ``to_ndarray(format="bgr24")`` converts the decoded frame (a reformatter per thread, so swscale's
+        state is built once)."""
         reformatter = getattr(self._local, "reformatter", None)
         if reformatter is None:
             reformatter = self._local.reformatter = av.video.reformatter.VideoReformatter()
+        if pixel_format == "nv12":
+            image = _nv12_to_i420(image)  # the same samples: converted as the I420 frame would be
         frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
         bgr = reformatter.reformat(
             frame,
@@ -247,15 +252,16 @@ class Preprocessor:
         geometry: Geometry | None = None,
     ) -> tuple[Array, Geometry]:
         """The frame cropped, resized and padded to model size, as BGR (a per-thread buffer)."""
-        yuv = pixel_format == "yuv420p"
+        yuv = pixel_format in ("yuv420p", "nv12")
         height = image.shape[0] * 2 // 3 if yuv else image.shape[0]
         geo = geometry or self.geometry(image.shape[1], height, region, out)
         if yuv and (self.spec.color_conversion == "exact" or not _even(geo)):
-            image, yuv = self.exact_bgr(image, color_matrix, color_range), False
+            image, yuv = self.exact_bgr(image, color_matrix, color_range, pixel_format), False
         size = (geo.resized_width, geo.resized_height)
         small: Array
         if yuv:
-            small = self._resize_i420(image, geo, ffmpeg_affine(color_matrix, color_range))
+            affine = ffmpeg_affine(color_matrix, color_range)
+            small = self._resize_i420(image, geo, affine, interleaved=pixel_format == "nv12")
         else:
             crop = image[geo.crop_y : geo.crop_y + geo.crop_height, geo.crop_x : geo.crop_x + geo.crop_width]
             if not geo.padded:
@@ -269,9 +275,10 @@ class Preprocessor:
         _place(small, canvas, geo.pad_x, geo.pad_y)
         return canvas, geo
 
-    def _resize_i420(self, image: Image, geo: Geometry, affine: Array) -> Image:
-        """Resize the Y, U and V planes of an I420 frame straight to model size, then convert colour there
-        with ``affine`` (the stream's matrix and range, see :func:`ffmpeg_affine`).
+    def _resize_i420(self, image: Image, geo: Geometry, affine: Array, interleaved: bool = False) -> Image:
+        """Resize the Y, U and V planes of an I420 frame (or Y and the interleaved UV plane of an NV12 one)
+        straight to model size, then convert colour there with ``affine`` (the stream's matrix and range, see
+        :func:`ffmpeg_affine`).
 
         Chroma is interpolated from its own half-resolution plane and clipping happens after the resize,
         so the result differs from converting the full frame first at sharp colour edges.
@@ -283,7 +290,12 @@ class Preprocessor:
         chroma = image[h:].reshape(-1)
         yuv = self._scratch(("yuv", geo), (3, geo.resized_height, geo.resized_width))
         cv2.resize(image[y : y + ch, x : x + cw], size, dst=yuv[0], interpolation=self._interp)
-        for k in (1, 2):
+        if interleaved:
+            uv = chroma.reshape(h // 2, w // 2, 2)[y // 2 : (y + ch) // 2, x // 2 : (x + cw) // 2]
+            small_uv = self._scratch(("uv", geo), (geo.resized_height, geo.resized_width, 2))
+            cv2.resize(uv, size, dst=small_uv, interpolation=self._interp)
+            cv2.split(small_uv, [yuv[1], yuv[2]])
+        for k in () if interleaved else (1, 2):
             plane = chroma[(k - 1) * quarter : k * quarter].reshape(h // 2, w // 2)
             crop = plane[y // 2 : (y + ch) // 2, x // 2 : (x + cw) // 2]
             cv2.resize(crop, size, dst=yuv[k], interpolation=self._interp)
@@ -318,9 +330,9 @@ class Preprocessor:
         color_range: str = "limited",
         geometry: Geometry | None = None,
     ) -> Geometry:
-        """Preprocess one frame (``bgr24`` or ``yuv420p``, see :class:`~streamprep.frames.Frame`) into
-        ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
-        ``bt709``) and ``color_range`` (``limited``, ``full``) say how a ``yuv420p`` frame is converted.
+        """Preprocess one frame (``bgr24``, ``yuv420p`` or ``nv12``, see :class:`~streamprep.frames.Frame`)
+        into ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
+        ``bt709``) and ``color_range`` (``limited``, ``full``) say how a YUV frame is converted.
         ``geometry`` replaces the planned one (test-time augmentation's scaled views). Returns the geometry."""
         size = (out.shape[2], out.shape[1]) if self.spec.layout is Layout.NCHW else (out.shape[1], out.shape[0])
         bgr, geo = self._at_model_size(image, pixel_format, region, color_matrix, color_range, size, geometry)
@@ -360,6 +372,20 @@ def _place(small: Array, canvas: Array, x: int, y: int) -> None:
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(w, x + small.shape[1]), min(h, y + small.shape[0])
     np.copyto(canvas[y0:y1, x0:x1], small[y0 - y : y1 - y, x0 - x : x1 - x])
+
+
+def _nv12_to_i420(image: Image) -> Image:
+    """An NV12 frame (Y, then interleaved U and V) as I420 (Y, then U, then V): the same samples."""
+    rows, width = image.shape
+    height = rows * 2 // 3
+    out = np.empty_like(image)
+    out[:height] = image[:height]
+    uv = image[height:].reshape(-1, 2)
+    quarter = uv.shape[0]
+    flat = out[height:].reshape(-1)
+    flat[:quarter] = uv[:, 0]
+    flat[quarter:] = uv[:, 1]
+    return out
 
 
 def _even(geo: Geometry) -> bool:

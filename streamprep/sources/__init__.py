@@ -5,11 +5,13 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from pathlib import Path
 
-from streamprep.config import SourceConfig
+from streamprep.config import Config, SourceConfig
 from streamprep.queues import DropPolicy
+from streamprep.sources import hwdecode
 from streamprep.sources.base import Source, SourceCounts, StatusCallback
 from streamprep.sources.file import FileSource
 from streamprep.sources.live import LiveOptions, LiveSource, classify
+from streamprep.sources.skipping import DecodeOptions, SampleMode
 
 __all__ = ["FileSource", "LiveSource", "Source", "SourceCounts", "is_live", "make_source"]
 
@@ -18,6 +20,16 @@ def is_live(cfg: SourceConfig, realtime: bool) -> bool:
     """Live semantics (latest frame wins) for cameras and streams, and for files paced in real time."""
     kind = classify(cfg.url)[0]
     return kind != "file" or bool(cfg.realtime if cfg.realtime is not None else realtime)
+
+
+def decode_options(cfg: SourceConfig, defaults: Config | None = None) -> DecodeOptions:
+    """The source's sampling mode, frame skipping and hardware decoder, falling back to the top level's."""
+    top = defaults or Config()
+    return DecodeOptions(
+        sample=SampleMode(cfg.sample or top.sample),
+        skip=cfg.skip_frames if cfg.skip_frames is not None else top.skip_frames,
+        hwaccel=hwdecode.probe(cfg.hwaccel or top.hwaccel).device,
+    )
 
 
 def make_source(
@@ -30,9 +42,12 @@ def make_source(
     first_seq: int = 0,
     executor: Executor | None = None,
     decode_threads: int | None = None,
+    defaults: Config | None = None,
 ) -> Source:
     """The source ``cfg`` describes. File sources decode in ``executor`` with at most ``decode_threads``
-    FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own."""
+    FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own. ``defaults``
+    (the whole config) gives the top-level sampling, skipping and hardware decoding settings."""
+    decoding = decode_options(cfg, defaults)
     if not is_live(cfg, realtime):
         return FileSource(
             source_id,
@@ -42,6 +57,7 @@ def make_source(
             first_seq=first_seq,
             executor=executor,
             decode_threads=decode_threads,
+            decoding=decoding,
         )
     options = LiveOptions(
         transport=cfg.transport,
@@ -53,5 +69,6 @@ def make_source(
         input_format=cfg.format,
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
+        decoding=decoding,
     )
     return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status, first_seq=first_seq)

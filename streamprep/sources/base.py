@@ -19,6 +19,7 @@ class SourceCounts:
     was stopped) are in ``dropped`` by reason. Written by the source, read by the supervisor."""
 
     decoded: int = 0
+    skipped: int = 0  # frames left undecoded because the sampler would not select them
     sampled: int = 0
     corrupt: int = 0
     reconnects: int = 0
@@ -26,6 +27,7 @@ class SourceCounts:
 
     def add(self, other: SourceCounts) -> None:
         self.decoded += other.decoded
+        self.skipped += other.skipped
         self.sampled += other.sampled
         self.corrupt += other.corrupt
         self.reconnects += other.reconnects

@@ -19,6 +19,8 @@ from streamprep.errors import SourceLostError, SourceOpenError
 from streamprep.frames import DropReason, Frame, Image, SourceState, SourceStatus
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceCounts, StatusCallback
+from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.skipping import DRAIN, DecodeOptions, Skipper
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +43,17 @@ def color_of(frame: Any) -> tuple[str, str]:
 def to_image(frame: Any) -> tuple[Image, str]:
     """A decoded PyAV frame as ``(array, pixel_format)``, display orientation applied.
 
-    Even-sized I420 frames (``yuv420p``, ``yuvj420p``) with a matrix the preprocessor knows stay I420
-    (a plain copy): the preprocessor converts them as FFmpeg does (see :func:`color_of` for how), or at
-    model size on its fast path. Anything else becomes BGR here, converted by FFmpeg.
+    Even-sized I420 frames (``yuv420p``, ``yuvj420p``) with a matrix the preprocessor knows stay I420, and
+    NV12 frames (what hardware decoders give) stay NV12 (a plain copy): the preprocessor converts them as
+    FFmpeg does (see :func:`color_of` for how), or at model size on its fast path. Anything else becomes
+    BGR here, converted by FFmpeg.
     """
     rotation = (getattr(frame, "rotation", 0) or 0) % 360
     even = frame.width % 2 == 0 and frame.height % 2 == 0
     if frame.format.name in _I420 and even and not rotation and color_of(frame)[0] != "other":
         return frame.to_ndarray(), "yuv420p"
+    if frame.format.name == "nv12" and even and not rotation and color_of(frame)[0] != "other":
+        return frame.to_ndarray(), "nv12"
     image: Image = frame.to_ndarray(format="bgr24")
     if rotation:
         image = np.ascontiguousarray(np.rot90(image, k=round(rotation / 90) % 4))
@@ -78,12 +83,17 @@ def open_container(path: Path, source: str) -> tuple[Any, Any]:
     return container, stream
 
 
-def decode(container: Any, stream: Any, counts: SourceCounts) -> Iterator[Any]:
+def decode(
+    container: Any, stream: Any, counts: SourceCounts, skip: Skipper | None = None, decoder: Decoder | None = None
+) -> Iterator[Any]:
     """Every frame that decodes, in order; a packet that does not is counted in ``counts.corrupt`` and
-    skipped (most frames of a file damaged in the middle survive)."""
-    for packet in container.demux(stream):
+    skipped (most frames of a file damaged in the middle survive). ``skip`` chooses the packets worth
+    decoding (then call its ``presented`` for every frame); ``decoder`` decodes (default: in software)."""
+    decoder = decoder or Decoder(stream)
+    packets = container.demux(stream) if skip is None else skip.packets(container.demux(stream))
+    for packet in packets:
         try:
-            frames = packet.decode()
+            frames = decoder.drain() if packet is DRAIN else decoder.decode(packet)
         except av.error.InvalidDataError:
             counts.corrupt += 1
             continue
@@ -202,11 +212,13 @@ class FileSource:
         first_seq: int = 0,
         executor: Executor | None = None,
         decode_threads: int | None = None,
+        decoding: DecodeOptions | None = None,
     ) -> None:
         self.id = source_id
         self.path = path
         self.fps = fps
         self.counts = SourceCounts()
+        self.decoding = decoding or DecodeOptions()
         self._first_seq = first_seq
         self._executor = executor
         self._decode_threads = decode_threads
@@ -229,13 +241,18 @@ class FileSource:
         time_base = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
         timeline = Timeline(self.id, 1 / Fraction(rate))
-        for frame in decode(container, stream, self.counts):
+        opts, counts = self.decoding, self.counts
+        skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, lookahead=True, source=self.id, counts=counts)
+        decoder = Decoder(stream, opts.hwaccel, self.id)
+        for frame in decode(container, stream, counts, skip, decoder):
             raw = Fraction(frame.pts) * time_base if frame.pts is not None else None
             pts = timeline.place(raw if raw is not None else (timeline.last or Fraction(0)) + timeline.interval)
+            later = skip.presented(frame, pts)
             if not sampler.keep(pts):
                 continue
-            self.counts.sampled += 1
-            yield make_frame(self.id, self.counts.decoded - 1, self._first_seq + self.counts.sampled - 1, pts, frame)
+            counts.sampled += 1
+            index = counts.decoded + counts.skipped - later - 1
+            yield make_frame(self.id, index, self._first_seq + counts.sampled - 1, pts, frame)
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
         chunk: list[Frame] = []
@@ -270,11 +287,11 @@ class FileSource:
                 log.warning("source %s: skipped %d corrupt packet(s)", self.id, self.counts.corrupt)
             if self.counts.decoded == 0:
                 raise SourceLostError(self.id, f"{self.path}: no frame could be decoded")
-            if stream.frames and self.counts.decoded < stream.frames:
+            if stream.frames and self.counts.decoded + self.counts.skipped < stream.frames:
                 raise SourceLostError(
                     self.id,
-                    f"{self.path}: truncated or damaged: decoded {self.counts.decoded} of the {stream.frames} "
-                    "frames its index lists",
+                    f"{self.path}: truncated or damaged: decoded {self.counts.decoded} (and left out "
+                    f"{self.counts.skipped}) of the {stream.frames} frames its index lists",
                 )
             self._status(SourceState.FINISHED, "end of file")
         finally:

@@ -34,6 +34,8 @@ from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.file import Timeline, decode, make_frame
+from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.skipping import DecodeOptions, Skipper
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class LiveOptions:
     input_options: dict[str, str] = field(default_factory=dict)  # video_size, framerate, input_format...
     handoff: int = 2  # sampled frames that may wait between the decode thread and the pipeline
     policy: DropPolicy = DropPolicy.DROP_OLDEST
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)  # sampling mode, frame skipping, hwaccel
 
 
 def classify(url: str) -> tuple[str, str | None, str]:
@@ -197,8 +200,10 @@ class LiveSource:
             wall_origin = time.monotonic()
             first: Fraction | None = None
             ended = "stream ended"
+            opts = self.options.decoding
+            skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, source=self.id, counts=self.counts)
             try:
-                for frame in decode(container, stream, self.counts):
+                for frame in decode(container, stream, self.counts, skip, Decoder(stream, opts.hwaccel, self.id)):
                     if self._stop.is_set():
                         break
                     if frame.pts is not None and stream.time_base is not None:
@@ -212,6 +217,7 @@ class LiveSource:
                         delay = wall_origin + float(pts - first) - time.monotonic()
                         if delay > 0 and self._stop.wait(delay):
                             break
+                    later = skip.presented(frame, pts)
                     if not sampler.keep(pts):
                         continue
                     c = self.counts
@@ -219,7 +225,8 @@ class LiveSource:
                         if self._stop.is_set():
                             break
                         c.sampled += 1
-                    item = make_frame(self.id, c.decoded - 1, self._first_seq + c.sampled - 1, pts, frame)
+                    index = c.decoded + c.skipped - later - 1
+                    item = make_frame(self.id, index, self._first_seq + c.sampled - 1, pts, frame)
                     if not self._hand_off(loop, handoff, item):
                         with self._lock:
                             c.dropped[DropReason.STOPPED] += 1

@@ -3,9 +3,10 @@
 Run with Debian's interpreter (PyGObject is not in the venv):
     /usr/bin/python3 tests/servers/rtsp_server.py --port 8554 --file recordings/demo_720p.mp4
     /usr/bin/python3 tests/servers/rtsp_server.py --port 8554 --pattern
-Serves ``rtsp://127.0.0.1:PORT/stream`` on 127.0.0.1 only: a bundled MP4 without re-encoding (looped
-by default, so a client can connect at any time), or an encoded live test pattern. With ``--user`` and
-``--password`` it requires basic authentication. Prints ``READY`` on stdout once it listens.
+Serves ``rtsp://127.0.0.1:PORT/stream`` on 127.0.0.1 only: an H.264 MP4 (``--hevc``: an HEVC one)
+without re-encoding (looped by default, so a client can connect at any time), or an encoded live test
+pattern. With ``--user`` and ``--password`` it requires basic authentication. Prints ``READY`` on stdout
+once it listens.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ PATTERN = (
     "! rtph264pay name=pay0 pt=96 config-interval=1 )"
 )
 FILE = (
-    "( multifilesrc location={path} loop={loop} ! qtdemux ! h264parse config-interval=-1 "
-    "! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    "( multifilesrc location={path} loop={loop} ! qtdemux ! {codec}parse config-interval=-1 "
+    "! rtp{codec}pay name=pay0 pt=96 config-interval=1 )"
 )
 
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--file")
     parser.add_argument("--once", action="store_true", help="play the file once instead of looping")
+    parser.add_argument("--hevc", action="store_true", help="the file is HEVC, not H.264")
     parser.add_argument("--pattern", action="store_true")
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--fps", type=int, default=30)
@@ -49,7 +51,8 @@ def main() -> None:
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
     if args.file:
-        launch = FILE.format(path=args.file, loop="false" if args.once else "true")
+        codec = "h265" if args.hevc else "h264"
+        launch = FILE.format(path=args.file, loop="false" if args.once else "true", codec=codec)
     else:
         w, h = args.size.split("x")
         launch = PATTERN.format(w=w, h=h, fps=args.fps)
