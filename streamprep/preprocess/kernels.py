@@ -376,8 +376,7 @@ def _place(small: Array, canvas: Array, x: int, y: int) -> None:
 
 def _nv12_to_i420(image: Image) -> Image:
     """An NV12 frame (Y, then interleaved U and V) as I420 (Y, then U, then V): the same samples."""
-    rows, width = image.shape
-    height = rows * 2 // 3
+    height = image.shape[0] * 2 // 3
     out = np.empty_like(image)
     out[:height] = image[:height]
     uv = image[height:].reshape(-1, 2)
