@@ -170,9 +170,11 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
 
 def _run(args: argparse.Namespace) -> int:
     from streamprep.daemon import Signals, StartupInterrupted
+    from streamprep.threads import limit_malloc_arenas
 
     signals = Signals()
     signals.install()  # before anything slow: a stop while models load exits cleanly
+    limit_malloc_arenas()  # before any thread starts: memory stays flat on long runs
     try:
         return _serve(args, signals)
     except StartupInterrupted as exc:

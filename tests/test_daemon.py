@@ -180,3 +180,13 @@ def test_a_full_disk_under_out_is_one_error_line(small_disk: Callable[[int], tup
     c = assert_accounted(daemon.stderr, "demo_720p")
     assert c["processed"] == 120, "the pipeline ran on; the sink dropped what it could not write"
     assert 0 < c["sink_dropped"] < 120, "the sink counts what it dropped"
+
+
+def test_malloc_arenas_are_capped_on_glibc_unless_the_environment_says() -> None:
+    code = "from streamprep.threads import limit_malloc_arenas; print(limit_malloc_arenas())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert capped.stdout.strip() == "True", "glibc's mallopt took the cap"
+    env["MALLOC_ARENA_MAX"] = "4"
+    left = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert left.stdout.strip() == "False", "an explicit MALLOC_ARENA_MAX wins"
