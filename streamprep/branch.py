@@ -66,6 +66,7 @@ class ModelBranch:
         prepare_executor: Executor,
         infer_executor: Executor,
         events: EventHub | None = None,
+        keep_frames: bool = False,
     ) -> None:
         self.key = key
         self.model = model
@@ -77,6 +78,7 @@ class ModelBranch:
         self._prepare_executor = prepare_executor
         self._infer_executor = infer_executor
         self._events = events
+        self._keep_frames = keep_frames  # results carry their decoded frame (library use)
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS):
@@ -236,6 +238,7 @@ class ModelBranch:
                 detections=decoded.detections,
                 classifications=decoded.classifications,
                 outputs=decoded.outputs,
+                frame=f if self._keep_frames else None,
             )
             if self._events is None:
                 results.append((result, []))

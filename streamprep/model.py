@@ -11,7 +11,7 @@ from streamprep import contract
 from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
-from streamprep.inference import OnnxEngine
+from streamprep.inference import Engine, OnnxEngine
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
 from streamprep.tta import VIEW_THRESHOLD, Views, views_for
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadedModel:
     name: str
-    engine: OnnxEngine
+    engine: Engine
     spec: PreprocessSpec
     provenance: Provenance
     preprocessor: Preprocessor

@@ -57,6 +57,7 @@ class SourceSupervisor:
         publish: Callable[[SourceStatus], None],
         decode_executor: Executor,
         decode_threads: int | None,
+        custom: Mapping[str, Source] | None = None,
     ) -> None:
         self.cfg = cfg
         self.failures: list[SourceError] = []  # sources that ended failed (live sources are restarted instead)
@@ -66,6 +67,7 @@ class SourceSupervisor:
         self._publish = publish
         self._executor = decode_executor
         self._decode_threads = decode_threads
+        self._custom = dict(custom or {})  # ready-made sources by id (library use): started once, not restarted
         self._running: dict[str, _Running] = {}
         self._specs: dict[str, SourceConfig] = {}  # every source started so far, as configured
         self._history: dict[str, list[SourceCounts]] = {}  # the counts of every run of each source
@@ -128,7 +130,7 @@ class SourceSupervisor:
         fps = spec.fps if spec.fps is not None else self.cfg.fps
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
-        source = make_source(
+        source = self._custom.pop(sid, None) or make_source(
             spec,
             sid,
             fps,
