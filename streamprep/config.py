@@ -211,6 +211,7 @@ class MqttConfig(_Strict):
 class OutputConfig(_Strict):
     out: str | None = None  # a file path, or "-" for stdout
     mqtt: MqttConfig | None = None
+    annotate: Path | None = None  # an MP4 of the sampled frames with their boxes drawn (one per source)
 
     @field_validator("mqtt", mode="before")
     @classmethod

@@ -119,6 +119,7 @@ class SourceSupervisor:
             c = self._metrics.source(sid)
             c.decoded, c.sampled, c.corrupt = total.decoded, total.sampled, total.corrupt
             c.reconnects = total.reconnects + self._restarted[sid]
+            c.position_s, c.duration_s = runs[-1].position_s, runs[-1].duration_s
             c.source_drops = total.dropped
 
     # -- starting

@@ -166,6 +166,8 @@ def _outputs(found: Preflight) -> None:
         elif not path.exists() and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
             why = "no such directory" if not parent.is_dir() else "directory not writable"
             found.problem(SinkError(f"output file {path}: {parent}: {why}"))
+    if out.annotate is not None and not out.annotate.parent.is_dir():
+        found.problem(SinkError(f"annotated video {out.annotate}: {out.annotate.parent}: no such directory"))
     if out.mqtt is not None:
         from streamprep.sinks.mqtt import MqttSink
 

@@ -247,6 +247,7 @@ class FileSource:
         for frame in decode(container, stream, counts, skip, decoder):
             raw = Fraction(frame.pts) * time_base if frame.pts is not None else None
             pts = timeline.place(raw if raw is not None else (timeline.last or Fraction(0)) + timeline.interval)
+            counts.position_s = float(pts)
             later = skip.presented(frame, pts)
             if not sampler.keep(pts):
                 continue
@@ -270,6 +271,8 @@ class FileSource:
         self._status(SourceState.CONNECTING)
         container, stream = await loop.run_in_executor(self._executor, self._open)
         self._status(SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+        if container.duration:
+            self.counts.duration_s = container.duration / av.time_base
         frames = self._decode(container, stream)
         pending: asyncio.Future[list[Frame]] | None = None
         chunk: list[Frame] = []
