@@ -6,6 +6,7 @@ Validation is strict (unknown keys are errors) and every message names the key, 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -42,6 +43,12 @@ def _hwaccel_setting(v: str | None) -> str | None:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
 
 
 class SourceConfig(_Strict):
@@ -118,6 +125,8 @@ class SourceConfig(_Strict):
             if v[1] + v[3] > 1 + 1e-9:
                 raise ValueError(f"y + height = {v[1] + v[3]:g} goes past the bottom edge ({inside})")
         return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
 
     @field_validator("id")
     @classmethod
@@ -270,6 +279,8 @@ class Config(_Strict):
         if isinstance(v, (list, tuple)):
             return [{"url": s} if isinstance(s, str) else s for s in v]
         return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
 
     @field_validator("device")
     @classmethod

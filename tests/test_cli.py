@@ -243,3 +243,15 @@ def test_annotate_into_a_missing_directory_is_refused(tmp_path: Path) -> None:
     proc = streamprep("run", str(DEMO), "--annotate", str(tmp_path / "no" / "x.mp4"))
     assert proc.returncode == 5
     assert "annotated video" in proc.stderr and "no such directory" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_frame_rate_that_is_no_number_is_named_so(value: str) -> None:
+    assert_one_clear_line(streamprep("run", str(DEMO), "--fps", value), 2, "fps: must be a finite number")
+
+
+def test_an_unreachable_broker_is_one_line_and_nothing_else(tmp_path: Path) -> None:
+    proc = streamprep("run", str(DEMO), "--mqtt", f"mqtt://127.0.0.1:{free_port()}", timeout=60)
+    assert proc.returncode == 5
+    assert "Could not gracefully disconnect" not in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if " WARNING " in line], proc.stderr
