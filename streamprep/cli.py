@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     options.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
     options.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
     options.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
+    options.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="DIR",
+        help="where the credential files are (as systemd's LoadCredential= puts them in $CREDENTIALS_DIRECTORY)",
+    )
 
     run = sub.add_parser("run", parents=[options], help="run sources through a model and publish the results")
     run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
@@ -125,6 +131,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
     """The config file with the flags on top. SOURCE arguments replace the file's [[sources]]."""
     from streamprep import config as config_mod
 
+    if getattr(args, "credentials", None) is not None:
+        os.environ["CREDENTIALS_DIRECTORY"] = str(args.credentials)
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
     flags: dict[str, Any] = {"model": {}, "output": {}}
     if getattr(args, "sources", None):

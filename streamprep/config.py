@@ -45,6 +45,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def read_credential(name: str, key: str) -> str:
+    """A systemd credential (``LoadCredential=NAME:FILE`` in the unit), from ``$CREDENTIALS_DIRECTORY``."""
+    where = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not where:
+        raise ConfigError(
+            f"{key}: {name!r} needs systemd's credentials (LoadCredential={name}:FILE in the unit); "
+            "CREDENTIALS_DIRECTORY is not set"
+        )
+    path = Path(where.split(":")[0]) / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        hint = f" (is LoadCredential={name}:FILE in the unit?)" if isinstance(exc, FileNotFoundError) else ""
+        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}{hint}") from None
+
+
 def _finite(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError("must be a finite number")
@@ -70,7 +86,8 @@ class SourceConfig(_Strict):
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     username: str | None = None  # the camera's user name (instead of putting it in the URL)
-    password_env: str | None = None  # the camera password from this environment variable...
+    password_credential: str | None = None  # the password from systemd's LoadCredential=NAME:FILE...
+    password_env: str | None = None  # ...or from this environment variable...
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
     zones: tuple[ZoneConfig, ...] = ()  # [[sources.zones]]: need [events]
     lines: tuple[LineConfig, ...] = ()  # [[sources.lines]]: need [events]
@@ -83,11 +100,13 @@ class SourceConfig(_Strict):
     def resolved_url(self) -> str:
         """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
         (never logged). Raises ConfigError naming the key when they cannot be read."""
-        if self.password_env is None and self.password_file is None and self.username is None:
+        if (self.password_env, self.password_file, self.password_credential, self.username) == (None,) * 4:
             return self.url
         name = self.id or redact_url(self.url)
         password: str | None = None
-        if self.password_env is not None:
+        if self.password_credential is not None:
+            password = read_credential(self.password_credential, f"source {name}: password_credential")
+        elif self.password_env is not None:
             password = os.environ.get(self.password_env)
             if password is None:
                 raise ConfigError(f"source {name}: password_env: environment variable {self.password_env} is not set")
