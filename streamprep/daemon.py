@@ -31,6 +31,7 @@ from streamprep.sources import is_live
 log = logging.getLogger("streamprep")
 
 EXIT_ABORTED = 130
+TRIM_EVERY_S = 60.0
 ANNOTATE_QUEUE = 16  # results (with their frames) that may wait for each sink when frames are kept
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ALL = (*_STOP_SIGNALS, signal.SIGHUP)
@@ -148,9 +149,18 @@ def build_sinks(cfg: Config) -> list[Sink]:
     return sinks
 
 
+async def _trim_memory(_pipeline: Pipeline) -> None:
+    """Once a minute, glibc's free memory back to the system (off the loop): RSS shows what is in use."""
+    from streamprep.threads import trim_malloc
+
+    while True:
+        await asyncio.sleep(TRIM_EVERY_S)
+        await asyncio.to_thread(trim_malloc)
+
+
 def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: bool) -> list[Companion]:
-    """The daemon's helpers that read snapshots: systemd, status socket, metrics, dashboard."""
-    found: list[Companion] = []
+    """The daemon's helpers: systemd, status socket, metrics, dashboard or progress bars, memory trimming."""
+    found: list[Companion] = [_trim_memory]
     if notifier.enabled:
         found.append(systemd_companion(notifier, pipeline.snapshot))
     status_path = cfg.status.socket or default_status_socket()
