@@ -259,6 +259,7 @@ class LimitsConfig(_Strict):
     """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
 
     max_sources: int = Field(64, ge=1, le=100_000)
+    open_files: int = Field(16, ge=1, le=10_000)  # files decoded at once; the others wait their turn
     memory_mb: int | None = Field(None, ge=64)  # default: 80% of the memory this process may use
     threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
 

@@ -76,11 +76,13 @@ class SourceSupervisor:
         self._restarted: collections.Counter[str] = collections.Counter()
         self._last_status: dict[str, tuple[SourceState, str]] = {}
         self._tg: asyncio.TaskGroup | None = None
+        self._file_slots: asyncio.Semaphore | None = None
         self._stopping = False
 
     # -- life cycle
     def start(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
+        self._file_slots = asyncio.Semaphore(self.cfg.limits.open_files)
         for spec, sid in zip(self.cfg.sources, self.cfg.source_ids(), strict=True):
             self._start(spec, sid)
         self._seal_if_done()
@@ -141,6 +143,7 @@ class SourceSupervisor:
             executor=self._executor,
             decode_threads=self._decode_threads,
             defaults=self.cfg,
+            file_slots=self._file_slots,
         )
         runs.append(source.counts)
         self._metrics.source(sid)

@@ -59,7 +59,7 @@ def preflight(
     try:
         costs = budget.check(cfg)
         if costs:
-            total = budget.PROCESS_MB + sum(c.memory_mb for c in costs)
+            total = budget.total_mb(costs, cfg.limits.open_files)
             found.notes.append(f"budget: {len(costs)} source(s), about {total:.0f} MB at most")
     except ConfigError as exc:
         found.problem(exc)

@@ -213,6 +213,7 @@ class FileSource:
         executor: Executor | None = None,
         decode_threads: int | None = None,
         decoding: DecodeOptions | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.id = source_id
         self.path = path
@@ -222,6 +223,7 @@ class FileSource:
         self._first_seq = first_seq
         self._executor = executor
         self._decode_threads = decode_threads
+        self._slots = slots  # files open at once (each open decoder holds a dozen frames)
         self._on_status = on_status
 
     def _status(self, state: SourceState, reason: str = "") -> None:
@@ -267,6 +269,17 @@ class FileSource:
         return chunk
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
+        if self._slots is None:
+            async for frame in self._frames():
+                yield frame
+            return
+        if self._slots.locked():
+            self._status(SourceState.CONNECTING, "waiting for its turn (limits.open_files are being decoded)")
+        async with self._slots:
+            async for frame in self._frames():
+                yield frame
+
+    async def _frames(self) -> AsyncGenerator[Frame, None]:
         loop = asyncio.get_running_loop()
         self._status(SourceState.CONNECTING)
         container, stream = await loop.run_in_executor(self._executor, self._open)
