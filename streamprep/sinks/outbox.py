@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -66,12 +67,17 @@ class _Spool:
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def insert(self, messages: list[Message]) -> None:
+    def insert(self, messages: list[Message]) -> list[int]:
+        """Append ``messages``; their row ids."""
+        keys = []
         with self._db:
-            self._db.executemany(
-                "INSERT INTO outbox (topic, payload, qos, source) VALUES (?, ?, ?, ?)",
-                [(m.topic, m.payload, m.qos, m.source) for m in messages],
-            )
+            for m in messages:
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (topic, payload, qos, source) VALUES (?, ?, ?, ?)",
+                    (m.topic, m.payload, m.qos, m.source),
+                )
+                keys.append(int(cursor.lastrowid or 0))
+        return keys
 
     def read(self, after: int, limit: int) -> list[Message]:
         rows = self._db.execute(
@@ -110,10 +116,14 @@ class Outbox:
         self._spooled = 0  # rows in the spool not yet acknowledged (the cached ones included)
         self._last_read = 0
         self._in_flight: Message | None = None
+        self._moved: dict[int, Message] = {}  # a message spilled while in flight: its row, by the old's id
         self._spool_error: str | None = None
         self._online = False
         self._closed = False
-        self._changed = asyncio.Event()
+        # every change of the tiers and their counts happens under this lock (the SQLite work is awaited
+        # inside it), so a read of the spool never overtakes the write that it should see, and counts stay
+        # exact; waiters (a publisher with nothing to send, a blocked put) wait on it
+        self._changed = asyncio.Condition()
 
     async def open(self) -> None:
         """Open the spool (if any) and count what an earlier run left in it."""
@@ -154,26 +164,31 @@ class Outbox:
 
     async def set_online(self, online: bool) -> None:
         """While offline, new messages go straight to the spool (and what waits in memory moves there)."""
-        self._online = online
-        if not online:
-            await self._spill()
+        async with self._changed:
+            self._online = online
+            if not online:
+                await self._spill()
 
     async def _spill(self) -> bool:
         """Move the memory tier to the end of the spool; False when the spool cannot be written."""
         if self._spool is None or not self._memory:
             return self._spool is not None
         moving = list(self._memory)
-        if not await self._write(moving):
+        keys = await self._write(moving)
+        if keys is None:
             return False
-        for _ in moving:
+        for message, key in zip(moving, keys, strict=True):
             self._memory.popleft()
+            if message is self._in_flight:  # being published: its ack must remove its row now
+                self._in_flight = self._moved[id(message)] = dataclasses.replace(message, key=key)
         self._spooled += len(moving)
         return True
 
-    async def _write(self, messages: list[Message]) -> bool:
+    async def _write(self, messages: list[Message]) -> list[int] | None:
+        """Append to the spool: the rows' ids, or None (logged once per episode) when it cannot be written."""
         assert self._spool is not None
         try:
-            await self._run(self._spool.insert, messages)
+            keys = await self._run(self._spool.insert, messages)
         except (sqlite3.Error, OSError) as exc:
             if self._spool_error is None:
                 log.error(
@@ -184,37 +199,39 @@ class Outbox:
                     self._memory_limit,
                 )
             self._spool_error = str(exc)
-            return False
+            return None
         if self._spool_error is not None:
             log.warning("MQTT outbox spool %s can be written again", self.path)
             self._spool_error = None
-        return True
+        return keys
 
     async def put(self, topic: str, payload: bytes, qos: int, source: str = "") -> None:
-        while len(self) >= self.limit:
-            if self.policy == "drop_oldest":
-                if not await self._drop_oldest():
-                    break
-            else:
-                self._changed.clear()
-                await self._changed.wait()
-        message = Message(topic, payload, qos, source)
+        async with self._changed:
+            while len(self) >= self.limit:
+                if self.policy == "drop_oldest":
+                    if not await self._drop_oldest():
+                        break
+                else:
+                    await self._changed.wait()
+            await self._add(Message(topic, payload, qos, source))
+            self._changed.notify_all()
+
+    async def _add(self, message: Message) -> None:
         spooling = self._spool is not None and (
             not self._online or self._spooled > 0 or len(self._memory) >= self._memory_limit
         )
-        if spooling and await self._spill() and await self._write([message]):
+        if spooling and await self._spill() and await self._write([message]) is not None:
             self._spooled += 1
-        else:
-            if spooling and len(self._memory) >= self._memory_limit:
-                # the spool cannot be written and memory is full: the oldest in memory makes room
-                oldest = next((i for i, m in enumerate(self._memory) if m is not self._in_flight), None)
-                if oldest is None:
-                    self._count_drop(message)
-                    return
-                self._count_drop(self._memory[oldest])
-                del self._memory[oldest]
-            self._memory.append(message)
-        self._changed.set()
+            return
+        if spooling and len(self._memory) >= self._memory_limit:
+            # the spool cannot be written and memory is full: the oldest in memory makes room
+            oldest = next((i for i, m in enumerate(self._memory) if m is not self._in_flight), None)
+            if oldest is None:
+                self._count_drop(message)
+                return
+            self._count_drop(self._memory[oldest])
+            del self._memory[oldest]
+        self._memory.append(message)
 
     def _count_drop(self, message: Message) -> None:
         self.dropped += 1
@@ -259,14 +276,14 @@ class Outbox:
 
     async def next(self) -> Message:
         """Wait for the oldest message; it stays in the outbox (and in flight) until :meth:`ack`."""
-        while True:
-            await self._fill_cache()
-            message = self._cache[0] if self._cache else (self._memory[0] if self._memory else None)
-            if message is not None:
-                self._in_flight = message
-                return message
-            self._changed.clear()
-            await self._changed.wait()
+        async with self._changed:
+            while True:
+                await self._fill_cache()
+                message = self._cache[0] if self._cache else (self._memory[0] if self._memory else None)
+                if message is not None:
+                    self._in_flight = message
+                    return message
+                await self._changed.wait()
 
     def peek(self) -> Message | None:
         """The oldest message already at hand (None if the spool would have to be read first)."""
@@ -274,19 +291,24 @@ class Outbox:
 
     async def ack(self, message: Message) -> None:
         """The broker has it: forget it."""
-        self._in_flight = None
-        if message.key:
-            if self._cache and self._cache[0] is message:
-                self._cache.popleft()
-                self._spooled -= 1
-                await self._delete(message.key)
-        elif self._memory and self._memory[0] is message:
-            self._memory.popleft()
-        self._changed.set()
+        async with self._changed:
+            self._in_flight = None
+            message = self._moved.pop(id(message), message)  # spilled to the spool while in flight
+            if message.key:
+                cached = next((m for m in self._cache if m.key == message.key), None)
+                if cached is not None:
+                    self._cache.remove(cached)
+                if cached is not None or message.key > self._last_read:  # still in the spool: forget it
+                    self._spooled -= 1
+                    await self._delete(message.key)
+            elif self._memory and self._memory[0] is message:
+                self._memory.popleft()
+            self._changed.notify_all()
 
     def release(self) -> None:
         """Publishing the message in flight failed: it stays first in line."""
         self._in_flight = None
+        self._moved.clear()
 
     async def close(self) -> None:
         """Keep what is left for the next run (spool), and release the database."""
@@ -296,7 +318,8 @@ class Outbox:
         if self._spool is None or self._io is None:
             return
         try:
-            await asyncio.wait_for(self._spill(), _CLOSE_TIMEOUT)
+            async with asyncio.timeout(_CLOSE_TIMEOUT), self._changed:
+                await self._spill()
             await asyncio.wait_for(self._run(self._spool.close), _CLOSE_TIMEOUT)
         except TimeoutError:
             log.error("MQTT outbox spool %s did not close in time", self.path)
