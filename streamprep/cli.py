@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[options], help="run sources through a model and publish the results")
     run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
+    run.add_argument("--workers", type=int, metavar="N", help="N worker processes share the sources (all cores)")
+    run.add_argument("--worker", help=argparse.SUPPRESS)  # K/N: this process is worker K of N (streamprep.workers)
+    run.add_argument("--worker-dir", type=Path, help=argparse.SUPPRESS)
 
     chk = sub.add_parser(
         "check",
@@ -164,6 +167,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
         flags["status"] = {"socket": args.status_socket}
     if getattr(args, "log_format", None):
         flags["logging"] = {"format": args.log_format}
+    if getattr(args, "workers", None) is not None:
+        flags["workers"] = args.workers
     where = f"{args.config}: " if args.config else ""
     return config_mod.parse(config_mod.merge(data, flags), where)
 
@@ -195,6 +200,13 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
+    reload = (lambda: _config_from_args(args, quiet=True)) if args.config is not None else None
+    if args.worker is not None:  # worker K of N under `run --workers N`: its share of the sources
+        from streamprep import workers
+
+        cfg, reload = workers.as_worker(cfg, args.worker, args.worker_dir, reload)
+        args.dashboard = False
+    count = cfg.workers
     found = preflight(cfg, checkpoint=signals.checkpoint)
     signals.checkpoint()
     for warning in found.warnings:
@@ -203,7 +215,11 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
         for later in found.fatal[1:]:
             log.error("%s", later)
         raise found.fatal[0]
-    reload = (lambda: _config_from_args(args, quiet=True)) if args.config is not None else None
+    if count > 1 and args.worker is None:
+        from streamprep import workers
+
+        found.models.clear()  # checked; each worker loads its own
+        return workers.supervise(cfg, count, args.argv, signals, reload, dashboard=args.dashboard)
     outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, models=found.models).run()
     summarize(outcome)
     return outcome.exit_code
@@ -337,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup("auto", "debug" if debug else "info")
     try:
         args = _parser().parse_args(argv)
+        args.argv = list(argv if argv is not None else sys.argv[1:])  # `run --workers N` starts its workers with it
         if args.command == "run":
             return _run(args)
         if args.command == "preprocess":

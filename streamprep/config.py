@@ -317,6 +317,7 @@ class Config(_Strict):
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
     drain_timeout_s: float = Field(10.0, ge=0, le=3600)  # on stop: time to finish what is in flight
+    workers: int = Field(1, ge=1, le=256)  # processes sharing the sources (see streamprep.workers)
     fps: float | None = Field(None, gt=0, le=1000)
     realtime: bool = False
     queue_size: int = Field(8, ge=1, le=1024)
