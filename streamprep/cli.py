@@ -1,4 +1,4 @@
-"""Command line: ``streamprep run|check|top|inspect|preprocess|record``.
+"""Command line: ``streamprep run|check|top|fleet|inspect|preprocess|record|probe|verify``.
 
 Maps every StreamprepError to one line and an exit code; tracebacks only with ``--debug``.
 """
@@ -88,6 +88,14 @@ def _parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
     top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+
+    flt = sub.add_parser("fleet", help="every device and source publishing to a broker, from its retained statuses")
+    flt.add_argument("--mqtt", metavar="URL", help="the broker (default: [output.mqtt] of --config)")
+    flt.add_argument("--config", type=Path, help="take the broker, credentials and TLS from [output.mqtt]")
+    flt.add_argument("--prefix", help="topic prefix (default: the config's, else streamprep)")
+    flt.add_argument("--watch", action="store_true", help="keep the table live until Ctrl-C")
+    flt.add_argument("--json", action="store_true", help="print JSON")
+    flt.add_argument("--timeout", type=float, default=5.0, help="seconds to collect retained statuses at most")
 
     ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
@@ -368,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamprep import probe
 
             return probe.main(args)
+        if args.command == "fleet":
+            from streamprep import fleet
+
+            return fleet.main(args)
         if args.command == "verify":
             from streamprep import verify
 

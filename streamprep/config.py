@@ -273,6 +273,8 @@ class MqttConfig(_Strict):
     tls_insecure: bool = False  # skip certificate and host name verification (testing only)
     outbox_max: int = Field(10_000, ge=1, le=10_000_000)
     outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
+    # each source's retained status is published again with its counts this often (0: only on changes)
+    status_interval_s: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("url")
     @classmethod
