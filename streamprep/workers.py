@@ -5,9 +5,12 @@ per-frame bookkeeping, whatever holds the GIL). With many cameras on many cores,
 ``workers = N`` in the config) runs N copies of the pipeline, each in a process of its own owning a stable
 share of the sources, and this module supervises them:
 
-- **Shares**: each source belongs to the worker :func:`owner` names, by rendezvous hashing of its id: the
-  same worker on every start and every machine, whatever the other sources are; going from N to N+1
-  workers moves only about one source in N+1. A worker with no source is not started.
+- **Shares** (:func:`plan`): each source goes to the first worker in its own order of preference (rendezvous
+  hashing of its id) that has room, room being an equal share (⌈sources/N⌉), the sources placed in the
+  order of their ids' hashes. So the shares are balanced (they differ by one source at most), and the same
+  on every start and every machine, whatever order the config lists them in. On a reload, sources that stay
+  stay with their worker; a new one goes to its first choice with room (the supervisor keeps the plan and
+  hands it to the workers in ``shares.json``). A worker with no source is not started.
 - **Each worker** is ``streamprep run`` with the same arguments plus ``--worker K/N``: it reads the same
   config, keeps its share (:func:`worker_config`), and has its own MQTT client id (``…-workerK``), its own
   outbox (``state_dir/worker-K``), its own status socket (in the supervisor's runtime directory), no metrics
@@ -33,6 +36,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -41,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,22 +71,61 @@ _SEVERITY = (130, 1, 4, 3, 5, 2)  # the most serious exit status first (see comb
 _CHUNK = 1 << 16
 
 
-def owner(source_id: str, workers: int) -> int:
-    """The worker (0..workers-1) that owns ``source_id``: rendezvous (highest random weight) hashing, the
-    same everywhere (no use of Python's per-process ``hash``) and independent of the other sources."""
-
-    def weight(k: int) -> int:
-        return int.from_bytes(hashlib.blake2b(f"{k}/{source_id}".encode(), digest_size=8).digest(), "big")
-
-    return max(range(workers), key=weight)
+def _hash(text: str) -> int:
+    """A stable 64-bit hash (never Python's per-process ``hash``)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def shares(cfg: Config, workers: int) -> list[list[str]]:
-    """The source ids of each worker."""
-    found: list[list[str]] = [[] for _ in range(workers)]
-    for sid in cfg.source_ids():
-        found[owner(sid, workers)].append(sid)
+def preference(source_id: str, workers: int) -> list[int]:
+    """The workers in ``source_id``'s order of preference: rendezvous (highest random weight) hashing."""
+    return sorted(range(workers), key=lambda k: (-_hash(f"{k}/{source_id}"), k))
+
+
+def plan(ids: Sequence[str], workers: int, previous: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Which worker owns each source id (see the module docstring). With ``previous`` (a reload), the ids
+    it already placed keep their worker; only new ones are placed."""
+    room = -(-len(ids) // workers)  # an equal share, rounded up
+    load = [0] * workers
+    found: dict[str, int] = {}
+    wanted = set(ids)
+    kept = {sid: k for sid, k in (previous or {}).items() if sid in wanted and 0 <= k < workers}
+    for sid, k in kept.items():
+        found[sid] = k
+        load[k] += 1
+    for sid in sorted((i for i in ids if i not in kept), key=lambda i: (_hash(i), i)):
+        choices = preference(sid, workers)
+        k = next((k for k in choices if load[k] < room), min(choices, key=lambda k: load[k]))
+        found[sid] = k
+        load[k] += 1
     return found
+
+
+def shares(ids: Sequence[str], placed: Mapping[str, int], workers: int) -> list[list[str]]:
+    """The source ids of each worker, in config order."""
+    found: list[list[str]] = [[] for _ in range(workers)]
+    for sid in ids:
+        if sid in placed:
+            found[placed[sid]].append(sid)
+    return found
+
+
+def plan_path(directory: Path) -> Path:
+    return directory / "shares.json"
+
+
+def write_plan(directory: Path, placed: Mapping[str, int]) -> None:
+    """Atomically: a worker reading it never sees half of it."""
+    tmp = plan_path(directory).with_suffix(".tmp")
+    tmp.write_text(json.dumps(dict(placed), sort_keys=True))
+    tmp.replace(plan_path(directory))
+
+
+def read_plan(directory: Path) -> dict[str, int]:
+    try:
+        data = json.loads(plan_path(directory).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--worker-dir {directory}: no plan of the shares ({exc})") from None
+    return {str(k): int(v) for k, v in data.items()}
 
 
 def parse_worker(spec: str) -> tuple[int, int]:
@@ -102,12 +145,13 @@ def wants_json_lines(cfg: Config) -> bool:
     return out.out is not None or out.mqtt is None
 
 
-def worker_config(cfg: Config, index: int, count: int, directory: Path) -> Config:
-    """Worker ``index``'s config: its share of the sources (with their ids fixed as the whole config names
-    them), its own outbox, MQTT client id and status socket; JSON lines to stdout (the supervisor's pipe)."""
+def worker_config(cfg: Config, index: int, placed: Mapping[str, int], directory: Path) -> Config:
+    """Worker ``index``'s config: its share of the sources as ``placed`` says (their ids fixed as the whole
+    config names them), its own outbox, MQTT client id and status socket; JSON lines to stdout (the
+    supervisor's pipe). A source the plan does not know yet (the config changed again) waits for a reload."""
     ids = cfg.source_ids()
     kept = tuple(
-        s.model_copy(update={"id": sid}) for s, sid in zip(cfg.sources, ids, strict=True) if owner(sid, count) == index
+        s.model_copy(update={"id": sid}) for s, sid in zip(cfg.sources, ids, strict=True) if placed.get(sid) == index
     )
     output = cfg.output.model_copy(update={"out": "-" if wants_json_lines(cfg) else None})
     if cfg.output.mqtt is not None:
@@ -131,16 +175,16 @@ def as_worker(
 ) -> tuple[Config, Callable[[], Config] | None]:
     """This process is worker ``spec`` (``K/N``): its config, and its reload (the same share of the config
     read anew). Its logs name it, and it stops when its supervisor is gone."""
-    index, count = parse_worker(spec)
+    index, _ = parse_worker(spec)
     if directory is None:
         raise ConfigError("--worker needs --worker-dir")
     label_logs(index)
     watch_parent()
-    mine = worker_config(cfg, index, count, directory)
+    mine = worker_config(cfg, index, read_plan(directory), directory)
     if reload is None:
         return mine, None
     again = reload
-    return mine, lambda: worker_config(again(), index, count, directory)
+    return mine, lambda: worker_config(again(), index, read_plan(directory), directory)
 
 
 def label_logs(index: int) -> None:
@@ -329,7 +373,10 @@ class WorkerPool:
         self._reload = reload
         self.directory = directory
         self._dashboard = dashboard
-        self.workers = [_Worker(k, share) for k, share in enumerate(shares(cfg, count))]
+        ids = cfg.source_ids()
+        self.plan = plan(ids, count)
+        write_plan(directory, self.plan)
+        self.workers = [_Worker(k, share) for k, share in enumerate(shares(ids, self.plan, count))]
         self.notifier = Notifier()
         self._stopping = False
         self.aborted = False
@@ -603,8 +650,11 @@ class WorkerPool:
         if cfg.workers != self.cfg.workers:
             log.warning("reload: workers = %d needs a restart; %d run on", cfg.workers, self.count)
         self.cfg = cfg.model_copy(update={"workers": self.cfg.workers})
+        ids = cfg.source_ids()
+        self.plan = plan(ids, self.count, self.plan)  # sources that stay keep their worker
+        write_plan(self.directory, self.plan)
         self._signal_all(signal.SIGHUP)
-        for w, share in zip(self.workers, shares(cfg, self.count), strict=True):
+        for w, share in zip(self.workers, shares(ids, self.plan, self.count), strict=True):
             w.sources = share
             if share and (w.task is None or w.task.done()) and self._tg is not None and not self._stopping:
                 log.info("worker %d: %d source(s) after reload: %s", w.index, len(share), ", ".join(share))

@@ -20,28 +20,39 @@ from test_service import NotifySocket, wait_until
 from streamprep.config import parse
 from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 from streamprep.service import read_status
-from streamprep.workers import Carried, combine, merge, owner, settle, shares, worker_config
+from streamprep.workers import Carried, combine, merge, plan, settle, shares, worker_config
 
 LIVE = "lavfi:testsrc2=size=320x240:rate=10,realtime"  # a cheap live source that never ends
 DEMO = RECORDINGS / "demo_720p.mp4"
 
 
-def test_a_sources_worker_is_stable_and_the_sources_spread() -> None:
-    ids = [f"cam-{i}" for i in range(2000)]
-    here = [owner(sid, 4) for sid in ids]
-    code = "import sys; from streamprep.workers import owner; print([owner(f'cam-{i}', 4) for i in range(2000)])"
-    for seed in ("1", "2"):  # Python's own hash differs per process; the share must not
+def test_shares_are_balanced_stable_everywhere_and_sticky_on_reload() -> None:
+    ids = [f"cam-{i}" for i in range(64)]
+    here = plan(ids, 8)
+    assert sorted(here) == sorted(ids)
+    loads = [list(here.values()).count(k) for k in range(8)]
+    assert max(loads) - min(loads) <= 1, loads
+    code = (
+        "import json; from streamprep.workers import plan\n"
+        "print(json.dumps(plan([f'cam-{i}' for i in reversed(range(64))], 8)))"
+    )
+    for seed in ("1", "2"):  # Python's own hash differs per process, the config's order too: the plan must not
         env = {**os.environ, "PYTHONHASHSEED": seed}
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
         assert json.loads(other.stdout) == here
-    counts = [here.count(k) for k in range(4)]
-    assert min(counts) > 0.85 * 500 and max(counts) < 1.15 * 500, counts
-    cfg = parse({"sources": [{"url": LIVE, "id": sid} for sid in ids[:12]]})
-    fewer = parse({"sources": [{"url": LIVE, "id": sid} for sid in ids[:12:2]]})
-    whole = {sid: k for k, share in enumerate(shares(cfg, 4)) for sid in share}
-    assert all(whole[sid] == k for k, share in enumerate(shares(fewer, 4)) for sid in share), "others do not matter"
-    moved = sum(owner(sid, 4) != owner(sid, 5) for sid in ids)
-    assert moved < 0.25 * len(ids), "one more worker moves about one source in five"
+    for few, workers in ((4, 2), (3, 4), (16, 8), (20, 3)):
+        loads = [list(plan(ids[:few], workers).values()).count(k) for k in range(workers)]
+        assert max(loads) - min(loads) <= 1, (few, workers, loads)
+    grown = plan([*ids, "cam-new"], 8, here)
+    assert all(grown[sid] == here[sid] for sid in ids), "a reload moves no source that stays"
+    shrunk = plan(ids[1:], 8, grown)
+    assert all(shrunk[sid] == here[sid] for sid in ids[1:])
+    assert grown["cam-new"] in {k for k in range(8) if loads_of(here, k) == min(loads_of(here, j) for j in range(8))}
+    assert shares(ids[:3], {"cam-0": 1, "cam-1": 0, "cam-2": 1}, 2) == [["cam-1"], ["cam-0", "cam-2"]]
+
+
+def loads_of(placed: dict[str, int], k: int) -> int:
+    return sum(1 for v in placed.values() if v == k)
 
 
 def test_a_workers_config_is_its_share_with_its_own_outbox_client_id_and_socket(tmp_path: Path) -> None:
@@ -57,10 +68,11 @@ def test_a_workers_config_is_its_share_with_its_own_outbox_client_id_and_socket(
     )
     ids = cfg.source_ids()
     assert ids == ["demo_720p", "demo_720p-2", "vfr_720p"]
-    mine = [worker_config(cfg, k, 2, tmp_path / "run") for k in range(2)]
+    placed = plan(ids, 2)
+    mine = [worker_config(cfg, k, placed, tmp_path / "run") for k in range(2)]
     assert sorted(sid for w in mine for sid in w.source_ids()) == sorted(ids), "each source once, ids kept"
     for k, w in enumerate(mine):
-        assert w.source_ids() == [sid for sid in ids if owner(sid, 2) == k]
+        assert w.source_ids() == [sid for sid in ids if placed[sid] == k]
         assert w.state_dir == tmp_path / "state" / f"worker-{k}"
         assert w.output.mqtt is not None and w.output.mqtt.client_id == f"streamprep-edge-01-worker{k}"
         assert w.output.out is None, "MQTT only: no JSON lines"
@@ -151,8 +163,8 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
     tmp_path: Path, broker: Broker, notify: NotifySocket
 ) -> None:
     ids = ["cam-a", "cam-b", "cam-c", "cam-d"]
-    expected = {sid: owner(sid, 2) for sid in ids}
-    assert sorted(set(expected.values())) == [0, 1], "both workers have sources"
+    expected = plan(ids, 2)
+    assert sorted(expected.values()) == [0, 0, 1, 1], "two sources each"
     cfg = tmp_path / "c.toml"
     sources = "".join(f'[[sources]]\nurl = "{LIVE}"\nid = "{sid}"\n' for sid in ids)
     cfg.write_text(f'fps = 5\ndevice = "edge"\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\n{sources}')
@@ -193,7 +205,7 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
         assert (tmp_path / "state" / "worker-1" / "mqtt-outbox.sqlite3").exists()
         assert any("sources online" in f.get("STATUS", "") for _, f in notify.messages)
 
-        victim = owner("cam-a", 2)
+        victim = expected["cam-a"]
         pid = pid_of(daemon, victim)
         before = {s.source: s.processed for s in status(sock).sources}
         os.kill(pid, signal.SIGKILL)
@@ -222,8 +234,10 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
 
 
 def test_reload_starts_a_worker_whose_share_was_empty_and_exit_statuses_combine(tmp_path: Path) -> None:
-    idle = next(k for k in range(3) if all(owner(sid, 3) != k for sid in ("cam-a",)))
-    newcomer = next(f"cam-{i}" for i in range(100) if owner(f"cam-{i}", 3) == idle)
+    first = plan(["cam-a"], 3)
+    after = plan(["cam-a", "cam-b", "cam-b-file"], 3, first)
+    assert after["cam-a"] == first["cam-a"] and sorted(after.values()) == [0, 1, 2], "one each after the reload"
+    idle = after["cam-b"]
     cfg = tmp_path / "c.toml"
     base = f'fps = 5\nworkers = 3\n[[sources]]\nurl = "{LIVE}"\nid = "cam-a"\n'
     cfg.write_text(base)
@@ -232,23 +246,21 @@ def test_reload_starts_a_worker_whose_share_was_empty_and_exit_statuses_combine(
         daemon.wait_for(f"worker {idle}: no sources (not started)")
         daemon.wait_for("worker(s) running", 60)
         missing = tmp_path / "missing.mp4"
-        cfg.write_text(
-            base
-            + f'[[sources]]\nurl = "{LIVE}"\nid = "{newcomer}"\n'
-            + f'[[sources]]\nurl = "{missing}"\nid = "{newcomer}-file"\n'
-        )
+        more = f'[[sources]]\nurl = "{LIVE}"\nid = "cam-b"\n[[sources]]\nurl = "{missing}"\nid = "cam-b-file"\n'
+        cfg.write_text(base + more)
         daemon.signal(signal.SIGHUP)
         daemon.wait_for(f"worker {idle} started (pid", 30)
-        daemon.wait_for(f"source {newcomer}: online", 60)
-        daemon.wait_for(f"source {newcomer}-file: failed", 60)
+        daemon.wait_for("source cam-b: online", 60)
+        daemon.wait_for("source cam-b-file: failed", 60)
         daemon.signal(signal.SIGTERM)
         code = daemon.finish(60)
     finally:
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert_no_traceback(daemon.stderr)
-    file_owner = owner(f"{newcomer}-file", 3)
-    assert code == 3, f"worker {file_owner}'s missing file makes the whole exit 3:\n{daemon.stderr}"
+    assert f"streamprep.supervisor [worker {after['cam-b']}]: source cam-b: online" in daemon.stderr
+    assert "reloaded: started none; stopped none" in daemon.stderr, "cam-a's worker kept it running"
+    assert code == 3, f"worker {after['cam-b-file']}'s missing file makes the whole exit 3:\n{daemon.stderr}"
 
 
 def test_workers_is_checked() -> None:
