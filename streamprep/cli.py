@@ -242,6 +242,12 @@ def _check(args: argparse.Namespace) -> int:
     found = preflight(cfg, probe_sources=args.probe_sources)
     for line in found.notes:
         print(line)
+    if cfg.workers > 1:
+        from streamprep.workers import plan, shares
+
+        ids = cfg.source_ids()
+        for k, share in enumerate(shares(ids, plan(ids, cfg.workers), cfg.workers)):
+            print(f"worker {k}: {', '.join(share) if share else 'no sources (not started)'}")
     for line in found.warnings:
         print(f"warning: {redact_text(line)}")
     problems = list(found.problems)

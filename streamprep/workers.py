@@ -423,6 +423,11 @@ class WorkerPool:
             code = 130
         elif code == 0 and self.output_failure is not None:
             code = 5
+        restarts = sum(w.restarts for w in self.workers)
+        shown = ", ".join(f"worker {w.index}: {w.code}" for w in self.workers if w.code is not None)
+        log.info("workers ended (%s; %d restart(s)): exit status %d", shown or "none started", restarts, code)
+        if self.output_failure is not None:
+            print(f"streamprep: error: {redact_text(self.output_failure)}", file=sys.stderr)
         return code
 
     async def _all_ended(self) -> None:

@@ -9,11 +9,12 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS, Broker
+from conftest import RECORDINGS, Broker, free_port
 from test_daemon import Daemon, assert_accounted, assert_no_traceback
 from test_service import NotifySocket, wait_until
 
@@ -169,6 +170,7 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
     sources = "".join(f'[[sources]]\nurl = "{LIVE}"\nid = "{sid}"\n' for sid in ids)
     cfg.write_text(f'fps = 5\ndevice = "edge"\nstate_dir = "{tmp_path / "state"}"\nworkers = 2\n{sources}')
     sock, out = tmp_path / "status.sock", tmp_path / "r.jsonl"
+    metrics_port = free_port()
     daemon = Daemon(
         "run",
         "--config",
@@ -179,6 +181,8 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
         broker.url,
         "--status-socket",
         str(sock),
+        "--metrics",
+        f"127.0.0.1:{metrics_port}",
         prefix=("env", f"NOTIFY_SOCKET={notify.path}"),  # the supervisor's; the workers must not use it
     )
     try:
@@ -203,7 +207,15 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
         assert all(k.connected for k in snap.sinks), "own MQTT client ids: neither worker kicks the other off"
         assert (tmp_path / "state" / "worker-0" / "mqtt-outbox.sqlite3").exists()
         assert (tmp_path / "state" / "worker-1" / "mqtt-outbox.sqlite3").exists()
-        assert any("sources online" in f.get("STATUS", "") for _, f in notify.messages)
+
+        def merged_status() -> bool:
+            notify.pump(0.5)
+            return any("4/4 sources online" in f.get("STATUS", "") for _, f in notify.messages)
+
+        wait_until(merged_status, 30, "sd_notify STATUS= from the merged snapshot", poll=0)
+        scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        for sid in ids:  # one exporter, every worker's sources
+            assert f'streamprep_frames_processed_total{{source="{sid}"}}' in scraped
 
         victim = expected["cam-a"]
         pid = pid_of(daemon, victim)
