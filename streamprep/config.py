@@ -176,6 +176,9 @@ class KServeConfig(_Strict):
             raise ValueError("token_env and token_file: give one")
         if self.username is None and (self.password_env or self.password_file):
             raise ValueError("a password needs a username")
+        token = self.token_env is not None or self.token_file is not None
+        if token and self.username is not None and self.token_header.lower() == "authorization":
+            raise ValueError("username and a token would both be the authorization header: give one")
         return self
 
 

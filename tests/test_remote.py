@@ -7,6 +7,7 @@ Runtime (``servers/triton_server.py``), from ``.venv-triton`` (``scripts/triton-
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from streamprep.errors import ConfigError, ModelError, ServerUnavailable
 from streamprep.frames import DropReason, Result, SourceState
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Pipeline, RunReport
-from streamprep.remote import server_model
+from streamprep.remote import auth_headers, server_model
 from streamprep.schema import VOLATILE_FIELDS, result_to_dict
 
 DEMO = RECORDINGS / "demo_720p.mp4"
@@ -119,11 +120,37 @@ def test_a_model_without_batch_axis_takes_one_image_per_request() -> None:
         ({"kserve": {"url": "tcp://h:1", "model": "m"}}, "must look like grpc://HOST"),
         ({"kserve": {"url": "grpcs://h:1", "model": "m", "tls_insecure": True}}, "gRPC cannot skip certificate"),
         ({"kserve": {"url": "grpc://h:1", "model": "m", "password_env": "P"}}, "a password needs a username"),
+        (
+            {"kserve": {"url": "grpc://h:1", "model": "m", "username": "u", "token_env": "T"}},
+            "username and a token would both be the authorization header",
+        ),
     ],
 )
 def test_remote_model_config_is_checked_when_read(kserve: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse({"model": {"backend": "kserve", **kserve}})
+
+
+def test_credentials_come_from_the_environment_files_or_systemd_and_become_headers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def headers(**kserve: Any) -> dict[str, str]:
+        cfg = parse({"model": {"backend": "kserve", "kserve": {"model": "m", **kserve}}}).model.kserve
+        assert cfg is not None
+        return auth_headers(cfg, "model.kserve")
+
+    monkeypatch.setenv("KSERVE_PASSWORD", "s3cret")
+    basic = "Basic " + base64.b64encode(b"edge:s3cret").decode()
+    assert headers(url="https://h", username="edge", password_env="KSERVE_PASSWORD") == {"authorization": basic}
+    assert headers(url="https://edge:s3cret@h/v2") == {"authorization": basic}
+    (tmp_path / "kserve-token").write_text("t0ken\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert headers(url="grpc://h") == {"authorization": "Bearer t0ken"}
+    assert headers(url="grpc://h", token_header="X-Api-Key") == {"x-api-key": "t0ken"}
+    with pytest.raises(ConfigError, match=r"model\.kserve\.token_env: environment variable NOPE is not set"):
+        headers(url="grpc://h", token_env="NOPE")
+    with pytest.raises(ConfigError, match=r"model.kserve.password_file: .*/missing: No such file"):
+        headers(url="grpc://h", username="u", password_file=str(tmp_path / "missing"))
 
 
 def test_a_missing_tritonclient_is_one_clear_error() -> None:
