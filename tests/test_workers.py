@@ -283,3 +283,20 @@ def test_workers_is_checked() -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         "streamprep: error: workers: Input should be greater than or equal to 1"
     ), done.stderr
+
+
+def test_workers_stop_themselves_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    sources = "".join(f'[[sources]]\nurl = "{LIVE}"\nid = "{sid}"\n' for sid in ("cam-a", "cam-b"))
+    cfg.write_text(f"fps = 5\nworkers = 2\n{sources}")
+    daemon = Daemon("run", "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"))
+    try:
+        pids = [pid_of(daemon, k) for k in (0, 1)]
+        daemon.wait_for("2 worker(s) running", 60)
+        daemon.process.kill()  # no chance to stop them: the pipe to their stdin closes
+        daemon.finish(30)
+        wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 30, "both workers gone")
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert daemon.stderr.count("the worker supervisor is gone: stopping") == 2, daemon.stderr
