@@ -326,6 +326,31 @@ def pipeline_table(configs: list[tuple[int, int]], runs: dict[tuple[int, int], l
     return "\n".join(lines)
 
 
+def plot_streams(
+    configs: list[tuple[int, int]], runs: dict[tuple[int, int], list[PipelineRun]], fps: float, path: Path
+) -> None:
+    """Results/s against sources, one line per batch size, with the ideal (every sampled frame) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    counts = sorted({n for n, _ in configs})
+    ax.plot(counts, [n * fps for n in counts], "k--", label=f"ideal ({fps:g} fps per source)")
+    for b in sorted({b for _, b in configs}):
+        rates = [statistics.median(r.window_rate for r in runs[(n, b)]) for n in counts]
+        ax.plot(counts, rates, "o-", label=f"streamprep, batch {b}")
+    ax.set_xlabel("live 720p sources")
+    ax.set_ylabel("results per second")
+    ax.set_title("Sustained results against the number of streams")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def clip_desc(clip: Path) -> str:
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
@@ -346,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=_ints, default=(1, 4), help="pipeline model batches (default: 1,4)")
     parser.add_argument("--fps", type=float, default=5.0, help="sampling rate per source (default: %(default)s)")
     parser.add_argument("--part", choices=("all", "inference", "pipeline"), default="all")
+    parser.add_argument("--plot", type=Path, help="also draw results/s against the number of sources (PNG)")
     args = parser.parse_args(argv)
     if min(args.rounds, args.runs, args.repeats) < 1 or args.fps <= 0:
         parser.error("--rounds, --runs and --repeats must be >= 1 and --fps > 0")
@@ -385,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"pipeline: round {r + 1}/{args.repeats}: {n} sources, batch {b} done", file=sys.stderr, flush=True
                 )
+        if args.plot is not None:
+            plot_streams(configs, runs, fps, args.plot)
         tables.append(
             f"End-to-end: Pipeline with N real-time sources ({clip.name} each, sampled at {fps:g} fps), default "
             f"model ({models[args.batches[0]].name}), max_wait_ms {MAX_WAIT_MS:g}; medians of {args.repeats} "

@@ -97,6 +97,7 @@ class ModelBranch:
         prepare_executor: Executor,
         infer_executor: Executor,
         events: EventHub | None = None,
+        keep_frames: bool = False,
         *,
         live: Callable[[str], bool] = lambda _sid: False,
         on_trouble: TroubleCallback | None = None,
@@ -113,6 +114,7 @@ class ModelBranch:
         self._prepare_executor = prepare_executor
         self._infer_executor = infer_executor
         self._events = events
+        self._keep_frames = keep_frames  # results carry their decoded frame (library use)
         self._is_live = live
         self._on_trouble = on_trouble
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
@@ -286,6 +288,7 @@ class ModelBranch:
                 detections=decoded.detections,
                 classifications=decoded.classifications,
                 outputs=decoded.outputs,
+                frame=f if self._keep_frames else None,
             )
             if self._events is None:
                 results.append((result, []))

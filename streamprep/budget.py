@@ -2,9 +2,10 @@
 
 Measured on a 2-core machine (see ``bench/RESULTS.md``, "Cost per source"): a file source's memory is
 dominated by its decoder, which keeps about a dozen frames (references, reordering, its frame pool) whatever
-the queue size; a 1080p H.264 file costs about 38 MB, a 720p one about 18 MB. File sources share one pool
-of decode threads (one FFmpeg thread each once there are more files than cores); every live source has a
-thread of its own plus its decoder's. The estimate below uses those figures; ``[limits]`` sets the budget.
+the queue size; a 1080p H.264 file costs about 38 MB, a 720p one about 18 MB. At most ``limits.open_files``
+files are decoded at once (the others wait their turn, holding nothing), and they share one pool of decode
+threads (one FFmpeg thread each once there are more files than cores); every live source has a thread of
+its own plus its decoder's. The estimate below uses those figures; ``[limits]`` sets the budget.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class SourceCost:
     size_known: bool  # False: the size was assumed (a camera not yet opened)
     memory_mb: float
     threads: int
+    live: bool = False
 
 
 def _frame_size(spec: SourceConfig) -> tuple[int, int, bool]:
@@ -71,7 +73,8 @@ def estimate(cfg: Config) -> list[SourceCost]:
         else:
             held = DECODER_FRAMES + (spec.queue_size or cfg.queue_size) + FILE_CHUNK
             threads = ffmpeg_threads if files < cores() else 0
-        costs.append(SourceCost(sid, width, height, known, held * frame_mb + OVERHEAD_MB, threads))
+        live = is_live(spec, cfg.realtime)
+        costs.append(SourceCost(sid, width, height, known, held * frame_mb + OVERHEAD_MB, threads, live))
     return costs
 
 
@@ -98,6 +101,12 @@ def tasks_available() -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def total_mb(costs: list[SourceCost], open_files: int) -> float:
+    """The process, every live source, and the ``open_files`` costliest files (the others wait their turn)."""
+    files = sorted((c.memory_mb for c in costs if not c.live), reverse=True)[:open_files]
+    return PROCESS_MB + sum(c.memory_mb for c in costs if c.live) + sum(files)
+
+
 def check(cfg: Config) -> list[SourceCost]:
     """Refuse a config whose sources would not fit ``[limits]``; returns the estimate."""
     limits = cfg.limits
@@ -108,7 +117,7 @@ def check(cfg: Config) -> list[SourceCost]:
             "raise limits.max_sources if this machine can take them"
         )
     costs = estimate(cfg)
-    memory = PROCESS_MB + sum(c.memory_mb for c in costs)
+    memory = total_mb(costs, limits.open_files)
     budget = limits.memory_mb
     origin = "limits.memory_mb"
     if budget is None and (available := memory_available_mb()) is not None:

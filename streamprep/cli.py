@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     options.add_argument("--score-threshold", type=float)
     options.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
     options.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")
+    options.add_argument(
+        "--annotate", type=Path, metavar="OUT.mp4", help="also write the sampled frames with their boxes drawn"
+    )
     options.add_argument("--device", help="device name used in MQTT topics (default: host name)")
     options.add_argument("--state-dir", type=Path, help="where undelivered MQTT results are spooled across restarts")
     options.add_argument(
@@ -70,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     options.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics (e.g. 127.0.0.1:9108)")
     options.add_argument("--status-socket", type=Path, help="unix socket for `streamprep top`")
     options.add_argument("--log-format", choices=("auto", "text", "journal", "json"), help="log line format")
+    options.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="DIR",
+        help="where the credential files are (as systemd's LoadCredential= puts them in $CREDENTIALS_DIRECTORY)",
+    )
 
     run = sub.add_parser("run", parents=[options], help="run sources through a model and publish the results")
     run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
@@ -133,6 +142,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
     """The config file with the flags on top. SOURCE arguments replace the file's [[sources]]."""
     from streamprep import config as config_mod
 
+    if getattr(args, "credentials", None) is not None:
+        os.environ["CREDENTIALS_DIRECTORY"] = str(args.credentials)
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}
     flags: dict[str, Any] = {"model": {}, "output": {}}
     if getattr(args, "sources", None):
@@ -159,6 +170,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
         flags["output"]["out"] = args.out
     if getattr(args, "mqtt", None) is not None:
         flags["output"]["mqtt"] = {"url": args.mqtt}
+    if getattr(args, "annotate", None) is not None:
+        flags["output"]["annotate"] = args.annotate
     if getattr(args, "state_dir", None) is not None:
         flags["state_dir"] = args.state_dir
     if getattr(args, "fps", None) is not None:
@@ -201,10 +214,10 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
     from streamprep.daemon import Daemon, summarize
     from streamprep.validate import preflight
 
-    log.info("streamprep %s starting (pid %d)", __version__, os.getpid())
     cfg = _config_from_args(args)
-    signals.checkpoint()
     logs.setup(cfg.logging.format, "debug" if args.debug else cfg.logging.level, quiet=args.dashboard)
+    log.info("streamprep %s starting (pid %d)", __version__, os.getpid())
+    signals.checkpoint()
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
@@ -229,7 +242,7 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
         found.models.clear()  # checked; each worker loads its own
         return workers.supervise(cfg, count, args.argv, signals, reload, dashboard=args.dashboard)
     outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, models=found.models).run()
-    summarize(outcome)
+    summarize(outcome, quiet=args.dashboard)
     return outcome.exit_code
 
 
@@ -272,9 +285,14 @@ def _top(args: argparse.Namespace) -> int:
     if not path.exists():
         raise ConfigError(f"top: no status socket at {path}: is streamprep running with status.socket set?")
     try:
-        asyncio.run(top(path, Console(), args.interval))
-    except (OSError, TimeoutError) as exc:
-        raise SinkError(f"top: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        stayed = asyncio.run(top(path, Console(), args.interval))
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how one leaves top
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise StreamprepError(f"top: cannot read {path}: {reason} (is the daemon running?)") from None
+    if not stayed:
+        print(f"streamprep top: the daemon at {path} went away", file=sys.stderr)
     return 0
 
 

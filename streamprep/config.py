@@ -6,6 +6,7 @@ Validation is strict (unknown keys are errors) and every message names the key, 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -44,6 +45,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def read_credential(name: str, key: str) -> str:
+    """A systemd credential (``LoadCredential=NAME:FILE`` in the unit), from ``$CREDENTIALS_DIRECTORY``."""
+    where = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not where:
+        raise ConfigError(
+            f"{key}: {name!r} needs systemd's credentials (LoadCredential={name}:FILE in the unit); "
+            "CREDENTIALS_DIRECTORY is not set"
+        )
+    path = Path(where.split(":")[0]) / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        hint = f" (is LoadCredential={name}:FILE in the unit?)" if isinstance(exc, FileNotFoundError) else ""
+        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}{hint}") from None
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
 class SourceConfig(_Strict):
     """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
 
@@ -63,7 +86,8 @@ class SourceConfig(_Strict):
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     username: str | None = None  # the camera's user name (instead of putting it in the URL)
-    password_env: str | None = None  # the camera password from this environment variable...
+    password_credential: str | None = None  # the password from systemd's LoadCredential=NAME:FILE...
+    password_env: str | None = None  # ...or from this environment variable...
     password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
     zones: tuple[ZoneConfig, ...] = ()  # [[sources.zones]]: need [events]
     lines: tuple[LineConfig, ...] = ()  # [[sources.lines]]: need [events]
@@ -76,11 +100,13 @@ class SourceConfig(_Strict):
     def resolved_url(self) -> str:
         """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
         (never logged). Raises ConfigError naming the key when they cannot be read."""
-        if self.password_env is None and self.password_file is None and self.username is None:
+        if (self.password_env, self.password_file, self.password_credential, self.username) == (None,) * 4:
             return self.url
         name = self.id or redact_url(self.url)
         password: str | None = None
-        if self.password_env is not None:
+        if self.password_credential is not None:
+            password = read_credential(self.password_credential, f"source {name}: password_credential")
+        elif self.password_env is not None:
             password = os.environ.get(self.password_env)
             if password is None:
                 raise ConfigError(f"source {name}: password_env: environment variable {self.password_env} is not set")
@@ -118,6 +144,8 @@ class SourceConfig(_Strict):
             if v[1] + v[3] > 1 + 1e-9:
                 raise ValueError(f"y + height = {v[1] + v[3]:g} goes past the bottom edge ({inside})")
         return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
 
     @field_validator("id")
     @classmethod
@@ -290,6 +318,7 @@ class MqttConfig(_Strict):
 class OutputConfig(_Strict):
     out: str | None = None  # a file path, or "-" for stdout
     mqtt: MqttConfig | None = None
+    annotate: Path | None = None  # an MP4 of the sampled frames with their boxes drawn (one per source)
 
     @field_validator("mqtt", mode="before")
     @classmethod
@@ -309,6 +338,7 @@ class LimitsConfig(_Strict):
     """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
 
     max_sources: int = Field(64, ge=1, le=100_000)
+    open_files: int = Field(16, ge=1, le=10_000)  # files decoded at once; the others wait their turn
     memory_mb: int | None = Field(None, ge=64)  # default: 80% of the memory this process may use
     threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
 
@@ -349,6 +379,8 @@ class Config(_Strict):
         if isinstance(v, (list, tuple)):
             return [{"url": s} if isinstance(s, str) else s for s in v]
         return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
 
     @field_validator("device")
     @classmethod

@@ -19,15 +19,20 @@ from dataclasses import dataclass
 
 from streamprep.config import Config
 from streamprep.errors import StreamprepError
+from streamprep.fanout import RESULTS_QUEUE
+from streamprep.logs import CallbackHandler
 from streamprep.model import LoadedModel, load_model
 from streamprep.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.redact import redact_text
 from streamprep.service import Notifier, default_status_socket, status_companion, systemd_companion
 from streamprep.sinks.base import Sink
+from streamprep.sources import is_live
 
 log = logging.getLogger("streamprep")
 
 EXIT_ABORTED = 130
+TRIM_EVERY_S = 60.0
+ANNOTATE_QUEUE = 16  # results (with their frames) that may wait for each sink when frames are kept
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ALL = (*_STOP_SIGNALS, signal.SIGHUP)
 
@@ -130,6 +135,10 @@ def build_sinks(cfg: Config) -> list[Sink]:
     sinks: list[Sink] = []
     if out.out is not None or out.mqtt is None:
         sinks.append(JsonLinesSink(out.out or "-", cfg.device))
+    if out.annotate is not None:
+        from streamprep.sinks.annotate import AnnotateSink
+
+        sinks.append(AnnotateSink(out.annotate, cfg.source_ids()))
     if out.mqtt is not None:
         from streamprep.events.discovery import discovery_messages
 
@@ -140,9 +149,18 @@ def build_sinks(cfg: Config) -> list[Sink]:
     return sinks
 
 
+async def _trim_memory(_pipeline: Pipeline) -> None:
+    """Once a minute, glibc's free memory back to the system (off the loop): RSS shows what is in use."""
+    from streamprep.threads import trim_malloc
+
+    while True:
+        await asyncio.sleep(TRIM_EVERY_S)
+        await asyncio.to_thread(trim_malloc)
+
+
 def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: bool) -> list[Companion]:
-    """The daemon's helpers that read snapshots: systemd, status socket, metrics, dashboard."""
-    found: list[Companion] = []
+    """The daemon's helpers: systemd, status socket, metrics, dashboard or progress bars, memory trimming."""
+    found: list[Companion] = [_trim_memory]
     if notifier.enabled:
         found.append(systemd_companion(notifier, pipeline.snapshot))
     status_path = cfg.status.socket or default_status_socket()
@@ -162,6 +180,12 @@ def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: b
         from streamprep.dashboard import dashboard_companion
 
         found.append(dashboard_companion(Console(stderr=True)))
+    elif sys.stderr.isatty() and any(not is_live(s, cfg.realtime) for s in cfg.sources):
+        from rich.console import Console
+
+        from streamprep.dashboard import progress_companion
+
+        found.append(progress_companion(Console(stderr=True)))
     return found
 
 
@@ -242,11 +266,12 @@ class Daemon:
             for sink in sinks:
                 await sink.open()
                 opened.append(sink)
-            pipeline = self.pipeline = Pipeline(self.cfg, models, sinks)
-            if self._dashboard:
-                from streamprep.logs import CallbackHandler
-
-                logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
+            annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves
+            pipeline = self.pipeline = Pipeline(
+                self.cfg, models, sinks, keep_frames=annotate, sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE
+            )
+            # warnings and errors as the dashboard's and top's "recent errors"
+            logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
             if self.signals.reload_pending:
                 self.signals.reload_pending = False
                 self._tasks.add(loop.create_task(self._apply_reload()))
@@ -302,13 +327,17 @@ def first_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def summarize(outcome: Outcome, errors: Sequence[str] = ()) -> None:
-    """The end of a run: one line per source with its counts, then one error line per failure."""
+def summarize(outcome: Outcome, errors: Sequence[str] = (), quiet: bool = False) -> None:
+    """The end of a run: one line per source with its counts, then one error line per failure. ``quiet``
+    (the dashboard kept the log to errors): the counts are printed to stderr all the same."""
     report = outcome.report
     if report is None:
         return
     for s in report.snapshot.sources:
-        log.info("source %s: %s, %s", s.source, s.state, s.summary())
+        if quiet:
+            print(f"source {s.source}: {s.state}, {s.summary()}", file=sys.stderr)
+        else:
+            log.info("source %s: %s, %s", s.source, s.state, s.summary())
     if report.cut_short:
         log.warning("the run was cut short: frames in flight were dropped (counted as stopped)")
     for failure in report.failures:

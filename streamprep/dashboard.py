@@ -13,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from streamprep import logs
 from streamprep.metrics import Snapshot
 
 _STATE_STYLE = {"online": "green", "connecting": "yellow", "stalled": "red", "offline": "red", "failed": "bold red"}
@@ -80,14 +81,22 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
 
 
 async def show(snapshot: Callable[[], Awaitable[Snapshot]], console: Console, title: str, period: float = 1.0) -> None:
-    """Redraw from ``snapshot()`` every ``period`` seconds until cancelled."""
+    """Redraw from ``snapshot()`` every ``period`` seconds until cancelled; the last frame drawn is the state
+    at the end. Log lines written meanwhile go above the dashboard, not through it."""
     prev: Snapshot | None = None
     cur = await snapshot()
-    with Live(render(cur, prev, title), console=console, refresh_per_second=4, transient=False) as live:
-        while True:
-            await asyncio.sleep(period)
-            prev, cur = cur, await snapshot()
-            live.update(render(cur, prev, title))
+    live = Live(
+        render(cur, prev, title), console=console, refresh_per_second=4, transient=False, redirect_stderr=True
+    )
+    with live, logs.following_stderr():
+        try:
+            while True:
+                await asyncio.sleep(period)
+                prev, cur = cur, await snapshot()
+                live.update(render(cur, prev, title))
+        finally:
+            with contextlib.suppress(Exception):
+                live.update(render(await snapshot(), prev, title), refresh=True)
 
 
 def dashboard_companion(console: Console) -> Callable[[Any], Any]:
@@ -103,9 +112,75 @@ def dashboard_companion(console: Console) -> Callable[[Any], Any]:
     return run
 
 
-async def top(path: Path, console: Console, period: float = 1.0) -> None:
-    """``streamprep top``: draw a running daemon's snapshots, read from its status socket."""
+async def top(path: Path, console: Console, period: float = 1.0) -> bool:
+    """``streamprep top``: draw a running daemon's snapshots, read from its status socket, until the daemon
+    goes away (False) or the user stops it (True)."""
     from streamprep.service import read_status
 
-    with contextlib.suppress(asyncio.CancelledError):
-        await show(lambda: read_status(path), console, f"streamprep top  {path}", period)
+    last: list[Snapshot] = []
+
+    async def snap() -> Snapshot:
+        try:
+            last[:] = [await read_status(path)]
+        except (OSError, TimeoutError, ValueError):
+            if not last:
+                raise
+            raise _Gone from None
+        return last[0]
+
+    try:
+        await show(snap, console, f"streamprep top  {path}", period)
+    except asyncio.CancelledError:
+        return True
+    except _Gone:
+        return False
+    return True
+
+
+class _Gone(Exception):
+    """The daemon's status socket stopped answering."""
+
+
+def progress_companion(console: Console) -> Callable[[Any], Any]:
+    """Replaying files in an interactive terminal: a progress bar per file (position of duration, decoded
+    frames per second, time left), log lines above them."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    async def run(pipeline: Any) -> None:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[where]}"),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+        )
+        progress = Progress(*columns, console=console, redirect_stderr=True, transient=False)
+        bars: dict[str, Any] = {}
+        before: dict[str, tuple[float, int]] = {}
+        with progress, logs.following_stderr():
+            try:
+                while True:
+                    _update(progress, bars, before, pipeline.snapshot())
+                    await asyncio.sleep(0.25)
+            finally:
+                _update(progress, bars, before, pipeline.snapshot())
+
+    return run
+
+
+def _update(progress: Any, bars: dict[str, Any], before: dict[str, tuple[float, int]], snap: Snapshot) -> None:
+    for s in snap.sources:
+        if not s.duration_s:
+            continue
+        bar = bars.get(s.source)
+        if bar is None:
+            bar = bars[s.source] = progress.add_task(s.source, total=s.duration_s, where="", rate="")
+        at, decoded = before.get(s.source, (snap.at, s.decoded))
+        rate = (s.decoded - decoded) / (snap.at - at) if snap.at - at >= 1.0 else None
+        if rate is not None or s.source not in before:
+            before[s.source] = (snap.at, s.decoded)
+        done = s.state in ("finished", "failed", "stopped")
+        position = s.duration_s if s.state == "finished" else min(s.position_s, s.duration_s)
+        where = f"{position:.1f}/{s.duration_s:.1f} s" + (f" {s.state}" if done else "")
+        fields = {"where": where} | ({"rate": f"{rate:.0f} fps"} if rate is not None else {})
+        progress.update(bar, completed=s.duration_s if s.state == "finished" else s.position_s, **fields)

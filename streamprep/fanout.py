@@ -24,28 +24,35 @@ from streamprep.sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-_RESULTS_QUEUE = 256  # results waiting per sink
+RESULTS_QUEUE = 256  # results waiting per sink (by default)
 _STATUS_QUEUE = 64
 
 
 @dataclass
 class _Lane:
     sink: Sink
-    results: BoundedQueue[Result | EventOutput] = field(
-        default_factory=lambda: BoundedQueue[Result | EventOutput](_RESULTS_QUEUE)
-    )
+    size: int = RESULTS_QUEUE
+    results: BoundedQueue[Result | EventOutput] = field(init=False)
     statuses: BoundedQueue[SourceStatus] = field(
         default_factory=lambda: BoundedQueue[SourceStatus](_STATUS_QUEUE, DropPolicy.DROP_OLDEST)
     )
     dropped: int = 0  # live results this sink was too slow for
     failure: str | None = None
 
+    def __post_init__(self) -> None:
+        self.results = BoundedQueue[Result | EventOutput](self.size)
+
 
 class Fanout:
     def __init__(
-        self, sinks: list[Sink], metrics: Metrics, live: Callable[[str], bool], publish_results: bool = True
+        self,
+        sinks: list[Sink],
+        metrics: Metrics,
+        live: Callable[[str], bool],
+        publish_results: bool = True,
+        queue_size: int = RESULTS_QUEUE,
     ) -> None:
-        self._lanes = [_Lane(sink) for sink in sinks]
+        self._lanes = [_Lane(sink, queue_size) for sink in sinks]
         self._publish_results = publish_results  # False: events only ([events] results = false)
         self._metrics = metrics
         self._live = live

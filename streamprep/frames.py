@@ -77,6 +77,15 @@ class Frame:
     def width(self) -> int:
         return int(self.image.shape[1])
 
+    def to_bgr(self) -> Image:
+        """The frame as an ``H×W×3`` BGR array (OpenCV's order), converted as FFmpeg converts it: the image
+        itself when it is BGR already, else a new array."""
+        if self.pixel_format not in ("yuv420p", "nv12"):
+            return self.image
+        from streamprep.preprocess.kernels import frame_to_bgr  # OpenCV and PyAV load only when needed
+
+        return frame_to_bgr(self.image, self.pixel_format, self.color_matrix, self.color_range)
+
     @property
     def height(self) -> int:
         rows = int(self.image.shape[0])
@@ -144,6 +153,7 @@ class Result:
     detections: tuple[Detection, ...] | None = None
     classifications: tuple[Classification, ...] | None = None
     outputs: dict[str, Any] | None = None
+    frame: Frame | None = field(default=None, repr=False, compare=False)  # when asked for (library use)
 
     @property
     def id(self) -> str:

@@ -55,6 +55,10 @@ class Engine(Protocol):
 
     def run(self, tensor: Tensor) -> list[Tensor]: ...
 
+
+class LoadableEngine(Engine, Protocol):
+    """An engine :func:`streamprep.model.load_model` makes: ONNX Runtime's, or a remote server's."""
+
     def select_input(self, name: str) -> None: ...
 
     def warm_up(self, tensor: Tensor) -> None: ...

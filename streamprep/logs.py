@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from streamprep.redact import redact_text
 
@@ -53,6 +54,21 @@ class CallbackHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self._sink(redact_text(f"{record.levelname.lower()} {record.getMessage()}"))
+
+
+@contextlib.contextmanager
+def following_stderr() -> Iterator[None]:
+    """While the block runs, log lines go to whatever ``sys.stderr`` is now (a live display's proxy, which
+    prints them above the display) instead of the stream the handlers were made with."""
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+    before = [h.stream for h in handlers]
+    for h in handlers:
+        h.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for h, stream in zip(handlers, before, strict=True):
+            h.setStream(stream)
 
 
 def under_journald() -> bool:

@@ -87,6 +87,8 @@ class SourceCounters:
     drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the pipeline
     source_drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the source
     sink_dropped: int = 0
+    position_s: float = 0.0
+    duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
 
     def all_drops(self) -> collections.Counter[DropReason]:
@@ -118,6 +120,8 @@ class SourceSnapshot:
     age_p95_ms: float
     drops: dict[str, int] = field(default_factory=dict)  # dropped, by DropReason value
     sink_dropped: int = 0
+    position_s: float = 0.0  # files: how far the replay is, and of how long
+    duration_s: float | None = None
 
     def summary(self) -> str:
         """One line of counts, as the end-of-run summary and the final status give them."""
@@ -190,8 +194,6 @@ class Metrics:
     def on_status(self, status: SourceStatus) -> None:
         c = self.source(status.source)
         c.state, c.reason = status.state, status.reason
-        if status.state in (SourceState.FAILED, SourceState.OFFLINE, SourceState.STALLED):
-            self.error(f"{status.source}: {status.state.value}" + (f" ({status.reason})" if status.reason else ""))
 
     def error(self, line: str) -> None:
         self.errors.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -223,6 +225,8 @@ class Metrics:
                     p95,
                     {reason.value: drops[reason] for reason in DropReason},
                     c.sink_dropped,
+                    c.position_s,
+                    c.duration_s,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

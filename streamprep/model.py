@@ -11,7 +11,7 @@ from streamprep import contract
 from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
-from streamprep.inference import Engine, OnnxEngine
+from streamprep.inference import Engine, LoadableEngine, OnnxEngine
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
 from streamprep.tta import VIEW_THRESHOLD, Views, views_for
@@ -110,7 +110,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     """Load and check everything about a model before any frame flows; errors name what is wrong. A model
     with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.remote`)."""
     remote: KServeEngine | None = None
-    engine: Engine
+    engine: LoadableEngine
     if cfg.backend == "kserve":
         from streamprep.remote import connect  # imports tritonclient: only for this backend
 

@@ -23,13 +23,14 @@ from streamprep.branch import ModelBranch
 from streamprep.config import DEFAULT_MODEL_KEY, Config
 from streamprep.errors import SourceError
 from streamprep.events.engine import EventHub, SourceGeometry
-from streamprep.fanout import Fanout
+from streamprep.fanout import RESULTS_QUEUE, Fanout
 from streamprep.frames import SourceState, SourceStatus
 from streamprep.metrics import Metrics, Snapshot
 from streamprep.model import LoadedModel
 from streamprep.redact import redact_url
 from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
+from streamprep.sources.base import Source
 from streamprep.supervisor import SourceSupervisor
 from streamprep.threads import cores, pool
 
@@ -62,7 +63,14 @@ class Pipeline:
         models: LoadedModel | Mapping[str, LoadedModel],
         sinks: list[Sink],
         drain_timeout: float | None = None,
+        *,
+        sources: Mapping[str, Source] | None = None,
+        keep_frames: bool = False,
+        sink_queue: int = RESULTS_QUEUE,
     ) -> None:
+        """``sources``: ready-made sources (the :class:`~streamprep.sources.base.Source` seam), by the id a
+        ``[[sources]]`` entry of ``cfg`` gives them; ``keep_frames``: results carry their decoded frame;
+        ``sink_queue``: results that may wait for each sink (live ones beyond it are dropped there)."""
         self.cfg = cfg
         self.models = {DEFAULT_MODEL_KEY: models} if isinstance(models, LoadedModel) else dict(models)
         self.metrics = Metrics()
@@ -77,7 +85,9 @@ class Pipeline:
         self._prepare = pool("prepare", len(self.models))
         # a remote model overlaps batches: one thread per request it may have on its way
         self._infer = {key: pool(f"infer-{key}", model.in_flight) for key, model in self.models.items()}
-        self.fanout = Fanout(sinks, self.metrics, self._is_live, cfg.events is None or cfg.events.results)
+        self.fanout = Fanout(
+            sinks, self.metrics, self._is_live, cfg.events is None or cfg.events.results, queue_size=sink_queue
+        )
         self.branches: dict[str, ModelBranch] = {}
         self.supervisor = SourceSupervisor(
             cfg,
@@ -87,6 +97,7 @@ class Pipeline:
             self._decode,
             # many files at once: one FFmpeg thread each, the pool spreads them over the cores
             decode_threads=1 if files >= cores() else None,
+            custom=sources,
         )
         # [events]: tracking, zones, lines and events per source, made where results are made
         self.events = EventHub(cfg.events, self._geometry, self.run_id, cfg.state_dir) if cfg.events else None
@@ -102,6 +113,7 @@ class Pipeline:
                 self._prepare,
                 self._infer[key],
                 self.events,
+                keep_frames,
                 live=self._is_live,
                 on_trouble=self.supervisor.model_trouble,
             )

@@ -57,6 +57,7 @@ class SourceSupervisor:
         publish: Callable[[SourceStatus], None],
         decode_executor: Executor,
         decode_threads: int | None,
+        custom: Mapping[str, Source] | None = None,
     ) -> None:
         self.cfg = cfg
         self.failures: list[SourceError] = []  # sources that ended failed (live sources are restarted instead)
@@ -66,6 +67,7 @@ class SourceSupervisor:
         self._publish = publish
         self._executor = decode_executor
         self._decode_threads = decode_threads
+        self._custom = dict(custom or {})  # ready-made sources by id (library use): started once, not restarted
         self._running: dict[str, _Running] = {}
         self._specs: dict[str, SourceConfig] = {}  # every source started so far, as configured
         self._history: dict[str, list[SourceCounts]] = {}  # the counts of every run of each source
@@ -76,11 +78,13 @@ class SourceSupervisor:
         self._said: dict[str, SourceStatus] = {}  # the latest status each source gave itself
         self._trouble: dict[str, str] = {}  # sources whose model's server is away, and why (see model_trouble)
         self._tg: asyncio.TaskGroup | None = None
+        self._file_slots: asyncio.Semaphore | None = None
         self._stopping = False
 
     # -- life cycle
     def start(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
+        self._file_slots = asyncio.Semaphore(self.cfg.limits.open_files)
         for spec, sid in zip(self.cfg.sources, self.cfg.source_ids(), strict=True):
             self._start(spec, sid)
         self._seal_if_done()
@@ -119,6 +123,7 @@ class SourceSupervisor:
             c = self._metrics.source(sid)
             c.decoded, c.sampled, c.corrupt = total.decoded, total.sampled, total.corrupt
             c.reconnects = total.reconnects + self._restarted[sid]
+            c.position_s, c.duration_s = runs[-1].position_s, runs[-1].duration_s
             c.source_drops = total.dropped
 
     # -- starting
@@ -130,7 +135,7 @@ class SourceSupervisor:
         fps = spec.fps if spec.fps is not None else self.cfg.fps
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
-        source = make_source(
+        source = self._custom.pop(sid, None) or make_source(
             spec,
             sid,
             fps,
@@ -140,6 +145,7 @@ class SourceSupervisor:
             executor=self._executor,
             decode_threads=self._decode_threads,
             defaults=self.cfg,
+            file_slots=self._file_slots,
         )
         runs.append(source.counts)
         self._metrics.source(sid)

@@ -41,6 +41,19 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
         return False
 
 
+def trim_malloc() -> bool:
+    """Give the memory glibc's malloc holds free back to the system (``malloc_trim``); False without glibc.
+
+    Frames are megabytes each and come and go by the thousand: without an occasional trim the process's RSS
+    reports what malloc keeps for later, not what the daemon uses."""
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def cores() -> int:
     """CPU cores this process may run on."""
     try:

@@ -59,7 +59,7 @@ def preflight(
     try:
         costs = budget.check(cfg)
         if costs:
-            total = budget.PROCESS_MB + sum(c.memory_mb for c in costs)
+            total = budget.total_mb(costs, cfg.limits.open_files)
             found.notes.append(f"budget: {len(costs)} source(s), about {total:.0f} MB at most")
     except ConfigError as exc:
         found.problem(exc)
@@ -166,6 +166,8 @@ def _outputs(found: Preflight) -> None:
         elif not path.exists() and not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
             why = "no such directory" if not parent.is_dir() else "directory not writable"
             found.problem(SinkError(f"output file {path}: {parent}: {why}"))
+    if out.annotate is not None and not out.annotate.parent.is_dir():
+        found.problem(SinkError(f"annotated video {out.annotate}: {out.annotate.parent}: no such directory"))
     if out.mqtt is not None:
         from streamprep.sinks.mqtt import MqttSink
 

@@ -216,3 +216,42 @@ def test_demo_finds_person_cat_and_cup_where_they_are(model: Path) -> None:
         x1, y1, x2, y2 = hits[0]["box"]
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         assert 1280 * 0.2 < cx < 1280 * 0.8 and 720 * 0.15 < cy < 720 * 0.85, "box lies on the centred subject"
+
+
+def test_annotate_writes_the_sampled_frames_with_their_boxes(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "seen.mp4"
+    proc = streamprep("run", str(DEMO), str(RECORDINGS / "vfr_720p.mp4"), "--fps", "2", "--annotate", str(out))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    for source in ("demo_720p", "vfr_720p"):
+        video = tmp_path / f"seen-{source}.mp4"
+        with av.open(str(video)) as container:
+            frames = list(container.decode(video=0))
+        mine = [r for r in rows if r["source"] == source]
+        assert len(frames) == len(mine), "one video frame per sampled frame"
+        times = [float(f.pts * f.time_base) for f in frames]
+        assert times == pytest.approx([r["pts"] for r in mine], abs=0.02), "each at its presentation time"
+        first = frames[0].to_ndarray(format="bgr24").astype(int)
+        box = [round(v) for v in mine[0]["detections"][0]["box"]]
+        edge = first[box[1] + 1 : box[3] - 1, box[0]]  # the box's left edge, drawn in a bright colour
+        assert (edge.max(axis=1) - edge.min(axis=1) > 100).mean() > 0.8, "the box is drawn where it was found"
+
+
+def test_annotate_into_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    proc = streamprep("run", str(DEMO), "--annotate", str(tmp_path / "no" / "x.mp4"))
+    assert proc.returncode == 5
+    assert "annotated video" in proc.stderr and "no such directory" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_frame_rate_that_is_no_number_is_named_so(value: str) -> None:
+    assert_one_clear_line(streamprep("run", str(DEMO), "--fps", value), 2, "fps: must be a finite number")
+
+
+def test_an_unreachable_broker_is_one_line_and_nothing_else(tmp_path: Path) -> None:
+    proc = streamprep("run", str(DEMO), "--mqtt", f"mqtt://127.0.0.1:{free_port()}", timeout=60)
+    assert proc.returncode == 5
+    assert "Could not gracefully disconnect" not in proc.stderr
+    assert not [line for line in proc.stderr.splitlines() if " WARNING " in line], proc.stderr

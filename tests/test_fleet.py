@@ -150,7 +150,7 @@ async def test_bridged_brokers_shared_subscriptions_and_outages_lose_nothing(
     assert duplicates < len(made) // 2, f"QoS 1 may redeliver a few around the outages, not all: {duplicates}"
     assert one.count > 20 and two.count > 20, f"the group shares the load: {one.count} / {two.count}"
     assert sorted(fleet.devices) == devices, "the bridge forwards the retained statuses too"
-    for device in devices:
+    for device in devices:  # the statuses made as a run ends reach the broker before the sink closes
         view = fleet.devices[device]
         assert view.state == "offline", "each daemon said goodbye"
         door = view.sources["door"]
@@ -249,33 +249,3 @@ def test_fleet_takes_only_status_topics(topic: str, payload: bytes, devices: dic
     fleet = Fleet("streamprep")
     fleet.take(topic, payload)
     assert {k: (v.state, list(v.sources)) for k, v in fleet.devices.items()} == devices
-
-
-async def test_each_sources_last_retained_status_carries_its_final_counts(
-    mosquitto: Callable[..., ManagedBroker], tmp_path: Path
-) -> None:
-    """The statuses made as the run ends reach the broker before the sink closes (two workers, two files)."""
-    broker = mosquitto("allow_anonymous true")
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(
-        f'device = "box"\nworkers = 2\nfps = 5\nrealtime = true\n[[sources]]\nurl = "{DEMO}"\nid = "door"\n'
-        f'[[sources]]\nurl = "{RECORDINGS / "vfr_720p.mp4"}"\nid = "yard"\n[output.mqtt]\nurl = "{broker.url}"\n'
-        "status_interval_s = 2\n"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streamprep", "run", "--config", str(cfg), stderr=asyncio.subprocess.PIPE
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 120)
-    assert proc.returncode == 0, err.decode()
-    fleet = Fleet("streamprep")
-    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="final-check") as client:
-        await client.subscribe("streamprep/box/+/status", qos=1)
-        async with asyncio.timeout(10):
-            async for message in client.messages:
-                fleet.take(str(message.topic), bytes(message.payload))
-                if len(fleet.devices["box"].sources) == 2:
-                    break
-    for source, sampled in (("door", 60), ("yard", 50)):
-        view = fleet.devices["box"].sources[source]
-        assert view.state == "finished"
-        assert view.counts["sampled"] == view.counts["processed"] == sampled, view

@@ -117,6 +117,12 @@ async def test_unreachable_and_wrong_urls_are_reported_masked(
         await finish(stop, task)
     assert "refused" in (reported("refused") or "").lower()
     assert "401" in (reported("badauth") or "")
+    assert "refused the credentials" in (reported("badauth") or "") and "next try in 60 s" in (
+        reported("badauth") or ""
+    )
+    assert "refused the credentials" not in (reported("refused") or ""), "a refused connection retries on its backoff"
+    snapshot = {s.source: s for s in task.result().snapshot.sources}  # type: ignore[attr-defined]
+    assert snapshot["badauth"].reconnects >= 1 and snapshot["refused"].reconnects >= 1, "failed attempts are counted"
     assert "404" in (reported("badpath") or "") or "not found" in (reported("badpath") or "").lower()
     everything = caplog.text + " ".join(s.reason for s in sink.statuses)
     for secret in ("hunter2", "wrongpass", "letmein"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -384,3 +385,108 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     security = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
     exposure = float(security.stdout.split("Overall exposure level for streamprep.service:")[1].split()[0])
     assert exposure <= 2.5, security.stdout
+
+
+def run_in_tmux(session: str, cmd: str, size: tuple[int, int] = (100, 30)) -> None:
+    subprocess.run(
+        [
+            "tmux",
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            str(size[0]),
+            "-y",
+            str(size[1]),
+            f"{cmd}; echo EXIT=$?; sleep 60",
+        ],
+        check=True,
+        cwd=ROOT,
+    )
+
+
+def test_the_dashboard_ends_on_the_final_state_then_the_summary(tmp_path: Path) -> None:
+    tmux_available()
+    session = f"spend{os.getpid()}"
+    run_in_tmux(
+        session, f"{sys.executable} -m streamprep run --dashboard --fps 5 {DEMO} --out {tmp_path / 'r'}", (80, 24)
+    )
+    try:
+        wait_until(lambda: "EXIT=" in pane(session), 90, "the run to end")
+        text = pane(session)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "EXIT=0" in text
+    row = next(line for line in lines if line.startswith("demo_720p "))
+    assert "finished" in row, "the last frame drawn shows the state at the end"
+    summary = [i for i, line in enumerate(lines) if line.startswith("source demo_720p: finished, ")]
+    assert summary and summary[0] > lines.index(row), "the counts come after the dashboard"
+    assert "INFO" not in text, "no log line above the dashboard"
+
+
+def test_replaying_files_in_a_terminal_shows_progress_and_not_in_a_pipe(tmp_path: Path) -> None:
+    tmux_available()
+    session = f"spbar{os.getpid()}"
+    run_in_tmux(session, f"{sys.executable} -m streamprep run --fps 5 {DEMO} {VFR} --out {tmp_path / 'r'}")
+    try:
+        wait_until(lambda: "EXIT=" in pane(session), 90, "the run to end")
+        text = pane(session)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    assert "EXIT=0" in text
+    bars = [line for line in text.splitlines() if "━" in line]
+    assert any(b.startswith("demo_720p") and "12.0/12.0 s finished" in b and "fps" in b for b in bars), text
+    assert any(b.startswith("vfr_720p") and "10.0/10.0 s finished" in b for b in bars), text
+    piped = subprocess.run(
+        [sys.executable, "-m", "streamprep", "run", "--fps", "1", str(DEMO), "--out", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert piped.returncode == 0 and "━" not in piped.stderr, "no progress bar when stderr is not a terminal"
+
+
+def test_top_says_when_the_daemon_goes_away(tmp_path: Path) -> None:
+    tmux_available()
+    sock = tmp_path / "status.sock"
+    proc = daemon(str(DEMO), "--realtime", "--fps", "5", "--status-socket", str(sock), "--out", str(tmp_path / "r"))
+    session = f"spgone{os.getpid()}"
+    try:
+        wait_until(sock.exists, 60, "the status socket")
+        run_in_tmux(session, f"{sys.executable} -m streamprep top --socket {sock}", (80, 24))
+        wait_for_output_rate(session, "demo_720p", 30)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+        wait_until(lambda: "EXIT=" in pane(session), 30, "top to end")
+        text = pane(session)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        proc.kill()
+    assert f"the daemon at {sock} went away" in text.replace("\n", "")
+    assert "EXIT=0" in text
+
+
+def test_a_failing_source_is_listed_once_in_the_recent_errors(tmp_path: Path) -> None:
+    from streamprep.service import read_status
+
+    sock = tmp_path / "status.sock"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'fps = 5\nrealtime = true\n[status]\nsocket = "{sock}"\n[[sources]]\nurl = "{DEMO}"\nid = "good"\n'
+        f'[[sources]]\nurl = "{DEMO}"\nid = "bad"\nroi = [1000, 0, 600, 720]\n'
+    )
+    proc = daemon("--config", str(cfg), "--out", str(tmp_path / "r"))
+    try:
+        wait_until(sock.exists, 60, "the status socket")
+
+        def bad_listed() -> bool:
+            return any("bad" in line for line in asyncio.run(read_status(sock)).errors)
+
+        wait_until(bad_listed, 60, "the failure in the recent errors")
+        errors = asyncio.run(read_status(sock)).errors
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert len([line for line in errors if "source bad" in line or "bad:" in line]) == 1, errors

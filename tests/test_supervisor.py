@@ -124,3 +124,15 @@ async def test_a_live_source_that_fails_is_restarted() -> None:
     counters = report.metrics.sources["cam"]
     assert counters.reconnects >= 1
     assert counters.sampled == counters.processed + counters.dropped
+
+
+def test_many_files_are_decoded_a_few_at_a_time() -> None:
+    cfg = parse({"fps": 1, "sources": [str(DEMO)] * 12, "limits": {"open_files": 3}})
+    sink, report = run(cfg)
+    assert not report.failures
+    assert len(sink.results) == 12 * 12
+    waited = {s.source for s in sink.statuses if "waiting for its turn" in s.reason}
+    assert len(waited) >= 12 - 3, "the others waited until a file was done"
+    for sid, counters in report.metrics.sources.items():
+        assert (counters.sampled, counters.processed, counters.dropped) == (12, 12, 0), sid
+        assert [r.seq for r in sink.of(sid)] == list(range(12))

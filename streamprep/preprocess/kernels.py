@@ -374,6 +374,17 @@ def _place(small: Array, canvas: Array, x: int, y: int) -> None:
     np.copyto(canvas[y0:y1, x0:x1], small[y0 - y : y1 - y, x0 - x : x1 - x])
 
 
+def frame_to_bgr(image: Image, pixel_format: str, color_matrix: str = "bt601", color_range: str = "limited") -> Image:
+    """A full-size I420 or NV12 frame as BGR, converted by FFmpeg's swscale with the stream's matrix and range."""
+    if pixel_format == "nv12":
+        image = _nv12_to_i420(image)
+    frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
+    bgr = frame.reformat(
+        format="bgr24", src_colorspace=_SWS_COLORSPACE[color_matrix], src_color_range=_SWS_RANGE[color_range]
+    )
+    return np.asarray(bgr.to_ndarray(), dtype=np.uint8)
+
+
 def _nv12_to_i420(image: Image) -> Image:
     """An NV12 frame (Y, then interleaved U and V) as I420 (Y, then U, then V): the same samples."""
     height = image.shape[0] * 2 // 3

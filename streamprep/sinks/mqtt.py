@@ -38,6 +38,17 @@ from streamprep.topics import topic_level
 
 log = logging.getLogger(__name__)
 
+class _QuietDisconnect(logging.Filter):
+    """aiomqtt warns when it closes a client whose connection never came up; a failed connection is already
+    reported (once, as one line), so that warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Could not gracefully disconnect")
+
+
+_CLIENT_LOG = logging.getLogger("streamprep.mqtt.client")
+_CLIENT_LOG.addFilter(_QuietDisconnect())
+
 CREDENTIAL_NAME = "mqtt-password"  # the name to give systemd's LoadCredential=
 _DROP_LOG_INTERVAL = 10.0  # seconds between two warnings about dropped results
 
@@ -151,6 +162,7 @@ class MqttSink:
             will=will,
             timeout=self.cfg.connect_timeout_s,
             tls_context=self._tls,
+            logger=_CLIENT_LOG,
         )
 
     async def _connect(self) -> None:

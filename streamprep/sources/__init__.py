@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Executor
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def make_source(
     executor: Executor | None = None,
     decode_threads: int | None = None,
     defaults: Config | None = None,
+    file_slots: asyncio.Semaphore | None = None,
 ) -> Source:
     """The source ``cfg`` describes. File sources decode in ``executor`` with at most ``decode_threads``
     FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own. ``defaults``
@@ -58,6 +60,7 @@ def make_source(
             executor=executor,
             decode_threads=decode_threads,
             decoding=decoding,
+            slots=file_slots,
         )
     options = LiveOptions(
         transport=cfg.transport,

@@ -24,6 +24,8 @@ class SourceCounts:
     corrupt: int = 0
     reconnects: int = 0
     dropped: collections.Counter[DropReason] = field(default_factory=collections.Counter)
+    position_s: float = 0.0  # presentation time of the last frame decoded (files: how far the replay is)
+    duration_s: float | None = None  # the file's duration, when it says
 
     def add(self, other: SourceCounts) -> None:
         self.decoded += other.decoded

@@ -213,6 +213,7 @@ class FileSource:
         executor: Executor | None = None,
         decode_threads: int | None = None,
         decoding: DecodeOptions | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.id = source_id
         self.path = path
@@ -222,6 +223,7 @@ class FileSource:
         self._first_seq = first_seq
         self._executor = executor
         self._decode_threads = decode_threads
+        self._slots = slots  # files open at once (each open decoder holds a dozen frames)
         self._on_status = on_status
 
     def _status(self, state: SourceState, reason: str = "") -> None:
@@ -247,6 +249,7 @@ class FileSource:
         for frame in decode(container, stream, counts, skip, decoder):
             raw = Fraction(frame.pts) * time_base if frame.pts is not None else None
             pts = timeline.place(raw if raw is not None else (timeline.last or Fraction(0)) + timeline.interval)
+            counts.position_s = float(pts)
             later = skip.presented(frame, pts)
             if not sampler.keep(pts):
                 continue
@@ -266,10 +269,23 @@ class FileSource:
         return chunk
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
+        if self._slots is None:
+            async for frame in self._frames():
+                yield frame
+            return
+        if self._slots.locked():
+            self._status(SourceState.CONNECTING, "waiting for its turn (limits.open_files are being decoded)")
+        async with self._slots:
+            async for frame in self._frames():
+                yield frame
+
+    async def _frames(self) -> AsyncGenerator[Frame, None]:
         loop = asyncio.get_running_loop()
         self._status(SourceState.CONNECTING)
         container, stream = await loop.run_in_executor(self._executor, self._open)
         self._status(SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+        if container.duration:
+            self.counts.duration_s = container.duration / av.time_base
         frames = self._decode(container, stream)
         pending: asyncio.Future[list[Frame]] | None = None
         chunk: list[Frame] = []

@@ -71,6 +71,13 @@ def classify(url: str) -> tuple[str, str | None, str]:
     return "file", None, url
 
 
+AUTH_RETRY_S = 60.0  # a camera that refuses the credentials is tried again this often, not faster
+
+
+def _refused_credentials(reason: str) -> bool:
+    return "401" in reason or "Unauthorized" in reason or "403" in reason or "Forbidden" in reason
+
+
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return redact_text(str(text))
@@ -185,11 +192,20 @@ class LiveSource:
                 container, stream = self._open()
             except (av.error.FFmpegError, OSError, SourceLostError) as exc:
                 reason = exc.reason if isinstance(exc, SourceLostError) else _reason(exc)
-                self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
                 if self.kind == "file":
+                    self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
                     self._status(loop, SourceState.FAILED, f"cannot open {self.safe_url}: {reason}")
                     return
-                self._stop.wait(restarts.next_wait())
+                wait = restarts.next_wait()
+                if _refused_credentials(reason):
+                    # wrong user or password: retrying fast only fills the camera's log; check the credentials
+                    wait = max(wait, AUTH_RETRY_S)
+                    reason += (
+                        f" (the camera refused the credentials: check the user and password; next try in {wait:.0f} s)"
+                    )
+                self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
+                self.counts.reconnects += 1
+                self._stop.wait(wait)
                 continue
             self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
             online_since = time.monotonic()
