@@ -289,7 +289,10 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(tmp_path: Path)
     cfg = tmp_path / "c.toml"
     sources = "".join(f'[[sources]]\nurl = "{LIVE}"\nid = "{sid}"\n' for sid in ("cam-a", "cam-b"))
     cfg.write_text(f"fps = 5\nworkers = 2\n{sources}")
-    daemon = Daemon("run", "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"))
+    # killed, the supervisor cannot remove its runtime directory: let it be under tmp_path
+    daemon = Daemon(
+        "run", "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"), prefix=("env", f"TMPDIR={tmp_path}")
+    )
     try:
         pids = [pid_of(daemon, k) for k in (0, 1)]
         daemon.wait_for("2 worker(s) running", 60)
