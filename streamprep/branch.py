@@ -1,26 +1,33 @@
 """One model's share of the pipeline: batcher → prepare → infer and decode → results.
 
     per-source queues ──► Batcher ──► prepare (preprocess into a pooled batch tensor)
-                                          ──► infer (ONNX Runtime, then each frame's decoder) ──► emit
+                                          ──► submit ──► infer (the engine, then each frame's decoder)
+                                          ──► emit (in the order the batches were submitted)
 
-Preprocessing and inference run in executors of their own, so neither waits behind decoding. Whatever goes
-wrong with one frame (its region of interest, its preprocessing, the decoding of its share of the model's
-output) is that frame's source's business: the frame is dropped as ``failed`` and ``on_failure`` tells the
-supervisor, which ends (or restarts) that source alone. Every frame the branch takes is accounted for: it
-becomes a result, or it is dropped as ``failed``, or as ``stopped`` when the run is cut short.
+Preprocessing and inference run in executors of their own, so neither waits behind decoding. A local model
+has one batch in inference at a time; a remote one (:mod:`streamprep.remote`) up to its ``max_in_flight``,
+their results still emitted in order. Whatever goes wrong with one frame (its region of interest, its
+preprocessing, the decoding of its share of the model's output) is that frame's source's business: the
+frame is dropped as ``failed`` and ``on_failure`` tells the supervisor, which ends (or restarts) that source
+alone. A remote model's server that cannot be reached is nobody's fault: the live frames of the batch are
+dropped as ``unavailable``, the batch is sent again with the files' frames after a capped backoff (files
+wait), and ``on_trouble`` tells the supervisor which sources are affected and, later, that they recovered.
+Every frame the branch takes is accounted for: it becomes a result, or it is dropped as ``failed`` or
+``unavailable``, or as ``stopped`` when the run is cut short.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamprep.batching import Batcher
-from streamprep.errors import StreamprepError, internal_error
+from streamprep.errors import ServerUnavailable, StreamprepError, internal_error
 from streamprep.events.engine import EventHub
 from streamprep.events.values import EventOutput
 from streamprep.frames import DropReason, Frame, Result, Tensor, Timings
@@ -31,9 +38,11 @@ from streamprep.queues import BoundedQueue, DropPolicy
 
 log = logging.getLogger(__name__)
 
-_BUFFERS = 3  # batch tensors in flight: one being filled, one queued, one in inference
+_BUFFERS = 2  # batch tensors besides those in inference: one being filled, one queued
+_RETRY_FIRST_S = 0.5  # the server is away: the first retry of a batch of file frames comes after this
 
 FailureCallback = Callable[[str, str], None]  # (source id, reason)
+TroubleCallback = Callable[[Set[str], "str | None"], None]  # (sources, why no results come; None: recovered)
 Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
 
 
@@ -44,6 +53,28 @@ class PreparedBatch:
     geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view (test-time augmentation)
     preprocess_ms: tuple[float, ...]
     started: float
+
+
+Made = tuple[Result, list[EventOutput]]
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """What became of a batch in inference: results, frames that failed, or the server was away."""
+
+    results: list[Made]
+    failed: list[tuple[Frame, str]]
+    unavailable: str | None = None  # why nothing was inferred (ServerUnavailable): the batch may be sent again
+
+
+@dataclass
+class _Flight:
+    """A batch submitted to inference and not yet emitted; ``pending`` are its frames neither emitted nor
+    dropped yet (what a stop must count)."""
+
+    batch: PreparedBatch
+    future: asyncio.Future[Inferred]
+    pending: list[Frame] = field(default_factory=list)
 
 
 def frame_failure(exc: BaseException) -> str:
@@ -67,7 +98,12 @@ class ModelBranch:
         infer_executor: Executor,
         events: EventHub | None = None,
         keep_frames: bool = False,
+        *,
+        live: Callable[[str], bool] = lambda _sid: False,
+        on_trouble: TroubleCallback | None = None,
     ) -> None:
+        """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
+        live (its frames are dropped while the server is away, a file's wait)."""
         self.key = key
         self.model = model
         self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
@@ -79,14 +115,22 @@ class ModelBranch:
         self._infer_executor = infer_executor
         self._events = events
         self._keep_frames = keep_frames  # results carry their decoded frame (library use)
+        self._is_live = live
+        self._on_trouble = on_trouble
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
-        for _ in range(_BUFFERS):
+        for _ in range(_BUFFERS + model.in_flight):
             self._free.put_nowait(model.new_batch())
         self._demand = asyncio.Semaphore(0)
+        self._slots = asyncio.Semaphore(model.in_flight)  # batches submitted and not yet emitted
+        self._submitted: asyncio.Queue[_Flight | None] = asyncio.Queue()  # in order; at most in_flight
         self._live_queues: set[int] = set()
         self._in_hand: tuple[Frame, ...] = ()  # taken from the batcher, not yet prepared
-        self._in_inference: tuple[Frame, ...] = ()  # prepared or inferred, not yet emitted
+        self._flying: list[_Flight] = []  # submitted, not yet emitted
+        self._seen: set[str] = set()  # every source that gave this branch a frame
+        self._troubled: set[str] = set()  # sources told that the server is away (all seen, while it is)
+        self._trouble_reason = ""
+        self._backoff = _RETRY_FIRST_S
 
     # -- inputs
     def add_queue(self, maxsize: int, policy: DropPolicy, live: bool) -> BoundedQueue[Frame]:
@@ -104,10 +148,11 @@ class ModelBranch:
 
     # -- stages
     def start(self, tg: asyncio.TaskGroup, emit: Emit) -> list[asyncio.Task[None]]:
-        """Start both stages in ``tg``; they end once the last result has been emitted."""
+        """Start the stages in ``tg``; they end once the last result has been emitted."""
         return [
             tg.create_task(self._prepare_stage(), name=f"prepare {self.key}"),
-            tg.create_task(self._infer_stage(emit), name=f"infer {self.key}"),
+            tg.create_task(self._submit_stage(), name=f"submit {self.key}"),
+            tg.create_task(self._emit_stage(emit), name=f"infer {self.key}"),
         ]
 
     def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
@@ -172,6 +217,9 @@ class ModelBranch:
                 if (items := await self.batcher.next_batch()) is None:
                     break
                 self._in_hand = tuple(items)
+                self._seen.update(f.source for f in items)
+                if self._troubled and not self._seen <= self._troubled:
+                    self._trouble(self._trouble_reason)  # a source joined while the server is away
                 tensor = await self._free.get()
                 try:
                     batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, items, tensor)
@@ -194,7 +242,7 @@ class ModelBranch:
             self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
             self._on_failure(frame.source, reason)
 
-    def _infer(self, batch: PreparedBatch) -> tuple[list[tuple[Result, list[EventOutput]]], list[tuple[Frame, str]]]:
+    def _infer(self, batch: PreparedBatch) -> Inferred:
         """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
         objects and make its events (worker thread; snapshots come from the very frame)."""
         model = self.model
@@ -204,9 +252,11 @@ class ModelBranch:
         try:
             fixed = model.spec.batch is not None
             outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
+        except ServerUnavailable as exc:
+            return Inferred([], [], unavailable=str(exc))
         except Exception as exc:
             reason = frame_failure(exc)
-            return [], [(f, reason) for f in batch.items]
+            return Inferred([], [(f, reason) for f in batch.items])
         inference_ms = (time.perf_counter() - t0) * 1000.0
         results: list[tuple[Result, list[EventOutput]]] = []
         failed: list[tuple[Frame, str]] = []
@@ -248,49 +298,121 @@ class ModelBranch:
             except Exception as exc:
                 log.debug("source %s: frame %d failed in tracking", f.source, f.seq, exc_info=True)
                 failed.append((f, f"events: {frame_failure(exc)}"))
-        return results, failed
+        return Inferred(results, failed)
 
-    async def _infer_stage(self, emit: Emit) -> None:
-        loop = asyncio.get_running_loop()
-        metrics = self._metrics
+    def _launch(self, batch: PreparedBatch) -> asyncio.Future[Inferred]:
+        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._infer, batch)
+
+    async def _submit_stage(self) -> None:
+        """Send prepared batches to inference, up to ``model.in_flight`` at once."""
         try:
             while True:
+                await self._slots.acquire()  # a batch was emitted (or none is in flight yet)
                 self._demand.release()  # ask for the next batch only now (see _prepare_stage)
                 if (batch := await self._prepared.get()) is None:
                     break
-                self._in_inference = batch.items
+                flight = _Flight(batch, self._launch(batch), list(batch.items))
+                self._flying.append(flight)
+                self._submitted.put_nowait(flight)
+        finally:
+            self._prepared.close()
+            self._submitted.put_nowait(None)
+
+    async def _emit_stage(self, emit: Emit) -> None:
+        """Take each batch's outcome in submission order and emit its results."""
+        metrics = self._metrics
+        try:
+            while (flight := await self._submitted.get()) is not None:
                 try:
-                    results, failed = await loop.run_in_executor(self._infer_executor, self._infer, batch)
+                    done = await self._settle(flight)
                 finally:
-                    self._free.put_nowait(batch.tensor)
-                self._fail(failed)
-                if results:
-                    inference_ms = results[0][0].timings.inference_ms
+                    self._free.put_nowait(flight.batch.tensor)
+                self._fail(done.failed)
+                failed = {id(f) for f, _ in done.failed}
+                flight.pending = [f for f in flight.pending if id(f) not in failed]
+                if done.results:
+                    inference_ms = done.results[0][0].timings.inference_ms
                     metrics.batches += 1
-                    metrics.frames += len(results)
-                    metrics.batch_sizes.add(len(batch.items))
+                    metrics.frames += len(done.results)
+                    metrics.batch_sizes.add(len(flight.batch.items))
                     metrics.inference_ms.add(inference_ms)
                     metrics.histograms["inference_ms"].add(inference_ms)
-                emitted = {id(f) for f, _ in failed}
-                for frame, (result, outputs) in _pair(batch.items, results):
+                for frame, (result, outputs) in _pair(flight.batch.items, done.results):
                     await emit(result, outputs)
-                    emitted.add(id(frame))
-                    self._in_inference = tuple(f for f in batch.items if id(f) not in emitted)
+                    flight.pending = [f for f in flight.pending if f is not frame]
                     counters = metrics.source(result.source)
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
                     metrics.histograms["age_ms"].add(result.timings.age_ms)
                     metrics.preprocess_ms.add(result.timings.preprocess_ms)
                     metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)
-                self._in_inference = ()
+                self._flying.remove(flight)
+                self._slots.release()
         finally:
             self._prepared.close()
+
+    async def _settle(self, flight: _Flight) -> Inferred:
+        """The flight's outcome. While the server is away its live frames are dropped (``unavailable``) and
+        the rest is sent again after a capped, jittered backoff, until it answers or the run is stopped."""
+        while True:
+            done = await flight.future
+            if done.unavailable is None:
+                self._recovered()
+                return done
+            batch = flight.batch
+            self._trouble(done.unavailable)
+            keep = [i for i, f in enumerate(batch.items) if not self._is_live(f.source)]
+            for f in batch.items:
+                if self._is_live(f.source):
+                    self._metrics.source(f.source).drops[DropReason.UNAVAILABLE] += 1
+            flight.pending = [f for f in flight.pending if not self._is_live(f.source)]
+            if not keep:
+                return Inferred([], [])
+            flight.batch = self._compact(batch, keep)
+            await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))
+            self._backoff = min(self._backoff * 2, self.model.retry_cap_s)
+            flight.future = self._launch(flight.batch)
+
+    def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
+        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensor."""
+        views = self.model.views.count
+        tensor = batch.tensor
+        for j, i in enumerate(keep):
+            if i != j:
+                tensor[j * views : (j + 1) * views] = tensor[i * views : (i + 1) * views]
+        return PreparedBatch(
+            tuple(batch.items[i] for i in keep),
+            tensor,
+            tuple(batch.geometries[i] for i in keep),
+            tuple(batch.preprocess_ms[i] for i in keep),
+            batch.started,
+        )
+
+    def _trouble(self, reason: str) -> None:
+        """The server is away: every source of the branch is told (its frames cannot come out either)."""
+        if not self._troubled:
+            log.warning("model %s: %s; live frames are dropped, frames of files wait", self.model.name, reason)
+        self._trouble_reason = reason
+        new = self._seen - self._troubled
+        self._troubled |= new
+        if new and self._on_trouble is not None:
+            self._on_trouble(new, f"model {self.model.name}: {reason}")
+
+    def _recovered(self) -> None:
+        self._backoff = _RETRY_FIRST_S
+        if not self._troubled:
+            return
+        log.info("model %s: the inference server answers again", self.model.name)
+        sources, self._troubled = self._troubled, set()
+        if self._on_trouble is not None:
+            self._on_trouble(sources, None)
 
     # -- stopping
     def abandon(self) -> int:
         """The run is cut short: count every frame the branch still holds as dropped (``stopped``)."""
-        frames = list(self._in_hand) + list(self._in_inference)
-        self._in_hand = self._in_inference = ()
+        frames = list(self._in_hand) + [f for flight in self._flying for f in flight.pending]
+        self._in_hand = ()
+        self._flying = []
         while (batch := self._prepared.get_nowait()) is not None:
             frames.extend(batch.items)
         for queue in self.batcher.queues:
@@ -299,9 +421,6 @@ class ModelBranch:
         for frame in frames:
             self._metrics.source(frame.source).drops[DropReason.STOPPED] += 1
         return len(frames)
-
-
-Made = tuple[Result, list[EventOutput]]
 
 
 def _pair(items: tuple[Frame, ...], results: list[Made]) -> list[tuple[Frame, Made]]:

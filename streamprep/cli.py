@@ -1,4 +1,4 @@
-"""Command line: ``streamprep run|check|top|inspect|preprocess|record``.
+"""Command line: ``streamprep run|check|top|fleet|inspect|preprocess|record|probe|verify``.
 
 Maps every StreamprepError to one line and an exit code; tracebacks only with ``--debug``.
 """
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[options], help="run sources through a model and publish the results")
     run.add_argument("--dashboard", action="store_true", help="draw a live dashboard on the terminal")
+    run.add_argument("--workers", type=int, metavar="N", help="N worker processes share the sources (all cores)")
+    run.add_argument("--worker", help=argparse.SUPPRESS)  # K/N: this process is worker K of N (streamprep.workers)
+    run.add_argument("--worker-dir", type=Path, help=argparse.SUPPRESS)
 
     chk = sub.add_parser(
         "check",
@@ -94,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
     top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+
+    flt = sub.add_parser("fleet", help="every device and source publishing to a broker, from its retained statuses")
+    flt.add_argument("--mqtt", metavar="URL", help="the broker (default: [output.mqtt] of --config)")
+    flt.add_argument("--config", type=Path, help="take the broker, credentials and TLS from [output.mqtt]")
+    flt.add_argument("--prefix", help="topic prefix (default: the config's, else streamprep)")
+    flt.add_argument("--watch", action="store_true", help="keep the table live until Ctrl-C")
+    flt.add_argument("--json", action="store_true", help="print JSON")
+    flt.add_argument("--timeout", type=float, default=5.0, help="seconds to collect retained statuses at most")
 
     ins = sub.add_parser("inspect", help="show a model's inputs, outputs and the preprocessing streamprep applies")
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
@@ -177,6 +188,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
         flags["status"] = {"socket": args.status_socket}
     if getattr(args, "log_format", None):
         flags["logging"] = {"format": args.log_format}
+    if getattr(args, "workers", None) is not None:
+        flags["workers"] = args.workers
     where = f"{args.config}: " if args.config else ""
     return config_mod.parse(config_mod.merge(data, flags), where)
 
@@ -208,6 +221,13 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
     to_stdout = cfg.output.out == "-" or (cfg.output.out is None and cfg.output.mqtt is None)
     if args.dashboard and to_stdout and sys.stdout.isatty():
         raise ConfigError("--dashboard draws on the terminal: send results elsewhere with --out FILE or --mqtt URL")
+    reload = (lambda: _config_from_args(args, quiet=True)) if args.config is not None else None
+    if args.worker is not None:  # worker K of N under `run --workers N`: its share of the sources
+        from streamprep import workers
+
+        cfg, reload = workers.as_worker(cfg, args.worker, args.worker_dir, reload)
+        args.dashboard = False
+    count = cfg.workers
     found = preflight(cfg, checkpoint=signals.checkpoint)
     signals.checkpoint()
     for warning in found.warnings:
@@ -216,7 +236,11 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
         for later in found.fatal[1:]:
             log.error("%s", later)
         raise found.fatal[0]
-    reload = (lambda: _config_from_args(args, quiet=True)) if args.config is not None else None
+    if count > 1 and args.worker is None:
+        from streamprep import workers
+
+        found.models.clear()  # checked; each worker loads its own
+        return workers.supervise(cfg, count, args.argv, signals, reload, dashboard=args.dashboard)
     outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, models=found.models).run()
     summarize(outcome, quiet=args.dashboard)
     return outcome.exit_code
@@ -231,6 +255,12 @@ def _check(args: argparse.Namespace) -> int:
     found = preflight(cfg, probe_sources=args.probe_sources)
     for line in found.notes:
         print(line)
+    if cfg.workers > 1:
+        from streamprep.workers import plan, shares
+
+        ids = cfg.source_ids()
+        for k, share in enumerate(shares(ids, plan(ids, cfg.workers), cfg.workers)):
+            print(f"worker {k}: {', '.join(share) if share else 'no sources (not started)'}")
     for line in found.warnings:
         print(f"warning: {redact_text(line)}")
     problems = list(found.problems)
@@ -355,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.setup("auto", "debug" if debug else "info")
     try:
         args = _parser().parse_args(argv)
+        args.argv = list(argv if argv is not None else sys.argv[1:])  # `run --workers N` starts its workers with it
         if args.command == "run":
             return _run(args)
         if args.command == "preprocess":
@@ -369,6 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from streamprep import probe
 
             return probe.main(args)
+        if args.command == "fleet":
+            from streamprep import fleet
+
+            return fleet.main(args)
         if args.command == "verify":
             from streamprep import verify
 

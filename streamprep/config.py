@@ -153,8 +153,67 @@ class SourceConfig(_Strict):
         return v if v is None else _printable(v)
 
 
+KSERVE_SCHEMES = ("grpc", "grpcs", "http", "https")
+
+
+class KServeConfig(_Strict):
+    """``[model.kserve]`` (with ``backend = "kserve"``): the model runs on a KServe v2 / Open Inference
+    Protocol server (NVIDIA Triton, KServe, Seldon MLServer, OpenVINO Model Server); see streamprep.remote.
+
+    Credentials like the MQTT ones: ``username`` with ``password_env``/``password_file`` (HTTP Basic), or a
+    token from ``token_env``/``token_file`` (or ``$CREDENTIALS_DIRECTORY/kserve-token``) sent in
+    ``token_header`` (``authorization``: ``Bearer TOKEN``; any other header: the token as it is). Never logged.
+    """
+
+    url: str  # grpc://HOST[:8001], grpcs://HOST[:443], http://HOST[:8000][/PATH], https://HOST[:443][/PATH]
+    model: str = Field(min_length=1)  # the model's name on the server
+    version: str = ""  # empty: the server's choice (its version policy, usually the latest)
+    connect_timeout_s: float = Field(5.0, gt=0, le=300)  # at start: reaching the server and its metadata
+    timeout_s: float = Field(10.0, gt=0, le=600)  # one inference request
+    max_in_flight: int = Field(2, ge=1, le=64)  # batches sent and not yet answered
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # server away: file frames retried, backoff up to this
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    token_header: str = Field("authorization", min_length=1)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False  # https only: skip certificate verification (testing only)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in KSERVE_SCHEMES or not parts.hostname:
+            raise ValueError(
+                "must look like grpc://HOST[:PORT], grpcs://..., http://HOST[:PORT][/PATH] or https://... "
+                f"(got {redact_url(v)})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KServeConfig:
+        if self.tls_insecure and urlsplit(self.url).scheme == "grpcs":
+            raise ValueError("tls_insecure: gRPC cannot skip certificate verification; give ca_file instead")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("password_env and password_file: give one")
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("token_env and token_file: give one")
+        if self.username is None and (self.password_env or self.password_file):
+            raise ValueError("a password needs a username")
+        token = self.token_env is not None or self.token_file is not None
+        if token and self.username is not None and self.token_header.lower() == "authorization":
+            raise ValueError("username and a token would both be the authorization header: give one")
+        return self
+
+
 class ModelConfig(_Strict):
     path: Path = DEFAULT_MODEL
+    backend: Literal["onnx", "kserve"] = "onnx"  # kserve: run it on an inference server ([model.kserve])
+    kserve: KServeConfig | None = None
     name: str | None = None
     batch: int = Field(1, ge=1, le=256)
     max_wait_ms: float = Field(10.0, ge=0, le=10_000)
@@ -199,6 +258,24 @@ class ModelConfig(_Strict):
             raise ValueError(f"unknown decoder {v!r}; choose one of {', '.join(DECODERS)}")
         return v
 
+    @model_validator(mode="after")
+    def _backend(self) -> ModelConfig:
+        if self.backend == "kserve" and self.kserve is None:
+            raise ValueError('backend = "kserve" needs a kserve table with the server\'s url and the model\'s name')
+        if self.backend == "onnx" and self.kserve is not None:
+            raise ValueError('a kserve table needs backend = "kserve"')
+        if self.backend == "kserve" and self.preprocess.in_graph:
+            raise ValueError("preprocess.in_graph changes the ONNX file: a model on a server cannot use it")
+        return self
+
+    @property
+    def local_files(self) -> Path | None:
+        """Where the model's sidecar and labels are: beside ``path``. A remote model has them only when its
+        ``path`` is given (a local copy, or a bundled model's name); the file itself is not loaded."""
+        if self.backend == "onnx" or "path" in self.model_fields_set:
+            return self.path
+        return None
+
 
 class MqttConfig(_Strict):
     """``[output.mqtt]``; ``mqtt = "URL"`` is short for ``[output.mqtt] url = "URL"``.
@@ -227,6 +304,8 @@ class MqttConfig(_Strict):
     tls_insecure: bool = False  # skip certificate and host name verification (testing only)
     outbox_max: int = Field(10_000, ge=1, le=10_000_000)
     outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
+    # each source's retained status is published again with its counts this often (0: only on changes)
+    status_interval_s: float = Field(10.0, ge=0, le=3600)
 
     @field_validator("url")
     @classmethod
@@ -273,6 +352,7 @@ class Config(_Strict):
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
     drain_timeout_s: float = Field(10.0, ge=0, le=3600)  # on stop: time to finish what is in flight
+    workers: int = Field(1, ge=1, le=256)  # processes sharing the sources (see streamprep.workers)
     fps: float | None = Field(None, gt=0, le=1000)
     realtime: bool = False
     queue_size: int = Field(8, ge=1, le=1024)

@@ -170,6 +170,10 @@ def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: b
         from streamprep.exporter import metrics_companion
 
         found.append(metrics_companion(cfg.metrics.listen, pipeline.snapshot))
+    if cfg.output.mqtt is not None and cfg.output.mqtt.status_interval_s > 0:
+        from streamprep.fleet import counts_companion  # retained statuses carry counts, for the fleet view
+
+        found.append(counts_companion(cfg.output.mqtt.status_interval_s))
     if dashboard:
         from rich.console import Console
 

@@ -10,6 +10,7 @@ The command line prints ``str(error)`` as one line and exits with ``error.exit_c
     │   └── SourceLostError             failed after it was opened
     ├── FrameError             exit 3   a frame cannot be processed as configured (its source fails)
     ├── ModelError             exit 4   the model cannot be loaded, or does not fit the spec or decoder
+    │   └── ServerUnavailable           its inference server cannot serve it right now (while running)
     └── SinkError              exit 5   results cannot be delivered (file, broker)
 
 Messages never contain secrets: URLs pass through :func:`streamprep.redact.redact_url` first.
@@ -59,6 +60,11 @@ class ModelError(StreamprepError):
     """A model cannot be loaded or does not fit the preprocessing spec or decoder."""
 
     exit_code = 4
+
+
+class ServerUnavailable(ModelError):
+    """A remote model's inference server cannot serve it right now: unreachable, timed out, restarting.
+    While running this is no frame's fault: live frames are dropped (``unavailable``), files' frames wait."""
 
 
 class SinkError(StreamprepError):

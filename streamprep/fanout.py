@@ -57,6 +57,7 @@ class Fanout:
         self._metrics = metrics
         self._live = live
         self._deliveries: list[asyncio.Task[None]] = []
+        self._status_deliveries: list[asyncio.Task[None]] = []
         self._serving: list[asyncio.Task[None]] = []
         for sink in sinks:
             if hasattr(sink, "on_drop"):  # a sink that drops results itself (an outbox) says whose
@@ -77,7 +78,7 @@ class Fanout:
         for lane in self._lanes:
             name = lane.sink.name
             self._deliveries.append(tg.create_task(self._deliver(lane), name=f"deliver {name}"))
-            tg.create_task(self._deliver_statuses(lane), name=f"status {name}")
+            self._status_deliveries.append(tg.create_task(self._deliver_statuses(lane), name=f"status {name}"))
             self._serving.append(tg.create_task(self._serve(lane), name=f"serve {name}"))
 
     async def put(self, result: Result, events: Sequence[EventOutput] = ()) -> None:
@@ -162,6 +163,9 @@ class Fanout:
         await _within(self._deliveries, deadline - loop.time(), "handing results to the sinks")
         for lane in self._lanes:
             lane.statuses.close()
+        # the last statuses (each source's final counts) reach the sinks before they close
+        await _within(self._status_deliveries, deadline - loop.time(), "handing statuses to the sinks")
+        for lane in self._lanes:
             try:
                 await lane.sink.close()
             except Exception as exc:

@@ -44,6 +44,7 @@ class DropReason(enum.StrEnum):
     QUEUE = "queue"  # the source's queue policy dropped it (a live source's newer frame took its place)
     STOPPED = "stopped"  # still waiting when the run stopped (drain deadline, second signal, reload)
     FAILED = "failed"  # its preprocessing or the decoding of its model output failed
+    UNAVAILABLE = "unavailable"  # a live frame dropped while its model's inference server could not be reached
 
 
 @dataclass(frozen=True, slots=True)

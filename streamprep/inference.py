@@ -56,11 +56,19 @@ class Engine(Protocol):
     def run(self, tensor: Tensor) -> list[Tensor]: ...
 
 
+class LoadableEngine(Engine, Protocol):
+    """An engine :func:`streamprep.model.load_model` makes: ONNX Runtime's, or a remote server's."""
+
+    def select_input(self, name: str) -> None: ...
+
+    def warm_up(self, tensor: Tensor) -> None: ...
+
+
 def _tensor_info(arg: Any) -> TensorInfo:
     return TensorInfo(arg.name, tuple(arg.shape), onnx_dtype(arg.type))
 
 
-def _read_sidecar(path: Path) -> dict[str, Any]:
+def read_sidecar(path: Path) -> dict[str, Any]:
     sidecar = path.with_suffix(".streamprep.json")
     if not sidecar.is_file():
         return {}
@@ -129,7 +137,7 @@ class OnnxEngine:
             inputs=tuple(_tensor_info(i) for i in self._session.get_inputs()),
             outputs=tuple(_tensor_info(o) for o in self._session.get_outputs()),
             metadata=dict(meta.custom_metadata_map),
-            sidecar=_read_sidecar(path),
+            sidecar=read_sidecar(path),
             providers=tuple(self._session.get_providers()),
         )
         for dropped in (p for p in chosen if p not in self.info.providers):

@@ -5,16 +5,19 @@ from __future__ import annotations
 import ast
 import logging
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamprep import contract
 from streamprep.config import ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
-from streamprep.inference import Engine, OnnxEngine
+from streamprep.inference import Engine, LoadableEngine, OnnxEngine
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
 from streamprep.tta import VIEW_THRESHOLD, Views, views_for
+
+if TYPE_CHECKING:
+    from streamprep.remote import KServeEngine
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,8 @@ class LoadedModel:
     in_graph: bool = False
     labels: tuple[str, ...] = ()
     views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
+    in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
+    retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
 
     def new_batch(self) -> Any:
         """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
@@ -62,12 +67,13 @@ class LoadedModel:
         }
 
 
-def _labels(cfg: ModelConfig, engine: OnnxEngine) -> tuple[str, ...]:
+def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
     """From the config, else ``<model>.labels.txt`` beside the model, else the model's ``names`` metadata."""
     if cfg.labels is not None:
         return read_labels(cfg.labels)
-    beside = cfg.path.with_suffix(".labels.txt")
-    if beside.is_file():
+    files = cfg.local_files
+    beside = files.with_suffix(".labels.txt") if files is not None else None
+    if beside is not None and beside.is_file():
         return read_labels(beside)
     return labels_from_metadata(engine.info.metadata)
 
@@ -101,13 +107,23 @@ def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
 
 
 def load_model(cfg: ModelConfig) -> LoadedModel:
-    """Load and check everything about a model before any frame flows; errors name what is wrong."""
-    engine = _engine(cfg)
+    """Load and check everything about a model before any frame flows; errors name what is wrong. A model
+    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.remote`)."""
+    remote: KServeEngine | None = None
+    engine: LoadableEngine
+    if cfg.backend == "kserve":
+        from streamprep.remote import connect  # imports tritonclient: only for this backend
+
+        engine = remote = connect(cfg)
+        where = remote.location
+    else:
+        engine = _engine(cfg)
+        where = str(cfg.path)
     info = engine.info
     if len(info.inputs) > 1:
         names = ", ".join(i.name for i in info.inputs)
         raise ModelError(
-            f"model {cfg.path}: it has {len(info.inputs)} inputs ({names}); streamprep feeds a model one image "
+            f"model {where}: it has {len(info.inputs)} inputs ({names}); streamprep feeds a model one image "
             "tensor, so the others would be missing"
         )
     overrides = cfg.preprocess.values()
@@ -117,7 +133,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         sidecar = parse_overrides(sidecar_pre, f"sidecar of {info.name}").values() if sidecar_pre else {}
         spec, provenance = derive(facts, info.metadata, sidecar, overrides)
     except ConfigError as exc:
-        raise ConfigError(f"model {cfg.path.name}: {exc}") from None
+        raise ConfigError(f"model {cfg.path.name if remote is None else where}: {exc}") from None
     in_graph = bool(cfg.preprocess.in_graph)
     preprocessor = Preprocessor(spec)
     if in_graph:
@@ -146,9 +162,9 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     name = cfg.name or info.name
     assumed = contract.assumed_fields(spec, provenance)
     if assumed:
-        log.warning("%s", contract.assumption_warning(name, cfg.path, spec, assumed))
+        log.warning("%s", contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
     if not labels and decoder.kind in ("detection", "classification"):
-        log.warning("%s", contract.labels_warning(name, cfg.path))
+        log.warning("%s", contract.labels_warning(name, cfg.local_files or info.path))
     low = None
     if cfg.tta and decoder.kind == "detection":
         lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
@@ -160,6 +176,8 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
             f"model.tta: {views.count} views per frame need a batch of {views.count}; model {info.name} has a "
             f"fixed batch of {spec.batch}"
         )
+    if remote is not None and spec.batch is None:
+        max_batch = _server_batch(cfg, remote.max_batch_size, views.count, max_batch)
     if max_batch < 1:
         raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
     log.info(
@@ -177,4 +195,30 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         in_graph=in_graph,
         labels=labels,
         views=views,
+        in_flight=remote.max_in_flight if remote is not None else 1,
+        retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
     )
+
+
+def _server_batch(cfg: ModelConfig, server_max: int | None, views: int, configured: int) -> int:
+    """A remote model's batch: ``model.batch`` when set, else the server's ``max_batch_size``; never more
+    than the server takes (each frame's views count against it)."""
+    if server_max is None:
+        return configured
+    fits = server_max // views
+    if fits < 1:
+        raise ConfigError(
+            f"model.tta: {views} views per frame need a batch of {views}; the server takes at most {server_max}"
+        )
+    if "batch" not in cfg.model_fields_set:
+        return fits
+    if configured > fits:
+        log.warning(
+            "model.batch = %d is more than the server takes (max_batch_size %d%s): batches of at most %d",
+            configured,
+            server_max,
+            f", {views} views per frame" if views > 1 else "",
+            fits,
+        )
+        return fits
+    return configured

@@ -83,7 +83,8 @@ class Pipeline:
         files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
-        self._infer = {key: pool(f"infer-{key}", 1) for key in self.models}
+        # a remote model overlaps batches: one thread per request it may have on its way
+        self._infer = {key: pool(f"infer-{key}", model.in_flight) for key, model in self.models.items()}
         self.fanout = Fanout(
             sinks, self.metrics, self._is_live, cfg.events is None or cfg.events.results, queue_size=sink_queue
         )
@@ -113,6 +114,8 @@ class Pipeline:
                 self._infer[key],
                 self.events,
                 keep_frames,
+                live=self._is_live,
+                on_trouble=self.supervisor.model_trouble,
             )
 
     @property

@@ -15,9 +15,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from streamprep.branch import ModelBranch
 from streamprep.config import DEFAULT_MODEL_KEY, Config, SourceConfig
@@ -75,6 +75,8 @@ class SourceSupervisor:
         self._backoff: dict[str, float] = {}
         self._restarted: collections.Counter[str] = collections.Counter()
         self._last_status: dict[str, tuple[SourceState, str]] = {}
+        self._said: dict[str, SourceStatus] = {}  # the latest status each source gave itself
+        self._trouble: dict[str, str] = {}  # sources whose model's server is away, and why (see model_trouble)
         self._tg: asyncio.TaskGroup | None = None
         self._file_slots: asyncio.Semaphore | None = None
         self._stopping = False
@@ -185,7 +187,9 @@ class SourceSupervisor:
                     except asyncio.CancelledError:
                         counters.drops[DropReason.STOPPED] += 1  # the frame in hand
                         raise
-                    counters.drops[DropReason.QUEUE] += queue.dropped - dropped
+                    # a newer frame took its place: inference was busy, or its server is away (model_trouble)
+                    why = DropReason.UNAVAILABLE if source.id in self._trouble else DropReason.QUEUE
+                    counters.drops[why] += queue.dropped - dropped
             finally:
                 aclose = getattr(frames, "aclose", None)
                 if aclose is not None:
@@ -250,7 +254,24 @@ class SourceSupervisor:
         run.task.cancel()
 
     # -- statuses
+    def model_trouble(self, sources: Set[str], reason: str | None) -> None:
+        """The model of ``sources`` cannot be reached (``reason``), or can again (None). While it cannot, a
+        source that is connecting or online shows ``stalled`` with that reason: it decodes, but no result
+        comes out. Recovered, each shows what it last said itself."""
+        for sid in sources:
+            if reason is None:
+                self._trouble.pop(sid, None)
+            else:
+                self._trouble[sid] = reason
+            said = self._said.get(sid)
+            if said is not None:
+                self._on_status(said)
+
     def _on_status(self, status: SourceStatus) -> None:
+        self._said[status.source] = status
+        trouble = self._trouble.get(status.source)
+        if trouble is not None and status.state in (SourceState.CONNECTING, SourceState.ONLINE):
+            status = replace(status, state=SourceState.STALLED, reason=trouble)
         key = (status.state, status.reason)
         if self._last_status.get(status.source) == key:
             return

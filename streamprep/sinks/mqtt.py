@@ -170,8 +170,13 @@ class MqttSink:
         try:
             await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s)
             await client.publish(self.device_topic, b"online", qos=1, retain=True)
-            for topic, payload in list(self._retained.items()):
-                await client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+            # until none is left: a status that changes while these go out is not connected yet, so not
+            # published by retain(); it must go out here, or the broker would keep the older one
+            sent: dict[str, bytes] = {}
+            while pending := [(t, p) for t, p in self._retained.items() if sent.get(t) is not p]:
+                for topic, payload in pending:
+                    await client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+                    sent[topic] = payload
         except (aiomqtt.MqttError, OSError, TimeoutError, ssl.SSLError) as exc:
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
