@@ -255,3 +255,11 @@ def test_an_unreachable_broker_is_one_line_and_nothing_else(tmp_path: Path) -> N
     assert proc.returncode == 5
     assert "Could not gracefully disconnect" not in proc.stderr
     assert not [line for line in proc.stderr.splitlines() if " WARNING " in line], proc.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error() -> None:
+    # `true` reads nothing and is gone before the model has loaded: every write meets a closed pipe
+    script = f"{sys.executable} -m streamprep inspect {SSD} | true; echo status=${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "status=0"
+    assert "error" not in proc.stderr and "Traceback" not in proc.stderr
