@@ -45,6 +45,7 @@ class SourceConfig(_Strict):
     max_restarts_per_minute: int = Field(20, ge=1, le=600)
     format: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    low_delay: bool = True  # live: decode for delay (slice threads); false: for throughput (frame threads)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     password_env: str | None = None  # the camera password from this environment variable...

@@ -34,5 +34,6 @@ def make_source(
         input_format=cfg.format,
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
+        low_delay=cfg.low_delay,
     )
     return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status)

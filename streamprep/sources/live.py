@@ -52,6 +52,7 @@ class LiveOptions:
     input_options: dict[str, str] = field(default_factory=dict)  # video_size, framerate, input_format...
     handoff: int = 2  # sampled frames that may wait between the decode thread and the pipeline
     policy: DropPolicy = DropPolicy.DROP_OLDEST
+    low_delay: bool = True  # cameras and streams: decoding tuned for delay (see decode_settings)
 
 
 def classify(url: str) -> tuple[str, str | None, str]:
@@ -72,30 +73,59 @@ def _reason(exc: BaseException) -> str:
     return redact_text(str(text))
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How a live input is opened and decoded: low delay for cameras and streams, throughput for files.
+
+    ``options`` are FFmpeg input options; ``thread_type`` the decoder's threading. Frame threading
+    (``AUTO``) holds a frame back per extra thread, ~70 ms at 30 fps on two cores (``bench/RESULTS.md``);
+    slice threading adds no delay. ``low_delay`` sets the decoder's ``AV_CODEC_FLAG_LOW_DELAY`` (a codec
+    flag: as an ``av.open`` option it never reaches the decoder).
+    """
+
+    options: dict[str, str]
+    thread_type: str
+    low_delay: bool
+
+
+def decode_settings(kind: str, target: str, options: LiveOptions) -> DecodeSettings:
+    """The settings for a live input of ``kind`` (see :func:`classify`); the source's own options win."""
+    opts: dict[str, str] = {}
+    if target.startswith(("rtsp://", "rtsps://")):
+        opts["rtsp_transport"] = options.transport
+    if kind == "file" or not options.low_delay:
+        if kind in ("network", "webcam"):
+            opts["fflags"] = "nobuffer"
+        return DecodeSettings(opts | dict(options.input_options), "AUTO", False)
+    if kind in ("network", "webcam"):
+        opts["fflags"] = "nobuffer"  # frames read while probing are not queued up for a burst later
+    if target.startswith(("rtsp://", "rtsps://")):
+        opts["probesize"] = "32"  # the SDP describes the stream: open in ~50 ms instead of ~1 s
+    return DecodeSettings(opts | dict(options.input_options), "SLICE", True)
+
+
 def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
-    """Open a live input and its first video stream, with open and read timeouts.
+    """Open a live input and its first video stream, with open and read timeouts, tuned by
+    :func:`decode_settings`.
 
     Raises av.error.FFmpegError or OSError as FFmpeg reports them, SourceLostError without a video stream.
     """
     kind, demuxer, target = classify(url)
-    opts: dict[str, str] = dict(options.input_options)
-    if target.startswith(("rtsp://", "rtsps://")):
-        opts.setdefault("rtsp_transport", options.transport)
-    if kind in ("network", "webcam"):
-        opts.setdefault("fflags", "nobuffer")
-        opts.setdefault("flags", "low_delay")
+    settings = decode_settings(kind, target, options)
     container = av.open(
         target,
         mode="r",
         format=options.input_format or demuxer,
-        options=opts,
+        options=settings.options,
         timeout=(options.open_timeout, options.stall_timeout),
     )
     if not container.streams.video:
         container.close()
         raise SourceLostError(source_id, f"{redact_url(url)}: has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = settings.thread_type
+    if settings.low_delay:
+        stream.codec_context.flags |= av.codec.context.Flags.low_delay
     return container, stream
 
 
@@ -187,7 +217,8 @@ class LiveSource:
                     return
                 self._stop.wait(restarts.next_wait())
                 continue
-            self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+            size = f" {stream.width}x{stream.height}" if stream.width else ""  # not probed: known at the first frame
+            self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name}{size}")
             online_since = time.monotonic()
             rate = stream.average_rate or stream.guessed_rate
             if rate:
