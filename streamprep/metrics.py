@@ -81,6 +81,7 @@ class SourceCounters:
     corrupt: int = 0
     reconnects: int = 0
     age_ms: Window = field(default_factory=Window)
+    capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class SourceSnapshot:
     queued: int
     age_p50_ms: float
     age_p95_ms: float
+    capture_clock: str = ""
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ class Metrics:
                     queued.get(name, 0),
                     p50,
                     p95,
+                    c.capture_clock,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

@@ -350,12 +350,13 @@ class Pipeline:
                             queue_ms=(batch.started - f.decoded_mono) * 1000.0,
                             preprocess_ms=batch.preprocess_ms[i],
                             inference_ms=inference_ms,
-                            age_ms=(started - f.decoded_mono) * 1000.0,
+                            age_ms=(started - f.captured_mono) * 1000.0,
                             total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
                         ),
                         detections=decoded.detections,
                         classifications=decoded.classifications,
                         outputs=decoded.outputs,
+                        capture_clock=f.capture_clock,
                     )
                 )
             return results
@@ -378,6 +379,7 @@ class Pipeline:
                     counters = self.metrics.source(result.source)
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
+                    counters.capture_clock = result.capture_clock
                     self.metrics.histograms["age_ms"].add(result.timings.age_ms)
                     self.metrics.preprocess_ms.add(result.timings.preprocess_ms)
                     self.metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
@@ -32,6 +33,7 @@ from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceState, SourceStatus, StatusCallback
+from streamprep.sources.clock import Capture, CaptureClocks
 from streamprep.sources.file import decode, make_frame
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,12 @@ def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any
     if settings.low_delay:
         stream.codec_context.flags |= av.codec.context.Flags.low_delay
     return container, stream
+
+
+def with_capture(frame: Frame, capture: Capture) -> Frame:
+    """``frame`` with its capture time from ``capture`` instead of its decoding time."""
+    lag = frame.captured_at - capture.at  # captured_at is still the decoding time here
+    return dataclasses.replace(frame, captured_at=capture.at, capture_clock=capture.clock, capture_lag=lag)
 
 
 class _Restarts:
@@ -227,10 +235,12 @@ class LiveSource:
             origin: Fraction | None = None
             wall_origin = time.monotonic()
             ended = "stream ended"
+            clocks = CaptureClocks(self.id, container, stream) if self.kind != "file" else None
             try:
-                for frame in decode(container, stream, self):
+                for frame in decode(clocks.stamped() if clocks else container, stream, self):
                     if self._stop.is_set():
                         break
+                    capture = clocks.capture(frame.pts, time.time()) if clocks else None
                     if frame.pts is not None and stream.time_base is not None:
                         raw = Fraction(frame.pts) * stream.time_base
                     else:
@@ -251,6 +261,8 @@ class LiveSource:
                         continue
                     self.sampled += 1
                     item = make_frame(self.id, self.decoded - 1, self.sampled - 1, pts, frame)
+                    if capture is not None:
+                        item = with_capture(item, capture)
                     if not self._hand_off(loop, handoff, item):
                         return
             except av.error.FFmpegError as exc:
