@@ -3,13 +3,15 @@
 Run with Debian's interpreter (PyGObject is not in the venv)::
 
     /usr/bin/python3 tests/servers/clock_rtsp_server.py --port 8554 [--size 1280x720] [--fps 30]
-        [--no-rtcp] [--camera-clock ntp|running-time] [--bitrate 2048]
+        [--no-rtcp] [--camera-clock ntp|running-time] [--bitrate 2048] [--background pan|ball]
 
-Serves ``rtsp://127.0.0.1:PORT/stream`` on 127.0.0.1 only: GStreamer's live test pattern (a moving
-ball), encoded with x264 (``tune=zerolatency speed-preset=ultrafast``, a keyframe every second, baseline
-profile) and sent as RTP. A pad probe on the encoder's input writes the wall-clock time (``time.time()``)
-into each raw frame just before x264 encodes it, as the time code of ``timecode.py``; a client reads it
-back from what it decoded, or from the tensor a model was given, and knows exactly how old that frame is.
+Serves ``rtsp://127.0.0.1:PORT/stream`` on 127.0.0.1 only. The picture is one second of a bundled
+recording (``recordings/pan_1080p.mp4``, a photo panned and zoomed, decoded with openh264 and played
+forwards and backwards) or GStreamer's moving ball on black. An appsrc pushes it at the frame rate, each
+frame with ``time.time()`` written into its top band as it is pushed (``timecode.py``), straight into
+x264 (``tune=zerolatency speed-preset=ultrafast``, a keyframe a second, baseline profile) and RTP. A client
+reads the time back from what it decoded, or from the tensor a model was given, and knows exactly how old
+that frame is.
 
 RTCP sender reports (RFC 3550: each maps an RTP timestamp to the sender's NTP wall time) are sent by
 default, mapping each frame's RTP timestamp to its capture time on this machine's clock, the way a camera
@@ -26,6 +28,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import gi
@@ -36,7 +39,14 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 CAPS = "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
-BACKGROUND = "videotestsrc pattern=ball num-buffers={n} ! " + CAPS + " ! appsink name=out sync=false"
+PAN = Path(__file__).resolve().parents[2] / "recordings" / "pan_1080p.mp4"
+BACKGROUNDS = {
+    # the first second of a bundled recording: a photo panned and zoomed, real texture in motion
+    "pan": f"filesrc location={PAN} ! qtdemux ! h264parse ! openh264dec ! videoconvert ! videoscale "
+    "! videorate ! " + CAPS + " ! appsink name=out sync=false max-buffers={n} drop=false",
+    # GStreamer's moving ball on black: almost nothing to encode or decode
+    "ball": "videotestsrc pattern=ball num-buffers={n} ! " + CAPS + " ! appsink name=out sync=false",
+}
 LAUNCH = (
     "( appsrc name=src is-live=true do-timestamp=true format=time max-buffers=2 leaky-type=downstream "
     "caps=" + CAPS + " ! x264enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
@@ -44,19 +54,19 @@ LAUNCH = (
 )
 
 
-def background(w: int, h: int, fps: int) -> list[bytes]:
-    """One second of GStreamer's moving-ball test pattern, as raw I420 frames."""
-    pipeline = Gst.parse_launch(BACKGROUND.format(n=fps, w=w, h=h, fps=fps))
+def background(kind: str, w: int, h: int, fps: int) -> list[bytes]:
+    """One second of video as raw I420 frames, played forwards then backwards (no jump when it loops)."""
+    pipeline = Gst.parse_launch(BACKGROUNDS[kind].format(n=fps, w=w, h=h, fps=fps))
     sink = pipeline.get_by_name("out")
     pipeline.set_state(Gst.State.PLAYING)
     frames = []
-    while (sample := sink.emit("pull-sample")) is not None:
+    while len(frames) < fps and (sample := sink.emit("pull-sample")) is not None:
         buffer = sample.get_buffer()
         frames.append(buffer.extract_dup(0, buffer.get_size()))
     pipeline.set_state(Gst.State.NULL)
     if len(frames) != fps:
-        raise RuntimeError(f"background: {len(frames)} frames of {fps}")
-    return frames
+        raise RuntimeError(f"background {kind}: {len(frames)} frames of {fps}")
+    return frames + frames[-2:0:-1]
 
 
 class Camera:
@@ -117,11 +127,12 @@ def main() -> None:
     parser.add_argument("--bitrate", type=int, default=2048, help="kbit/s")
     parser.add_argument("--no-rtcp", action="store_true", help="send no RTCP (no sender reports)")
     parser.add_argument("--camera-clock", choices=("ntp", "running-time"), default="ntp")
+    parser.add_argument("--background", choices=sorted(BACKGROUNDS), default="pan")
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
     Gst.init(None)
-    camera = Camera(w, h, args.fps, background(w, h, args.fps))
+    camera = Camera(w, h, args.fps, background(args.background, w, h, args.fps))
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
