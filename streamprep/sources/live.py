@@ -77,17 +77,17 @@ def _reason(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """How a live input is opened and decoded: low delay for cameras and streams, throughput for files.
+    """How a live input is opened and decoded: for delay (cameras, streams) or throughput (files).
 
-    ``options`` are FFmpeg input options; ``thread_type`` the decoder's threading. Frame threading
-    (``AUTO``) holds a frame back per extra thread, ~70 ms at 30 fps on two cores (``bench/RESULTS.md``);
-    slice threading adds no delay. ``low_delay`` sets the decoder's ``AV_CODEC_FLAG_LOW_DELAY`` (a codec
-    flag: as an ``av.open`` option it never reaches the decoder).
+    ``options`` are FFmpeg input options; ``thread_type`` the decoder's threading. Measured with the
+    clock camera (``bench/live_decode_settings.py``, ``bench/RESULTS.md``): frame threading (``AUTO``)
+    holds each frame back ~65 ms at 30 fps on two cores; slice threading hands it over as soon as it is
+    decoded, for the same CPU. The decoder's ``low_delay`` flag changed nothing (not the age on the
+    camera; on a file with B-frames neither the two packets held back nor the order), so it is not set.
     """
 
     options: dict[str, str]
     thread_type: str
-    low_delay: bool
 
 
 def decode_settings(kind: str, target: str, options: LiveOptions) -> DecodeSettings:
@@ -95,15 +95,13 @@ def decode_settings(kind: str, target: str, options: LiveOptions) -> DecodeSetti
     opts: dict[str, str] = {}
     if target.startswith(("rtsp://", "rtsps://")):
         opts["rtsp_transport"] = options.transport
-    if kind == "file" or not options.low_delay:
-        if kind in ("network", "webcam"):
-            opts["fflags"] = "nobuffer"
-        return DecodeSettings(opts | dict(options.input_options), "AUTO", False)
     if kind in ("network", "webcam"):
-        opts["fflags"] = "nobuffer"  # frames read while probing are not queued up for a burst later
+        opts["fflags"] = "nobuffer"  # what the probe read is not queued up for a burst of old frames
+    if kind == "file" or not options.low_delay:
+        return DecodeSettings(opts | dict(options.input_options), "AUTO")
     if target.startswith(("rtsp://", "rtsps://")):
-        opts["probesize"] = "32"  # the SDP describes the stream: open in ~50 ms instead of ~1 s
-    return DecodeSettings(opts | dict(options.input_options), "SLICE", True)
+        opts["probesize"] = "32"  # the SDP describes the stream: av.open takes ~0.1 s instead of ~1 s
+    return DecodeSettings(opts | dict(options.input_options), "SLICE")
 
 
 def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
@@ -126,8 +124,6 @@ def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any
         raise SourceLostError(source_id, f"{redact_url(url)}: has no video stream")
     stream = container.streams.video[0]
     stream.thread_type = settings.thread_type
-    if settings.low_delay:
-        stream.codec_context.flags |= av.codec.context.Flags.low_delay
     return container, stream
 
 
