@@ -97,6 +97,7 @@ class ModelConfig(_Strict):
     inter_op_threads: int = Field(0, ge=0, le=256)
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
+    nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
     preprocess: SpecOverrides = SpecOverrides()
 
     @field_validator("decoder")
