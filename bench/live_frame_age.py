@@ -144,12 +144,16 @@ def inference_ms(model: bytes, runs: int = 15, best: bool = False) -> float:
 
 
 def calibrate(target_ms: float) -> tuple[int, bytes, float]:
-    """Conv layers for a run of about ``target_ms``, from the fastest runs of 1 and 21 layers (other jobs'
-    load only ever slows a run down, so the fastest is the steadiest figure); the chosen model's median
-    is what gets reported."""
-    low, high = inference_ms(build_model(1), best=True), inference_ms(build_model(21), best=True)
-    per_layer = max((high - low) / 20, 0.01)
-    layers = min(300, max(0, round(1 + (target_ms - low) / per_layer)))
+    """Conv layers for a run of about ``target_ms`` on this machine unloaded: the run time grows with the
+    number of convolutions, so scale it until the fastest of 15 runs lands within 0.8x-1.25x the target
+    (other jobs' load only ever slows a run down: the fastest is the steadiest figure). Returns the
+    layers, the model and its median ms, which is what the report shows."""
+    layers = 2
+    for _ in range(8):
+        best = inference_ms(build_model(layers), best=True)
+        if 0.8 * target_ms <= best <= 1.25 * target_ms:
+            break
+        layers = min(300, max(0, round((layers + 1) * target_ms / max(best, 0.05)) - 1))
     model = build_model(layers)
     return layers, model, inference_ms(model, runs=25)
 
