@@ -129,7 +129,8 @@ def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any
 
 def with_capture(frame: Frame, capture: Capture) -> Frame:
     """``frame`` with its capture time from ``capture`` instead of its decoding time."""
-    lag = frame.captured_at - capture.at  # captured_at is still the decoding time here
+    wall_minus_mono = time.time() - time.monotonic()  # read together: the capture on the monotonic clock
+    lag = frame.decoded_mono - (capture.at - wall_minus_mono)
     return dataclasses.replace(frame, captured_at=capture.at, capture_clock=capture.clock, capture_lag=lag)
 
 
