@@ -25,9 +25,11 @@ Methods, side by side:
 4. With the slow model only, ``streamprep, model nice = 10``: the same with ``[model] nice = 10``, so
    that decoding pre-empts inference.
 
-Model: a synthetic ONNX model built here (float32 NCHW ``[1, 3, 320, 320]``, a stack of 3x3 Conv + Relu
-layers of 32 channels, global pool, MatMul) calibrated at start to ``--fast-ms`` (faster than the 33 ms
-frame interval) or ``--slow-ms`` (slower); the calibrated medians are printed.
+Model: a synthetic ONNX model built here (float32 NCHW ``[N, 3, 320, 320]``, a stack of 3x3 Conv + Relu
+layers of 32 channels, global pool, MatMul), calibrated just before each scenario (the shared machine's
+load drifts) to ``--fast-ms`` (faster than the 33 ms frame interval) or ``--slow-ms`` (slower) by the
+fastest of 15 runs; each scenario's heading gives the model's median alone, and its table the median
+during the run.
 
 Scenarios: 1 and 4 cameras at ``--fps 30`` and ``--fps 5`` with the fast model, and 1 camera at 30 fps
 with the slow one. ``--long S`` adds a streamprep-only run of S seconds (1 camera, 30 fps, fast model)
