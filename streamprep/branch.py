@@ -282,12 +282,13 @@ class ModelBranch:
                     queue_ms=(batch.started - f.decoded_mono) * 1000.0,
                     preprocess_ms=batch.preprocess_ms[i],
                     inference_ms=inference_ms,
-                    age_ms=(started - f.decoded_mono) * 1000.0,
+                    age_ms=(started - f.captured_mono) * 1000.0,
                     total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
                 ),
                 detections=decoded.detections,
                 classifications=decoded.classifications,
                 outputs=decoded.outputs,
+                capture_clock=f.capture_clock,
                 frame=f if self._keep_frames else None,
             )
             if self._events is None:
@@ -343,6 +344,7 @@ class ModelBranch:
                     counters = metrics.source(result.source)
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
+                    counters.capture_clock = result.capture_clock
                     metrics.histograms["age_ms"].add(result.timings.age_ms)
                     metrics.preprocess_ms.add(result.timings.preprocess_ms)
                     metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)

@@ -83,6 +83,7 @@ class SourceConfig(_Strict):
     max_restarts_per_minute: int = Field(20, ge=1, le=600)
     format: str | None = None
     options: dict[str, str] = Field(default_factory=dict)
+    low_delay: bool = True  # live: decode for delay (slice threads); false: for throughput (frame threads)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     username: str | None = None  # the camera's user name (instead of putting it in the URL)
@@ -231,6 +232,7 @@ class ModelConfig(_Strict):
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
     tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
     tta_fusion: Literal["wbf", "nms"] = "wbf"
+    nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
     preprocess: SpecOverrides = SpecOverrides()
 
     @field_validator("path")

@@ -16,6 +16,7 @@ from rich.text import Text
 from streamprep import logs
 from streamprep.metrics import Snapshot
 
+_CLOCK = {"camera": "cam", "arrival": "arr", "decode": "dec"}  # what the age counts from
 _STATE_STYLE = {"online": "green", "connecting": "yellow", "stalled": "red", "offline": "red", "failed": "bold red"}
 
 
@@ -50,7 +51,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
             _rate(s.sampled, p.sampled if p else None, dt),
             _rate(s.processed, p.processed if p else None, dt),
             str(s.dropped),
-            f"{s.age_p50_ms:.0f}",
+            f"{s.age_p50_ms:.0f} {_CLOCK.get(s.capture_clock, '')}".rstrip(),
             str(s.reconnects),
         )
     pipeline = Text.assemble(

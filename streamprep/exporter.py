@@ -60,12 +60,21 @@ class SnapshotCollector:
         yield reasons
         up = GaugeMetricFamily("streamprep_source_online", "1 while the source delivers frames", labels=["source"])
         queued = GaugeMetricFamily("streamprep_queue_depth", "Frames waiting per source", labels=["source"])
-        age = GaugeMetricFamily("streamprep_frame_age_p50_ms", "Median frame age at inference", labels=["source"])
+        age = GaugeMetricFamily(
+            "streamprep_frame_age_p50_ms", "Median frame age at inference, from capture", labels=["source"]
+        )
+        clock = GaugeMetricFamily(
+            "streamprep_capture_clock",
+            "1 for the clock frame ages count from: camera, arrival or decode",
+            labels=["source", "clock"],
+        )
         for s in snap.sources:
             up.add_metric([s.source], 1.0 if s.state == "online" else 0.0)
             queued.add_metric([s.source], s.queued)
             age.add_metric([s.source], s.age_p50_ms)
-        yield from (up, queued, age)
+            if s.capture_clock:
+                clock.add_metric([s.source, s.capture_clock], 1.0)
+        yield from (up, queued, age, clock)
         yield GaugeMetricFamily("streamprep_batch_fill", "Mean frames per batch, recent", value=snap.batch_fill)
         yield CounterMetricFamily("streamprep_batches", "Inference batches run", value=snap.batches)
         yield CounterMetricFamily("streamprep_results", "Results made", value=snap.frames)
@@ -86,7 +95,7 @@ class SnapshotCollector:
         docs = {
             "preprocess_ms": "Preprocessing time per frame (ms)",
             "inference_ms": "Inference time per batch (ms)",
-            "age_ms": "Frame age when inference started (ms)",
+            "age_ms": "Frame age when inference started, from capture (ms)",
         }
         for name, h in snap.histograms.items():
             buckets = [(str(float(b)), c) for b, c in zip(h.bounds, h.counts, strict=True)] + [("+Inf", h.count)]

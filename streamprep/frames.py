@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -46,10 +46,18 @@ class DropReason(enum.StrEnum):
     FAILED = "failed"  # its preprocessing or the decoding of its model output failed
     UNAVAILABLE = "unavailable"  # a live frame dropped while its model's inference server could not be reached
 
+CaptureClock = Literal["camera", "arrival", "decode"]
+"""Where a frame's capture time comes from, best first: the camera's own wall clock carried by the stream
+(RTSP: RTCP sender reports), the time the frame's first packet arrived, or the time it was decoded."""
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
     """One decoded, sampled video frame, stamped once when it was decoded.
+
+    ``captured_at`` is the wall-clock time (Unix seconds) the frame was captured, from the best clock
+    available (``capture_clock``); ``capture_lag`` is how long before it was decoded that was, in seconds
+    (0 for ``decode``), so ``captured_mono`` puts the capture on the monotonic clock the pipeline times with.
 
     ``image`` is owned by this frame (nobody writes to it) and is in the decoder's format where that is
     cheaper to preprocess: ``bgr24`` is an ``H×W×3`` BGR array, ``yuv420p`` the planar I420 layout, an
@@ -72,6 +80,13 @@ class Frame:
     pixel_format: str = "bgr24"
     color_matrix: str = "bt601"
     color_range: str = "limited"
+    capture_clock: CaptureClock = "decode"
+    capture_lag: float = 0.0
+
+    @property
+    def captured_mono(self) -> float:
+        """The capture time on ``time.monotonic()``'s clock."""
+        return self.decoded_mono - self.capture_lag
 
     @property
     def width(self) -> int:
@@ -124,7 +139,8 @@ class Timings:
 
     ``queue_ms``: from decode to the start of its batch's preprocessing (queue and batch wait);
     ``preprocess_ms``: this frame's own preprocessing; ``inference_ms``: the run of the batch it was in;
-    ``age_ms``: how old the frame was (since decode) when its batch's inference started;
+    ``age_ms``: how old the frame was when its batch's inference started, counted from its capture time
+    (see :class:`Frame`: the camera's clock, the arrival of its first packet, or its decoding);
     ``total_ms``: from decode to the result being ready for the sinks.
     """
 
@@ -154,6 +170,7 @@ class Result:
     classifications: tuple[Classification, ...] | None = None
     outputs: dict[str, Any] | None = None
     frame: Frame | None = field(default=None, repr=False, compare=False)  # when asked for (library use)
+    capture_clock: CaptureClock = "decode"
 
     @property
     def id(self) -> str:

@@ -90,6 +90,7 @@ class SourceCounters:
     position_s: float = 0.0
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
+    capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
 
     def all_drops(self) -> collections.Counter[DropReason]:
         return self.drops + self.source_drops
@@ -122,6 +123,7 @@ class SourceSnapshot:
     sink_dropped: int = 0
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
+    capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
 
     def summary(self) -> str:
         """One line of counts, as the end-of-run summary and the final status give them."""
@@ -227,6 +229,7 @@ class Metrics:
                     c.sink_dropped,
                     c.position_s,
                     c.duration_s,
+                    c.capture_clock,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

@@ -103,6 +103,7 @@ def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
         inter_op_threads=cfg.inter_op_threads,
         optimization=cfg.optimization,
         spinning=cfg.spinning,
+        nice=cfg.nice,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,7 +30,8 @@ def record(url: str, seconds: float, out: Path, options: LiveOptions | None = No
 
     Timestamps are rebased to start at zero. Blocking: run it off the event loop.
     """
-    options = options or LiveOptions()
+    # a file's header needs the stream's full parameters: probe as usual rather than open for low delay
+    options = dataclasses.replace(options or LiveOptions(), low_delay=False)
     safe = redact_url(url)
     try:
         source, stream = open_input("record", url, options)

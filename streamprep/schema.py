@@ -2,7 +2,9 @@
 
 Fields that vary between two replays of the same file are ``id`` (it names the run), ``captured_at``,
 ``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
-everything else is deterministic. See the README for the field reference.
+everything else is deterministic. See the README for the field reference. Version 2 added
+``capture_clock`` and counts ``captured_at`` and ``timings_ms.age`` from the frame's capture (version 1:
+from its decoding).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from streamprep.frames import Result
 
-SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id
+SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id and capture_clock
 SCHEMA_FILE = Path(__file__).resolve().parent / "schemas" / "result-2.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
@@ -28,6 +30,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "frame_index": result.frame_index,
         "pts": None if result.pts is None else round(result.pts, 6),
         "captured_at": round(result.captured_at, 6),
+        "capture_clock": result.capture_clock,
         "model": result.model,
         "frame": {"width": result.width, "height": result.height},
         "kind": result.kind,

@@ -58,6 +58,7 @@ def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validato
         "frame_index": 0,
         "pts": 0.0,
         "captured_at": 1.0,
+        "capture_clock": "camera",
         "model": "m",
         "frame": {"width": 2, "height": 2},
         "kind": "detection",
@@ -66,6 +67,13 @@ def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validato
         "timings_ms": {"queue": 0, "preprocess": 0, "inference": 0, "age": 0, "total": 0},
     }
     validator.validate(good)
-    for broken in ({**good, "seq": -1}, {**good, "kind": "classification"}, {**good, "extra": 1}):
+    no_clock = {k: v for k, v in good.items() if k != "capture_clock"}
+    for broken in (
+        {**good, "seq": -1},
+        {**good, "kind": "classification"},
+        {**good, "extra": 1},
+        {**good, "capture_clock": "gps"},
+        no_clock,
+    ):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(broken)

@@ -73,5 +73,6 @@ def make_source(
         input_options=dict(cfg.options),
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
         decoding=decoding,
+        low_delay=cfg.low_delay,
     )
     return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status, first_seq=first_seq)

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
@@ -33,6 +34,7 @@ from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.redact import redact_text, redact_url
 from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceCounts, StatusCallback
+from streamprep.sources.clock import Capture, CaptureClocks
 from streamprep.sources.file import Timeline, decode, make_frame
 from streamprep.sources.hwdecode import Decoder
 from streamprep.sources.skipping import DecodeOptions, Skipper
@@ -56,6 +58,7 @@ class LiveOptions:
     handoff: int = 2  # sampled frames that may wait between the decode thread and the pipeline
     policy: DropPolicy = DropPolicy.DROP_OLDEST
     decoding: DecodeOptions = field(default_factory=DecodeOptions)  # sampling mode, frame skipping, hwaccel
+    low_delay: bool = True  # cameras and streams: decoding tuned for delay (see decode_settings)
 
 
 def classify(url: str) -> tuple[str, str | None, str]:
@@ -83,31 +86,63 @@ def _reason(exc: BaseException) -> str:
     return redact_text(str(text))
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How a live input is opened and decoded: for delay (cameras, streams) or throughput (files).
+
+    ``options`` are FFmpeg input options; ``thread_type`` the decoder's threading. Measured with the
+    clock camera (``bench/live_decode_settings.py``, ``bench/RESULTS.md``): frame threading (``AUTO``)
+    holds each frame back ~65 ms at 30 fps on two cores; slice threading hands it over as soon as it is
+    decoded, for the same CPU. The decoder's ``low_delay`` flag changed nothing (not the age on the
+    camera; on a file with B-frames neither the two packets held back nor the order), so it is not set.
+    """
+
+    options: dict[str, str]
+    thread_type: str
+
+
+def decode_settings(kind: str, target: str, options: LiveOptions) -> DecodeSettings:
+    """The settings for a live input of ``kind`` (see :func:`classify`); the source's own options win."""
+    opts: dict[str, str] = {}
+    if target.startswith(("rtsp://", "rtsps://")):
+        opts["rtsp_transport"] = options.transport
+    if kind in ("network", "webcam"):
+        opts["fflags"] = "nobuffer"  # what the probe read is not queued up for a burst of old frames
+    if kind == "file" or not options.low_delay:
+        return DecodeSettings(opts | dict(options.input_options), "AUTO")
+    if target.startswith(("rtsp://", "rtsps://")):
+        opts["probesize"] = "32"  # the SDP describes the stream: av.open takes ~0.1 s instead of ~1 s
+    return DecodeSettings(opts | dict(options.input_options), "SLICE")
+
+
 def open_input(source_id: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
-    """Open a live input and its first video stream, with open and read timeouts.
+    """Open a live input and its first video stream, with open and read timeouts, tuned by
+    :func:`decode_settings`.
 
     Raises av.error.FFmpegError or OSError as FFmpeg reports them, SourceLostError without a video stream.
     """
     kind, demuxer, target = classify(url)
-    opts: dict[str, str] = dict(options.input_options)
-    if target.startswith(("rtsp://", "rtsps://")):
-        opts.setdefault("rtsp_transport", options.transport)
-    if kind in ("network", "webcam"):
-        opts.setdefault("fflags", "nobuffer")
-        opts.setdefault("flags", "low_delay")
+    settings = decode_settings(kind, target, options)
     container = av.open(
         target,
         mode="r",
         format=options.input_format or demuxer,
-        options=opts,
+        options=settings.options,
         timeout=(options.open_timeout, options.stall_timeout),
     )
     if not container.streams.video:
         container.close()
         raise SourceLostError(source_id, f"{redact_url(url)}: has no video stream")
     stream = container.streams.video[0]
-    stream.thread_type = "AUTO"
+    stream.thread_type = settings.thread_type
     return container, stream
+
+
+def with_capture(frame: Frame, capture: Capture) -> Frame:
+    """``frame`` with its capture time from ``capture`` instead of its decoding time."""
+    wall_minus_mono = time.time() - time.monotonic()  # read together: the capture on the monotonic clock
+    lag = frame.decoded_mono - (capture.at - wall_minus_mono)
+    return dataclasses.replace(frame, captured_at=capture.at, capture_clock=capture.clock, capture_lag=lag)
 
 
 class _Restarts:
@@ -207,7 +242,8 @@ class LiveSource:
                 self.counts.reconnects += 1
                 self._stop.wait(wait)
                 continue
-            self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
+            size = f" {stream.width}x{stream.height}" if stream.width else ""  # not probed: known at the first frame
+            self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name}{size}")
             online_since = time.monotonic()
             rate = stream.average_rate or stream.guessed_rate
             if rate:
@@ -218,10 +254,13 @@ class LiveSource:
             ended = "stream ended"
             opts = self.options.decoding
             skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, source=self.id, counts=self.counts)
+            clocks = CaptureClocks(self.id, container, stream) if self.kind != "file" else None
+            demuxer = clocks.stamped() if clocks else container
             try:
-                for frame in decode(container, stream, self.counts, skip, Decoder(stream, opts.hwaccel, self.id)):
+                for frame in decode(demuxer, stream, self.counts, skip, Decoder(stream, opts.hwaccel, self.id)):
                     if self._stop.is_set():
                         break
+                    capture = clocks.capture(frame.pts, time.time()) if clocks else None
                     if frame.pts is not None and stream.time_base is not None:
                         raw = Fraction(frame.pts) * stream.time_base
                     else:
@@ -243,6 +282,8 @@ class LiveSource:
                         c.sampled += 1
                     index = c.decoded + c.skipped - later - 1
                     item = make_frame(self.id, index, self._first_seq + c.sampled - 1, pts, frame)
+                    if capture is not None:
+                        item = with_capture(item, capture)
                     if not self._hand_off(loop, handoff, item):
                         with self._lock:
                             c.dropped[DropReason.STOPPED] += 1

@@ -1,4 +1,5 @@
-"""Starting the real RTSP server (``rtsp_server.py``) from tests and benchmarks, on a free loopback port."""
+"""Starting the real RTSP servers (``rtsp_server.py``, and ``clock_rtsp_server.py`` that burns its clock into
+every frame) from tests and benchmarks, on a free loopback port."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 RTSP_SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
+CLOCK_SERVER = Path(__file__).resolve().parent / "clock_rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # PyGObject is only visible to Debian's interpreter, not to a venv
 
 
@@ -25,13 +27,14 @@ class RtspServer:
     port: int
     args: list[str] = field(default_factory=list)
     process: subprocess.Popen[str] | None = None
+    script: Path = RTSP_SERVER
 
     def url(self, credentials: str = "") -> str:
         return f"rtsp://{credentials}127.0.0.1:{self.port}/stream"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SERVER), "--port", str(self.port), *self.args],
+            [SYSTEM_PYTHON, str(self.script), "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
