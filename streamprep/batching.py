@@ -29,6 +29,7 @@ class Batcher(Generic[T]):
         self._next = 0
         self._wake = asyncio.Event()
         self._sealed = False
+        self._gathering: list[T] = []
 
     def add_queue(self, maxsize: int, policy: DropPolicy) -> BoundedQueue[T]:
         """A new input queue feeding this batcher."""
@@ -72,10 +73,21 @@ class Batcher(Generic[T]):
     def _finished(self) -> bool:
         return self._sealed and not self._queues
 
+    def take_gathering(self) -> list[T]:
+        """The items of a batch whose gathering was cancelled (they left their queues but were never
+        handed out), so that a run cut short can count them; afterwards none."""
+        items, self._gathering = self._gathering, []
+        return items
+
     async def next_batch(self) -> list[T] | None:
         """The next batch. Waiting stops early once every input queue has given an item to this batch and
         none has more: with one frame per live camera, waiting longer would only age the frames."""
-        batch: list[T] = []
+        self._gathering = []
+        batch = await self._gather(self._gathering)
+        self._gathering = []
+        return batch
+
+    async def _gather(self, batch: list[T]) -> list[T] | None:
         served: set[int] = set()
         deadline: float | None = None
         while True:

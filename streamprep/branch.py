@@ -412,7 +412,8 @@ class ModelBranch:
     # -- stopping
     def abandon(self) -> int:
         """The run is cut short: count every frame the branch still holds as dropped (``stopped``)."""
-        frames = list(self._in_hand) + [f for flight in self._flying for f in flight.pending]
+        frames = list(self._in_hand) + self.batcher.take_gathering()
+        frames += [f for flight in self._flying for f in flight.pending]
         self._in_hand = ()
         self._flying = []
         while (batch := self._prepared.get_nowait()) is not None:

@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import time
 
 from streamprep.batching import Batcher
@@ -84,3 +85,21 @@ async def test_items_arriving_during_the_wait_join_the_batch() -> None:
     batch = await asyncio.wait_for(batcher.next_batch(), 5)
     await feeder
     assert batch == [1, 2, 3]
+
+
+async def test_a_batch_cancelled_while_gathering_gives_its_items_back_for_counting() -> None:
+    batcher: Batcher[str] = Batcher(max_size=4, max_wait=10.0)
+    a, b = batcher.add_queue(4, DropPolicy.BLOCK), batcher.add_queue(4, DropPolicy.BLOCK)
+    await a.put("a0")
+    await a.put("a1")
+    gathering = asyncio.create_task(batcher.next_batch())
+    while len(a):  # the batcher takes a's frames and waits for b's (or max_wait)
+        await asyncio.sleep(0)
+    gathering.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await gathering
+    assert batcher.take_gathering() == ["a0", "a1"], "items taken from their queues are not lost"
+    assert batcher.take_gathering() == []
+    a.close()
+    await b.put("b0")
+    assert await asyncio.wait_for(batcher.next_batch(), 5) == ["b0"]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import re
 import signal
 import subprocess
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable
@@ -139,13 +137,6 @@ def test_sigterm_mid_run_accounts_for_every_frame(tmp_path: Path, drain: int) ->
         assert sum(counts(daemon.stderr, s).get("dropped_stopped", 0) for s in ("pan_1080p", "demo_720p")) > 0
 
 
-def pipe_fill(fd: int) -> int:
-    """Bytes waiting in a pipe."""
-    buf = bytearray(4)
-    fcntl.ioctl(fd, termios.FIONREAD, buf)
-    return int.from_bytes(buf, sys.byteorder)
-
-
 def test_a_second_signal_stops_at_once_with_exit_130(tmp_path: Path) -> None:
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)
@@ -154,10 +145,9 @@ def test_a_second_signal_stops_at_once_with_exit_130(tmp_path: Path) -> None:
         cfg = tmp_path / "c.toml"
         cfg.write_text("drain_timeout_s = 60\n")
         daemon = Daemon("run", str(PAN), "--config", str(cfg), "--out", str(fifo))
-        deadline = time.monotonic() + 60
-        while pipe_fill(reader) < 60_000:
-            assert time.monotonic() < deadline and daemon.process.poll() is None, daemon.stderr
-            time.sleep(0.02)
+        # the run writes ~150 KB of results, more than the pipe holds (64 KiB): once the file has been read
+        # to its end, the results still to come can only wait behind the blocked output
+        daemon.wait_for("finished (end of file)")
         daemon.signal(signal.SIGTERM)
         daemon.wait_for("stopping: sources closed")
         daemon.signal(signal.SIGTERM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -269,14 +270,17 @@ class FileSource:
         return chunk
 
     async def frames(self) -> AsyncGenerator[Frame, None]:
+        # aclosing: when the consumer stops early, the inner generator's cleanup (closing the container,
+        # counting the frames it decoded but never handed over) runs now, not whenever it is collected
         if self._slots is None:
-            async for frame in self._frames():
-                yield frame
+            async with contextlib.aclosing(self._frames()) as frames:
+                async for frame in frames:
+                    yield frame
             return
         if self._slots.locked():
             self._status(SourceState.CONNECTING, "waiting for its turn (limits.open_files are being decoded)")
-        async with self._slots:
-            async for frame in self._frames():
+        async with self._slots, contextlib.aclosing(self._frames()) as frames:
+            async for frame in frames:
                 yield frame
 
     async def _frames(self) -> AsyncGenerator[Frame, None]:
