@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -199,6 +200,8 @@ def _run(args: argparse.Namespace) -> int:
     from streamprep.daemon import Signals, StartupInterrupted
     from streamprep.threads import limit_malloc_arenas
 
+    # a crash in native code (a decoder, the inference runtime) leaves every thread's Python stack in the log
+    faulthandler.enable()
     signals = Signals()
     signals.install()  # before anything slow: a stop while models load exits cleanly
     limit_malloc_arenas()  # before any thread starts: memory stays flat on long runs
