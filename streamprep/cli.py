@@ -385,11 +385,24 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    words = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in words
     logs.setup("auto", "debug" if debug else "info")
+    ran: list[str] = []
+    code = _dispatch(words, debug, ran)
+    if ran == ["run"]:
+        from streamprep.threads import exit_if_threads_linger
+
+        exit_if_threads_linger(code)
+    return code
+
+
+def _dispatch(words: list[str], debug: bool, ran: list[str]) -> int:
+    """Run the command ``words`` name (its name goes into ``ran``); errors become one line and a code."""
     try:
-        args = _parser().parse_args(argv)
-        args.argv = list(argv if argv is not None else sys.argv[1:])  # `run --workers N` starts its workers with it
+        args = _parser().parse_args(words)
+        args.argv = words  # `run --workers N` starts its workers with it
+        ran.append(args.command)
         if args.command == "run":
             return _run(args)
         if args.command == "preprocess":

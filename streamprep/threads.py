@@ -8,12 +8,18 @@ does (a pipe nobody reads, a stalled disk), so its thread is a daemon thread tha
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import queue
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any, ParamSpec, TypeVar
+
+log = logging.getLogger("streamprep")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -97,3 +103,28 @@ class WriterThread(Executor):
         self._calls.put(None)
         if wait:
             self._thread.join()
+
+
+def exit_if_threads_linger(code: int, grace: float = 1.0) -> None:
+    """End the process with ``code`` at once if daemon threads are still running ``grace`` seconds on.
+
+    When ``run`` is over, a live source's decode thread may still be inside FFmpeg (a camera that hangs is
+    noticed only at its read timeout) and a writer may still be blocked on its output. Letting the
+    interpreter tear itself down around them can crash it in native code (a decoder or FFmpeg's log
+    callback calling into a half-finalized interpreter): the chaos soak saw a SIGSEGV after the summary
+    once. Everything has been counted, written and logged by now, so the process flushes its streams and
+    leaves without that teardown. Returns (and lets the interpreter exit normally) when they have ended."""
+    me = threading.current_thread()
+    deadline = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread.daemon and thread is not me:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if t.daemon and t is not me and t.is_alive()]
+    if not left:
+        return
+    log.debug("exiting without interpreter teardown; still running: %s", ", ".join(left))
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
