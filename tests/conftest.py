@@ -19,7 +19,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from servers.rtsp import CLOCK_SERVER, SYSTEM_PYTHON, RtspServer, free_port
+from servers.rtsp import CLOCK_SERVER, RTSP_SERVER, SYSTEM_PYTHON, RtspServer, free_port
 
 from streamprep.events.values import EventOutput
 from streamprep.frames import Result, SourceState, SourceStatus
@@ -102,14 +102,12 @@ def _require_gst_rtsp() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
-def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
-    """Start real RTSP servers on free loopback ports: ``rtsp_server("--pattern")``."""
+def _rtsp_servers(script: Path = RTSP_SERVER) -> Iterator[Callable[..., RtspServer]]:
     _require_gst_rtsp()
     servers: list[RtspServer] = []
 
     def start(*args: str) -> RtspServer:
-        server = RtspServer(free_port(), list(args))
+        server = RtspServer(free_port(), list(args), script=script)
         server.start()
         servers.append(server)
         return server
@@ -117,24 +115,19 @@ def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
     yield start
     for server in servers:
         server.kill()
+
+
+@pytest.fixture
+def rtsp_server() -> Iterator[Callable[..., RtspServer]]:
+    """Start real RTSP servers on free loopback ports: ``rtsp_server("--pattern")``."""
+    yield from _rtsp_servers()
 
 
 @pytest.fixture
 def clock_server() -> Iterator[Callable[..., RtspServer]]:
     """Start real RTSP cameras that burn their wall-clock time into every frame (``clock_rtsp_server.py``):
     ``clock_server("--no-rtcp")``."""
-    _require_gst_rtsp()
-    servers: list[RtspServer] = []
-
-    def start(*args: str) -> RtspServer:
-        server = RtspServer(free_port(), list(args), script=CLOCK_SERVER)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.kill()
+    yield from _rtsp_servers(CLOCK_SERVER)
 
 
 class ListSink(MemorySink):

@@ -24,19 +24,18 @@ from one encoder. Prints ``READY`` on stdout once it listens.
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import gi
+from rtsp_server import serve
 from timecode import band_height, luma_row
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import Gst, GstRtspServer  # noqa: E402
 
 CAPS = "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
 PAN = Path(__file__).resolve().parents[2] / "recordings" / "pan_1080p.mp4"
@@ -149,15 +148,7 @@ def main() -> None:
         threading.Thread(target=camera.run, args=(appsrc, stop), daemon=True).start()
 
     factory.connect("media-configure", configure)
-    server.get_mount_points().add_factory("/stream", factory)
-    if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
-        sys.exit(1)
-    loop = GLib.MainLoop()
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
-    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
-    print("READY", flush=True)
-    loop.run()
+    serve(server, factory, args.port)
 
 
 if __name__ == "__main__":

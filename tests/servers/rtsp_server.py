@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from typing import Any
 
 import gi
 
@@ -68,9 +69,14 @@ def main() -> None:
         permissions.add_permission_for_role("user", "media.factory.access", True)
         permissions.add_permission_for_role("user", "media.factory.construct", True)
         factory.set_permissions(permissions)
+    serve(server, factory, args.port)
+
+
+def serve(server: Any, factory: Any, port: int) -> None:
+    """Mount ``factory`` at ``/stream``, listen, say ``READY`` and serve until SIGTERM or SIGINT."""
     server.get_mount_points().add_factory("/stream", factory)
     if server.attach(None) == 0:
-        print(f"cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)
+        print(f"cannot listen on 127.0.0.1:{port}", file=sys.stderr)
         sys.exit(1)
     loop = GLib.MainLoop()
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
