@@ -235,10 +235,17 @@ class Pipeline:
         self.supervisor.sync()
         sinks = [replace(s.stats(), dropped=s.stats().dropped + self.fanout.dropped(s)) for s in self.sinks]
         left = 0.0
-        if self._drain_deadline is not None:
-            left = max(0.0, self._drain_deadline - asyncio.get_running_loop().time())
+        if self._drain_deadline is not None and (loop := _running_loop()) is not None:
+            left = max(0.0, self._drain_deadline - loop.time())  # none left once the run is over
         draining = self._stopping or self._delivering
         return self.metrics.snapshot(self.supervisor.queued(), sinks, draining=draining, drain_left_s=left)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def describe_sources(cfg: Config) -> list[str]:

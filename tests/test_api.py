@@ -146,3 +146,16 @@ def test_a_generator_source_that_gives_something_else_fails_alone() -> None:
     results = list(streamprep.stream([source, DEMO], fps=1))
     assert len([r for r in results if r.source == "bad"]) == 1
     assert len([r for r in results if r.source == "demo_720p"]) == 12
+
+
+def test_a_snapshot_taken_after_the_run_needs_no_event_loop() -> None:
+    async def replay() -> streamprep.Run:
+        async with streamprep.open(DEMO, fps=1) as run:
+            async for _ in run:
+                pass
+        return run
+
+    run = asyncio.run(replay())
+    snap = run.snapshot()  # no event loop runs here any more
+    assert [(s.source, s.sampled, s.processed) for s in snap.sources] == [("demo_720p", 12, 12)]
+    assert snap.drain_left_s == 0.0
