@@ -185,7 +185,7 @@ def check_in_graph() -> None:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         row("in-graph preprocessing on the GPU", False, "no CUDA execution provider in this onnxruntime build")
         return
-    fastestdet = ROOT / "models" / "fastestdet_352.onnx"
+    fastestdet = ROOT / "streamprep" / "models" / "fastestdet_352.onnx"
     cpu_model = load_model(ModelConfig(path=fastestdet))
     graph = ingraph.preprocess_model(cpu_model.spec, batch=1)
     frames = np.random.default_rng(0).integers(0, 256, (1, cpu_model.spec.height, cpu_model.spec.width, 3), dtype=np.uint8)

@@ -142,11 +142,11 @@ async def measure(url: str, cameras: int, fps: float, decoding: DecodeOptions, w
     tasks = [asyncio.create_task(drain(s)) for s in sources]
     try:
         await asyncio.sleep(warmup)
-        counts0 = [(s.decoded, s.skipped, s.sampled) for s in sources]
+        counts0 = [(s.counts.decoded, s.counts.skipped, s.counts.sampled) for s in sources]
         c0, t0 = time.process_time(), time.monotonic()
         await asyncio.sleep(seconds)
         cpu, wall = time.process_time() - c0, time.monotonic() - t0
-        counts1 = [(s.decoded, s.skipped, s.sampled) for s in sources]
+        counts1 = [(s.counts.decoded, s.counts.skipped, s.counts.sampled) for s in sources]
     finally:
         stop.set()
         for task in tasks:

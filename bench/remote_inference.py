@@ -47,7 +47,7 @@ import numpy as np
 from benchenv import ROOT, load_average, machine, revision, versions
 
 sys.path.insert(0, str(ROOT / "tests"))
-from servers.triton import TritonServer, group_members
+from servers.triton import TRITON_PYTHON, TritonServer, group_members
 
 from streamprep.config import Config, parse
 from streamprep.model import LoadedModel, load_model
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=5.0)
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args(argv)
+    if not TRITON_PYTHON.exists():
+        p.error(f"no Triton server: {TRITON_PYTHON} is missing; run scripts/triton-venv.sh first (about a minute)")
     load_before = load_average()
     server = TritonServer(["--model", f"ssd={SSD}:{BATCH}"])
     server.start()

@@ -84,7 +84,7 @@ from streamprep.sources.skipping import DecodeOptions, SampleMode
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "pan_1080p.mp4"
-SSD = ROOT / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
+SSD = ROOT / "streamprep" / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float64)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float64)
 
