@@ -388,21 +388,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in words
     logs.setup("auto", "debug" if debug else "info")
-    ran: list[str] = []
-    code = _dispatch(words, debug, ran)
-    if ran == ["run"]:
+    try:
+        args = _parser().parse_args(words)
+    except StreamprepError as exc:
+        return _error_line(exc, debug)
+    args.argv = words  # `run --workers N` starts its workers with it
+    code = _dispatch(args, debug)
+    if args.command == "run":
         from streamprep.threads import exit_if_threads_linger
 
         exit_if_threads_linger(code)
     return code
 
 
-def _dispatch(words: list[str], debug: bool, ran: list[str]) -> int:
-    """Run the command ``words`` name (its name goes into ``ran``); errors become one line and a code."""
+def _error_line(exc: StreamprepError, debug: bool) -> int:
+    if debug:
+        log.exception("failed")
+    print(f"streamprep: error: {redact_text(str(exc))}", file=sys.stderr)
+    return exc.exit_code
+
+
+def _dispatch(args: argparse.Namespace, debug: bool) -> int:
+    """Run the command; errors become one line and an exit code."""
     try:
-        args = _parser().parse_args(words)
-        args.argv = words  # `run --workers N` starts its workers with it
-        ran.append(args.command)
         if args.command == "run":
             return _run(args)
         if args.command == "preprocess":
@@ -427,10 +435,7 @@ def _dispatch(words: list[str], debug: bool, ran: list[str]) -> int:
             return verify.main(args)
         return _inspect(args)
     except StreamprepError as exc:
-        if debug:
-            log.exception("failed")
-        print(f"streamprep: error: {redact_text(str(exc))}", file=sys.stderr)
-        return exc.exit_code
+        return _error_line(exc, debug)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`streamprep inspect | head`): nothing more to say
