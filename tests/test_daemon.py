@@ -164,16 +164,18 @@ def test_a_second_signal_stops_at_once_with_exit_130(tmp_path: Path) -> None:
 def test_a_camera_that_hangs_does_not_hold_up_the_exit(tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as camera:  # accepts, then never says a word
         port = camera.getsockname()[1]
-        daemon = Daemon("--debug", "run", f"rtsp://127.0.0.1:{port}/stream", "--out", str(tmp_path / "r.jsonl"))
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[[sources]]\nurl = "rtsp://127.0.0.1:{port}/stream"\nopen_timeout_s = 60\n')
+        daemon = Daemon("--debug", "run", "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"))
         camera.settimeout(30)
-        conn, _ = camera.accept()  # the decode thread is now inside FFmpeg's open (5 s timeout)
+        conn, _ = camera.accept()  # the decode thread is now inside FFmpeg's open, for up to 60 s
         with conn:
             daemon.wait_for("connecting")
             stopped = time.monotonic()
             daemon.signal(signal.SIGTERM)
             assert daemon.finish(30) == 0, daemon.stderr
             took = time.monotonic() - stopped
-    assert took < 4.0, f"the exit waited {took:.1f} s for the hung open"
+    assert took < 15, f"the exit waited {took:.1f} s for the hung open"
     assert "exiting without interpreter teardown; still running: source 127.0.0.1" in daemon.stderr
     assert_no_traceback(daemon.stderr)
     assert counts(daemon.stderr, "127.0.0.1")["sampled"] == 0
