@@ -19,9 +19,10 @@ At the end (SIGTERM, with every fault healed) it checks:
 2. per source, ``sampled = processed + dropped`` in the end-of-run summary;
 3. the subscriber received every processed result of every source exactly once after de-duplication by
    ``id``, in order per source;
-4. RSS grew by less than 20 MB after warm-up (each kind of fault once, and at least the first quarter of the
-   run): the median of
-   the last tenth of the samples against the median of the first tenth after warm-up.
+4. RSS grew by less than ``--rss-bound`` MB (20) after warm-up (each kind of fault once, and at least the
+   first quarter of the run): the median of the last tenth of the samples against the median of the first
+   tenth after warm-up. A file source holds 18–37 MB while it decodes and the soak adds and removes them,
+   so a short run's window can catch one or not: memory is judged on runs of ten minutes and more.
 
 Run from the repository root (needs mosquitto and Debian's GStreamer RTSP server, as the tests do)::
 
@@ -119,10 +120,11 @@ class Subscriber:
 
 
 class Soak:
-    def __init__(self, seconds: float, seed: int, work: Path) -> None:
+    def __init__(self, seconds: float, seed: int, work: Path, rss_bound_mb: float = 20.0) -> None:
         self.seconds = seconds
         self.rng = random.Random(seed)
         self.work = work
+        self.rss_bound_mb = rss_bound_mb
         self.faults: list[str] = []
         self.stderr: list[str] = []
         self.rss: list[tuple[float, int]] = []
@@ -369,7 +371,7 @@ class Soak:
         # samples: the working set moves with the faults (sources added, a broker away), a leak keeps rising
         window = max(1, len(after) // 10)
         growth_mb = (statistics.median(after[-window:]) - statistics.median(after[:window])) / 1024 if after else 0.0
-        if growth_mb >= 20:
+        if growth_mb >= self.rss_bound_mb:
             problems.append(f"RSS grew by {growth_mb:.1f} MB after warm-up")
         return {
             "seconds": self.seconds,
@@ -392,9 +394,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--rss-bound", type=float, default=20.0, help="MB of RSS growth after warm-up allowed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-        report = asyncio.run(Soak(args.seconds, args.seed, Path(tmp)).run())
+        report = asyncio.run(Soak(args.seconds, args.seed, Path(tmp), args.rss_bound).run())
     print(f"soak: {report['seconds']:.0f} s, {len(report['faults'])} faults, exit {report['exit_code']}")
     for fault in report["faults"]:
         print(f"  {fault}")
