@@ -134,9 +134,7 @@ def _pixel_format(frame: Frame) -> tuple[Any, ...]:
     return (fmt, None, frame.color_matrix, frame.color_range)
 
 
-def streamprep_no_inference(
-    clip: Path, fps: float, model: LoadedModel, decoding: DecodeOptions | None = None
-) -> Run:
+def streamprep_no_inference(clip: Path, fps: float, model: LoadedModel, decoding: DecodeOptions | None = None) -> Run:
     pre = model.preprocessor
     into: Callable[..., Any] = pre.into
     tensor = pre.new_batch(1)
@@ -301,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per method (default: %(default)s)")
-    parser.add_argument(
-        "--fps", type=_rates, default=[5.0, 1.0], help="sampling rates, comma-separated (default: 5,1)"
-    )
+    parser.add_argument("--fps", type=_rates, default=[5.0, 1.0], help="sampling rates, comma-separated (default: 5,1)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")

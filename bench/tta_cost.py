@@ -56,9 +56,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
 
 
 def replay(name: str, fps: float) -> tuple[list[Result], float]:
-    cfg = parse(
-        {"sources": [str(ROOT / "recordings" / f"{c}.mp4") for c in CLIPS], "fps": fps, "model": CONFIGS[name]}
-    )
+    cfg = parse({"sources": [str(ROOT / "recordings" / f"{c}.mp4") for c in CLIPS], "fps": fps, "model": CONFIGS[name]})
     model = load_model(cfg.model)
     sink = MemorySink()
 
@@ -134,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average (1/5/15 min): {load_before} before, {load_average()} after")
     print(f"recordings: {', '.join(CLIPS)} at --fps {args.fps:g}; {len(results['none'])} frames; model: bundled SSD")
     print()
-    print("| views | inputs per frame | preprocess ms (median) | inference ms (median) | replay wall s (median) | "
-          "wall vs none |")
+    print(
+        "| views | inputs per frame | preprocess ms (median) | inference ms (median) | replay wall s (median) | "
+        "wall vs none |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     base_wall = statistics.median(walls["none"])
     for name in names:
@@ -147,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {inputs} | {pre:.2f} | {inf:.1f} | {wall:.2f} | {wall / base_wall:.2f}x |")
     print()
     keys = sorted({(r.source, subject(r)) for r in results["none"]}, key=lambda k: (CLIPS.index(k[0]), k[1]))
-    print("Per subject: frames found / frames, mean score where found, mean IoU with the no-TTA box, "
-          "detections of other labels.")
+    print(
+        "Per subject: frames found / frames, mean score where found, mean IoU with the no-TTA box, "
+        "detections of other labels."
+    )
     print()
     print("| recording | subject | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))

@@ -394,9 +394,7 @@ def encode(clip: Clip, frames: Iterable[tuple[int, int, Rgb]], path: Path) -> No
                 container.mux(packet)
 
         for pts, duration, rgb in frames:
-            frame = av.VideoFrame.from_ndarray(
-                rgb_to_yuv420p(rgb, clip.matrix, clip.full_range), format="yuv420p"
-            )
+            frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(rgb, clip.matrix, clip.full_range), format="yuv420p")
             frame.pts = pts
             frame.duration = duration
             frame.time_base = time_base

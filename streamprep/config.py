@@ -263,7 +263,7 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _backend(self) -> ModelConfig:
         if self.backend == "kserve" and self.kserve is None:
-            raise ValueError('backend = "kserve" needs a kserve table with the server\'s url and the model\'s name')
+            raise ValueError("backend = \"kserve\" needs a kserve table with the server's url and the model's name")
         if self.backend == "onnx" and self.kserve is not None:
             raise ValueError('a kserve table needs backend = "kserve"')
         if self.backend == "kserve" and self.preprocess.in_graph:

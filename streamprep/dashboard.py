@@ -86,9 +86,7 @@ async def show(snapshot: Callable[[], Awaitable[Snapshot]], console: Console, ti
     at the end. Log lines written meanwhile go above the dashboard, not through it."""
     prev: Snapshot | None = None
     cur = await snapshot()
-    live = Live(
-        render(cur, prev, title), console=console, refresh_per_second=4, transient=False, redirect_stderr=True
-    )
+    live = Live(render(cur, prev, title), console=console, refresh_per_second=4, transient=False, redirect_stderr=True)
     with live, logs.following_stderr():
         try:
             while True:

@@ -46,6 +46,7 @@ class DropReason(enum.StrEnum):
     FAILED = "failed"  # its preprocessing or the decoding of its model output failed
     UNAVAILABLE = "unavailable"  # a live frame dropped while its model's inference server could not be reached
 
+
 CaptureClock = Literal["camera", "arrival", "decode"]
 """Where a frame's capture time comes from, best first: the camera's own wall clock carried by the stream
 (RTSP: RTCP sender reports), the time the frame's first packet arrived, or the time it was decoded."""

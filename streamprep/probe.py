@@ -299,9 +299,7 @@ def evaluate(model: LoadedModel, decoder_name: str, photos: Sequence[ProbePhoto]
     return sorted(ranked, key=lambda r: -r.score)
 
 
-def decide(
-    model: str, decoder: str, matching: str, photos: tuple[str, ...], ranked: Sequence[Ranked]
-) -> Verdict:
+def decide(model: str, decoder: str, matching: str, photos: tuple[str, ...], ranked: Sequence[Ranked]) -> Verdict:
     """Colour and scaling by the margin over the best rival; resize by the margin, else stretch."""
     best = ranked[0]
     rival = next((r for r in ranked if r.candidate.numbers != best.candidate.numbers), None)
@@ -389,9 +387,8 @@ def report(verdict: Verdict, top: int = 10) -> list[str]:
     lines = [
         f"probe {verdict.model}: {verdict.decoder} decoder; classes matched {verdict.matching}",
         "",
-        f"{'rank':<5}{'color':<7}{'scaling':<11}{'resize':<11}{'score':>7}  " + "  ".join(
-            f"{n[:9]:>9}" for n in verdict.photos
-        ),
+        f"{'rank':<5}{'color':<7}{'scaling':<11}{'resize':<11}{'score':>7}  "
+        + "  ".join(f"{n[:9]:>9}" for n in verdict.photos),
     ]
     for i, r in enumerate(verdict.ranked[:top], 1):
         cells = "  ".join(f"{'-' if s is None else f'{s:.3f}':>9}" for s in r.per_photo)

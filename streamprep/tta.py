@@ -62,7 +62,7 @@ def parse_views(entries: Sequence[str]) -> tuple[View, ...]:
     for entry in entries:
         m = _ENTRY.match(entry.strip())
         if m is None:
-            raise ValueError(f"unknown view {entry!r}; use \"hflip\", \"scale:S\" or \"hflip+scale:S\"")
+            raise ValueError(f'unknown view {entry!r}; use "hflip", "scale:S" or "hflip+scale:S"')
         if m.group(1):
             views.append(View(hflip=True))
             continue
@@ -240,4 +240,3 @@ def views_for(
     if extra and decoder.kind not in ("detection", "classification"):
         raise ConfigError(f"model.tta: views are fused for detectors and classifiers, not for {decoder.kind} outputs")
     return Views(extra, fusion, options, low if extra and decoder.kind == "detection" else None)
-

@@ -143,8 +143,17 @@ def test_preprocess_writes_the_tensor_of_the_frame_shown_at_a_time(tmp_path: Pat
 
 def test_preprocess_refuses_a_time_after_the_end(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "streamprep", "preprocess", str(RECORDINGS / "colour_601_540p.mp4"), "--at", "3",
-         "--out", str(tmp_path / "t.npy")],
+        [
+            sys.executable,
+            "-m",
+            "streamprep",
+            "preprocess",
+            str(RECORDINGS / "colour_601_540p.mp4"),
+            "--at",
+            "3",
+            "--out",
+            str(tmp_path / "t.npy"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -50,8 +50,14 @@ def ultralytics_rect(image: np.ndarray, size: int, stride: int) -> np.ndarray:
 def test_rect_is_ultralytics_letterbox_auto(size: tuple[int, int]) -> None:
     image = cv2.resize(cv2.imread(str(Path(__file__).parent / "data" / "coffee.png")), size)
     spec = PreprocessSpec(
-        width=320, height=320, resize=Resize.RECT, stride=32, color=Color.BGR, scaling=Scaling.NONE,
-        layout=Layout.NHWC, dtype="uint8",  # type: ignore[arg-type]
+        width=320,
+        height=320,
+        resize=Resize.RECT,
+        stride=32,
+        color=Color.BGR,
+        scaling=Scaling.NONE,
+        layout=Layout.NHWC,
+        dtype="uint8",  # type: ignore[arg-type]
     )
     pre = Preprocessor(spec)
     tensor = pre.batch_for(pre.new_batch(1), [(size[0], size[1], None)])

@@ -20,9 +20,7 @@ DEMO = RECORDINGS / "demo_720p.mp4"
 
 
 def streamprep(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamprep", *args], capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run([sys.executable, "-m", "streamprep", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def run(cfg: Config) -> tuple[ListSink, RunReport]:

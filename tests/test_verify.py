@@ -113,7 +113,7 @@ def test_ultralytics_letterbox_recipe(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("recipe", "cause"),
     [
-        (lambda im: (plain(im)[:, :, ::-1] / np.float32(255)), "channels swapped: yours are BGR"),
+        (lambda im: plain(im)[:, :, ::-1] / np.float32(255), "channels swapped: yours are BGR"),
         (lambda im: plain(im).astype(np.float32), "values: yours are raw 0..255"),
         (lambda im: (plain(im) / np.float32(255) - MEAN) / STD, "values: yours are ImageNet mean/std, streamprep's"),
         (

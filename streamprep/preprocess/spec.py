@@ -295,7 +295,7 @@ def derive(
         if not values.get(key):
             raise ConfigError(
                 f"model input {facts.name!r} has a dynamic {key}: set model.preprocess.width and height (the "
-                "input size, or with resize = \"rect\" the longest side) in the config or the sidecar, or "
+                'input size, or with resize = "rect" the longest side) in the config or the sidecar, or '
                 "give the model a size in its metadata (streamprep.preprocess, or Ultralytics' imgsz)"
             )
     if values.get("resize") is Resize.RECT and not dynamic:

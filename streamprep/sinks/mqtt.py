@@ -38,6 +38,7 @@ from streamprep.topics import topic_level
 
 log = logging.getLogger(__name__)
 
+
 class _QuietDisconnect(logging.Filter):
     """aiomqtt warns when it closes a client whose connection never came up; a failed connection is already
     reported (once, as one line), so that warning is noise."""

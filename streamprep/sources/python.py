@@ -87,4 +87,3 @@ class FrameSource:
             index += 1
             if frame is not None:
                 yield frame
-

@@ -58,16 +58,12 @@ def _x265(params: str) -> dict[str, str]:
 
 KINDS: dict[str, Kind] = {
     "h264_bframes.mp4": Kind("libx264", _x264("keyint=30:min-keyint=30:bframes=3:b-pyramid=normal")),
-    "h264_no_bframes.mp4": Kind(
-        "libx264", _x264("keyint=45:min-keyint=45:bframes=0"), nonref_expected=False
-    ),
+    "h264_no_bframes.mp4": Kind("libx264", _x264("keyint=45:min-keyint=45:bframes=0"), nonref_expected=False),
     "h264_nonref_b.mp4": Kind("libx264", _x264("keyint=60:min-keyint=60:bframes=2:b-pyramid=none")),
     "h264_open_gop.mp4": Kind("libx264", _x264("keyint=30:min-keyint=30:bframes=3:open-gop=1")),
     "h264_vfr.mp4": Kind("libx264", _x264("keyint=40:min-keyint=40:bframes=3"), vfr=True),
     "h264_bframes.ts": Kind("libx264", _x264("keyint=30:min-keyint=30:bframes=3"), container="mpegts"),
-    "h264_open_gop.ts": Kind(
-        "libx264", _x264("keyint=30:min-keyint=30:bframes=3:open-gop=1"), container="mpegts"
-    ),
+    "h264_open_gop.ts": Kind("libx264", _x264("keyint=30:min-keyint=30:bframes=3:open-gop=1"), container="mpegts"),
     "h264_joined.ts": Kind("libx264", _x264("keyint=48:min-keyint=48:bframes=3"), container="mpegts", post="join"),
     "h264_concat.ts": Kind(
         "libx264", _x264("keyint=30:min-keyint=30:bframes=3"), frames=60, container="mpegts", post="concat"
