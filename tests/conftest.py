@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import av
 import cv2
@@ -171,6 +172,28 @@ class ListSink(MemorySink):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return time.monotonic() - start
+
+
+class InBackground:
+    """A client that runs as a task for the length of an ``async with``: entered once it has set
+    ``subscribed`` (10 s at most), cancelled on leaving. Subclasses make ``subscribed`` and write ``_run``."""
+
+    subscribed: asyncio.Event
+    task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Self:
+        self.task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def _run(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass

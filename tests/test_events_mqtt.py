@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from conftest import RECORDINGS, ManagedBroker
+from conftest import RECORDINGS, InBackground, ManagedBroker
 from test_mqtt_delivery import streamprep
 
 CLIP = RECORDINGS / "tracks_800x600.mp4"
@@ -28,7 +28,7 @@ class Received:
     retain: bool
 
 
-class Collector:
+class Collector(InBackground):
     """Every message on ``topic``, in arrival order, from a (persistent, when ``client_id``) session."""
 
     def __init__(self, broker: ManagedBroker, topic: str, client_id: str | None = None) -> None:
@@ -36,18 +36,6 @@ class Collector:
         self.messages: list[Received] = []
         self.changed = asyncio.Event()
         self.subscribed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Collector:
-        self.task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
     async def _run(self) -> None:
         persistent = self.client_id is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from conftest import RECORDINGS, ManagedBroker
+from conftest import RECORDINGS, InBackground, ManagedBroker
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -25,7 +25,7 @@ DEMO = RECORDINGS / "demo_720p.mp4"
 SHARED = "$share/consumers/streamprep/+/+/results"
 
 
-class Consumer:
+class Consumer(InBackground):
     """One member of a consumer group: an MQTT 5 client with a persistent session and a shared subscription,
     reconnecting as a real consumer would; it keeps every result it is handed (duplicates too)."""
 
@@ -35,18 +35,6 @@ class Consumer:
         self.received = received  # result id -> the consumers it was handed to
         self.count = 0
         self.subscribed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Consumer:
-        self.task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
     async def _run(self) -> None:
         properties = Properties(PacketTypes.CONNECT)

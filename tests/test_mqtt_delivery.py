@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-from conftest import RECORDINGS, ManagedBroker
+from conftest import RECORDINGS, InBackground, ManagedBroker
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 VFR = RECORDINGS / "vfr_720p.mp4"
 
 
-class Subscriber:
+class Subscriber(InBackground):
     """A persistent-session subscriber that keeps reconnecting, as a real consumer would."""
 
     def __init__(self, broker: ManagedBroker, topic: str = "streamprep/#", **auth: Any) -> None:
@@ -34,18 +34,6 @@ class Subscriber:
         self.other: dict[str, bytes] = {}
         self.changed = asyncio.Event()
         self.subscribed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Subscriber:
-        self.task = asyncio.create_task(self._run())
-        await asyncio.wait_for(self.subscribed.wait(), 10)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.task is not None
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
     async def _run(self) -> None:
         while True:
