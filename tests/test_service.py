@@ -345,22 +345,7 @@ def test_top_attaches_to_a_background_daemon(tmp_path: Path) -> None:
     session = f"sptop{os.getpid()}"
     try:
         wait_until(sock.exists, 60, "the status socket")
-        subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                session,
-                "-x",
-                "80",
-                "-y",
-                "24",
-                f"{sys.executable} -m streamprep top --socket {sock}; sleep 30",
-            ],
-            check=True,
-            cwd=ROOT,
-        )
+        run_in_tmux(session, f"{sys.executable} -m streamprep top --socket {sock}", (80, 24))
         wait_for_output_rate(session, "demo_720p", 30)
         text = pane(session)
     finally:
