@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import av
 import cv2
@@ -22,8 +22,12 @@ import numpy as np
 import pytest
 from servers.rtsp import CLOCK_SERVER, RTSP_SERVER, SYSTEM_PYTHON, RtspServer, free_port
 
+from streamprep.config import Config
 from streamprep.events.values import EventOutput
 from streamprep.frames import Result, SourceState, SourceStatus
+from streamprep.model import LoadedModel, load_model
+from streamprep.pipeline import Pipeline, RunReport
+from streamprep.schema import VOLATILE_FIELDS, result_to_dict
 from streamprep.sinks.memory import MemorySink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -172,6 +176,24 @@ class ListSink(MemorySink):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
         return time.monotonic() - start
+
+
+def replay(cfg: Config, models: LoadedModel | dict[str, LoadedModel] | None = None) -> tuple[list[Result], RunReport]:
+    """Run the pipeline on ``cfg`` to its end (120 s at most), its results into a :class:`ListSink`."""
+    sink = ListSink()
+    loaded = models if models is not None else load_model(cfg.model)
+    report = asyncio.run(asyncio.wait_for(Pipeline(cfg, loaded, [sink]).run(), 120))
+    assert sink.closed
+    return list(sink.results), report
+
+
+def stable(results: list[Result]) -> list[dict[str, Any]]:
+    """Results as published, without the fields that change from run to run (ids, times, batch sizes)."""
+    rows = [result_to_dict(r, "test") for r in results]
+    for row in rows:
+        for key in VOLATILE_FIELDS:
+            row.pop(key)
+    return rows
 
 
 class InBackground:

@@ -7,39 +7,21 @@ import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import av
 import pytest
-from conftest import FASTESTDET, RECORDINGS, SSD, ListSink
+from conftest import FASTESTDET, RECORDINGS, SSD, ListSink, replay, stable
 
 from streamprep.config import Config, parse
 from streamprep.frames import Result
 from streamprep.model import load_model
 from streamprep.pipeline import Pipeline, RunReport
-from streamprep.schema import VOLATILE_FIELDS, result_to_dict
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 
-def run(cfg: Config) -> tuple[list[Result], RunReport]:
-    sink = ListSink()
-    model = load_model(cfg.model)
-    report = asyncio.run(asyncio.wait_for(Pipeline(cfg, model, [sink]).run(), 120))
-    assert sink.closed
-    return list(sink.results), report
-
-
-def stable(results: list[Result]) -> list[dict[str, Any]]:
-    rows = [result_to_dict(r, "test") for r in results]
-    for row in rows:
-        for key in VOLATILE_FIELDS:
-            row.pop(key)
-    return rows
-
-
 def test_30fps_10s_clip_at_5fps_gives_50_results_0_2s_apart() -> None:
-    results, report = run(parse({"sources": [str(RECORDINGS / "pan_1080p.mp4")], "fps": 5}))
+    results, report = replay(parse({"sources": [str(RECORDINGS / "pan_1080p.mp4")], "fps": 5}))
     assert not report.failures
     assert len(results) == 50
     assert [r.pts for r in results] == pytest.approx([i * 0.2 for i in range(50)], abs=1e-9)
@@ -58,7 +40,7 @@ def test_variable_frame_rate_clip_is_sampled_as_evenly_as_it_allows() -> None:
     all_pts.sort()
     gaps = {b - a for a, b in itertools.pairwise(all_pts)}
     assert len(gaps) > 3, "the clip really has a variable frame rate"
-    results, _ = run(parse({"sources": [str(clip)], "fps": 5}))
+    results, _ = replay(parse({"sources": [str(clip)], "fps": 5}))
     kept = [Fraction(r.pts).limit_denominator(90000) for r in results]
     origin = all_pts[0]
     for p in kept:
@@ -78,8 +60,8 @@ def test_replay_is_deterministic_with_batching_and_two_sources() -> None:
             "model": {"batch": 4, "max_wait_ms": 5},
         }
     )
-    first, _ = run(cfg)
-    second, _ = run(cfg)
+    first, _ = replay(cfg)
+    second, _ = replay(cfg)
     key = lambda r: (r["source"], r["seq"])  # noqa: E731
     assert sorted(stable(first), key=key) == sorted(stable(second), key=key)
     assert max(r.batch_size for r in first) > 1, "frames really were batched"
@@ -100,7 +82,7 @@ def golden_cases() -> list[tuple[str, Path, float]]:
 @pytest.mark.parametrize(("name", "model", "fps"), golden_cases(), ids=[c[0] for c in golden_cases()])
 def test_results_match_golden(name: str, model: Path, fps: float) -> None:
     clip = RECORDINGS / f"{name.split('.')[0]}.mp4"
-    results, _ = run(parse({"sources": [str(clip)], "fps": fps, "model": {"path": str(model)}}))
+    results, _ = replay(parse({"sources": [str(clip)], "fps": fps, "model": {"path": str(model)}}))
     got = stable(results)
     golden = [json.loads(line) for line in (GOLDEN / f"{name}.jsonl").read_text().splitlines()]
     assert len(got) == len(golden)
@@ -121,10 +103,10 @@ def run_models(cfg: Config) -> tuple[list[Result], RunReport]:
 
 def test_batches_fill_across_sources_and_results_go_back_to_their_frames() -> None:
     clips = [str(RECORDINGS / "demo_720p.mp4")] * 3 + [str(RECORDINGS / "vfr_720p.mp4")]
-    batched, _ = run(parse({"sources": clips, "fps": 2, "model": {"batch": 4, "max_wait_ms": 200}}))
+    batched, _ = replay(parse({"sources": clips, "fps": 2, "model": {"batch": 4, "max_wait_ms": 200}}))
     sizes = [r.batch_size for r in batched]
     assert max(sizes) == 4 and sizes.count(4) >= len(sizes) // 2, "batches fill to their max"
-    alone, _ = run(parse({"sources": [clips[0], clips[3]], "fps": 2}))
+    alone, _ = replay(parse({"sources": [clips[0], clips[3]], "fps": 2}))
     by_frame = {(r.source.split("-")[0], r.seq): r for r in alone}
     for r in batched:
         twin = by_frame[(r.source.split("-")[0], r.seq)]
@@ -134,7 +116,7 @@ def test_batches_fill_across_sources_and_results_go_back_to_their_frames() -> No
 
 def test_a_fixed_batch_1_model_receives_single_frames() -> None:
     clips = [str(RECORDINGS / "demo_720p.mp4")] * 2
-    results, _ = run(parse({"sources": clips, "fps": 1, "model": {"path": str(FASTESTDET), "batch": 8}}))
+    results, _ = replay(parse({"sources": clips, "fps": 1, "model": {"path": str(FASTESTDET), "batch": 8}}))
     assert len(results) == 24
     assert {r.batch_size for r in results} == {1}
 
@@ -172,7 +154,7 @@ def test_region_of_interest_per_source() -> None:
     cfg = parse(
         {"fps": 1, "sources": [{"url": clip, "id": "left", "roi": [0, 0, 0.5, 1.0]}, {"url": clip, "id": "all"}]}
     )
-    results, _ = run(cfg)
+    results, _ = replay(cfg)
     left = [r for r in results if r.source == "left"]
     assert len(left) == 12
     for r in left:

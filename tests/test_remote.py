@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RECORDINGS, SSD, ListSink
+from conftest import RECORDINGS, SSD, ListSink, replay, stable
 from servers.triton import TRITON_PYTHON, TritonServer
 from test_mqtt_delivery import make_ca_and_server_cert
 
-from streamprep.config import Config, parse
+from streamprep.config import parse
 from streamprep.errors import ConfigError, ModelError, ServerUnavailable
-from streamprep.frames import DropReason, Result, SourceState
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline, RunReport
+from streamprep.frames import DropReason, SourceState
+from streamprep.model import load_model
+from streamprep.pipeline import Pipeline
 from streamprep.remote import auth_headers, server_model
-from streamprep.schema import VOLATILE_FIELDS, result_to_dict
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 VFR = RECORDINGS / "vfr_720p.mp4"
@@ -55,21 +54,6 @@ def triton() -> Iterator[TritonServer]:
 
 def remote(url: str, **kserve: Any) -> dict[str, Any]:
     return {"backend": "kserve", "path": SSD_NAME, "kserve": {"url": url, "model": "ssd", **kserve}}
-
-
-def run(cfg: Config, models: LoadedModel | dict[str, LoadedModel] | None = None) -> tuple[list[Result], RunReport]:
-    sink = ListSink()
-    loaded = models if models is not None else load_model(cfg.model)
-    report = asyncio.run(asyncio.wait_for(Pipeline(cfg, loaded, [sink]).run(), 120))
-    return list(sink.results), report
-
-
-def stable(results: list[Result]) -> list[dict[str, Any]]:
-    rows = [result_to_dict(r, "test") for r in results]
-    for row in rows:
-        for key in VOLATILE_FIELDS:
-            row.pop(key)
-    return sorted(rows, key=lambda r: (r["source"], r["seq"]))
 
 
 async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -180,12 +164,12 @@ def test_a_missing_tritonclient_is_one_clear_error() -> None:
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_remote_inference_gives_the_same_detections_as_local(triton: TritonServer, protocol: str) -> None:
     url = triton.grpc_url if protocol == "grpc" else triton.http_url
-    local, _ = run(parse({"sources": [str(DEMO)], "fps": 2}))
+    local, _ = replay(parse({"sources": [str(DEMO)], "fps": 2}))
     cfg = parse({"sources": [str(DEMO)], "fps": 2, "model": remote(url)})
     model = load_model(cfg.model)
     assert model.engine.info.providers == (f"kserve {url}/ssd",)
     assert (model.spec, model.labels) == (load_model(parse({}).model).spec, load_model(parse({}).model).labels)
-    got, report = run(cfg, model)
+    got, report = replay(cfg, model)
     assert not report.failures
     assert len(got) == len(local) == 24
     for g, e in zip(stable(got), stable(local), strict=True):
@@ -204,7 +188,7 @@ def test_batches_across_sources_up_to_the_servers_max_batch_size(
     cfg = parse({"sources": sources, "fps": 3, "model": {**remote(triton.grpc_url), "max_wait_ms": 50}})
     model = load_model(cfg.model)
     assert model.max_batch == 4, "model.batch unset: the server's max_batch_size"
-    results, report = run(cfg, model)
+    results, report = replay(cfg, model)
     assert not report.failures
     sizes = [r.batch_size for r in results]
     assert max(sizes) > 1 and max(sizes) <= 4
@@ -292,7 +276,7 @@ def test_tls_and_a_token_like_the_mqtt_credentials(tmp_path: Path, monkeypatch: 
         header = "triton-grpc-protocol-triton-access-token"  # Triton's restricted-API header over gRPC
         good = {"ca_file": str(ca), "token_env": "TRITON_TOKEN", "token_header": header}
         cfg = parse({"sources": [str(VFR)], "fps": 1, "model": remote(grpcs, **good)})
-        results, report = run(cfg)
+        results, report = replay(cfg)
         assert len(results) == 10 and not report.failures
         over_http = remote(server.http_url, token_env="TRITON_TOKEN", token_header="triton-access-token")
         assert load_model(parse({"model": over_http}).model).max_batch == 2
