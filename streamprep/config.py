@@ -45,6 +45,25 @@ class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def read_secret(key: str, env: str | None, file: Path | None, credential: str) -> str | None:
+    """A secret from an environment variable, a file, or ``$CREDENTIALS_DIRECTORY/credential`` (systemd)."""
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{key}_env: environment variable {env} is not set")
+        return value
+    path = file
+    if path is None and (where := os.environ.get("CREDENTIALS_DIRECTORY")):
+        candidate = Path(where) / credential
+        path = candidate if candidate.is_file() else None
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}_file: {path}: {exc.strerror or exc}") from None
+
+
 def read_credential(name: str, key: str) -> str:
     """A systemd credential (``LoadCredential=NAME:FILE`` in the unit), from ``$CREDENTIALS_DIRECTORY``."""
     where = os.environ.get("CREDENTIALS_DIRECTORY")

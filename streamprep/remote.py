@@ -27,7 +27,6 @@ import base64
 import http.client
 import importlib
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from streamprep.config import KServeConfig, ModelConfig
+from streamprep.config import KServeConfig, ModelConfig, read_secret
 from streamprep.errors import ConfigError, ModelError, ServerUnavailable
 from streamprep.inference import ModelInfo, Tensor, TensorInfo, read_sidecar
 from streamprep.redact import redact_url
@@ -94,25 +93,6 @@ def _client_module(scheme: str) -> ModuleType:
         raise _missing_extra(exc) from None
 
 
-def _read_secret(key: str, env: str | None, file: Path | None, credential: str) -> str | None:
-    """A secret from an environment variable, a file, or ``$CREDENTIALS_DIRECTORY/credential`` (systemd)."""
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError(f"{key}_env: environment variable {env} is not set")
-        return value
-    files = [file] if file is not None else []
-    if not files and os.environ.get("CREDENTIALS_DIRECTORY"):
-        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / credential
-        files = [candidate] if candidate.is_file() else []
-    for path in files:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{key}_file: {path}: {exc.strerror or exc}") from None
-    return None
-
-
 def auth_headers(k: KServeConfig, where: str) -> dict[str, str]:
     """The headers that carry the credentials (never logged): Basic for a user name, the token otherwise."""
     parts = urlsplit(k.url)
@@ -121,10 +101,10 @@ def auth_headers(k: KServeConfig, where: str) -> dict[str, str]:
     if username is not None:
         password = unquote(parts.password) if parts.password else None
         if password is None:
-            password = _read_secret(f"{where}.password", k.password_env, k.password_file, PASSWORD_CREDENTIAL)
+            password = read_secret(f"{where}.password", k.password_env, k.password_file, PASSWORD_CREDENTIAL)
         pair = f"{username}:{password or ''}".encode()
         headers["authorization"] = "Basic " + base64.b64encode(pair).decode()
-    token = _read_secret(f"{where}.token", k.token_env, k.token_file, TOKEN_CREDENTIAL)
+    token = read_secret(f"{where}.token", k.token_env, k.token_file, TOKEN_CREDENTIAL)
     if token is not None:
         name = k.token_header.lower()
         headers[name] = f"Bearer {token}" if name == "authorization" else token

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import ssl
 import time
@@ -26,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from streamprep.config import MqttConfig
+from streamprep.config import MqttConfig, read_secret
 from streamprep.errors import ConfigError, SinkError
 from streamprep.events.values import EventOutput, LineCount, ZoneCount, encode_event
 from streamprep.frames import Result, SourceStatus
@@ -58,21 +57,7 @@ def read_password(cfg: MqttConfig, url_password: str | None) -> str | None:
     """The broker password: URL, then ``password_env``, ``password_file``, ``$CREDENTIALS_DIRECTORY``."""
     if url_password:
         return url_password
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if value is None:
-            raise ConfigError(f"output.mqtt.password_env: environment variable {cfg.password_env} is not set")
-        return value
-    files = [cfg.password_file] if cfg.password_file else []
-    if not files and os.environ.get("CREDENTIALS_DIRECTORY"):
-        candidate = Path(os.environ["CREDENTIALS_DIRECTORY"]) / CREDENTIAL_NAME
-        files = [candidate] if candidate.is_file() else []
-    for path in files:
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"output.mqtt.password_file: {path}: {exc.strerror or exc}") from None
-    return None
+    return read_secret("output.mqtt.password", cfg.password_env or None, cfg.password_file or None, CREDENTIAL_NAME)
 
 
 def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
