@@ -17,7 +17,6 @@ statistics of the resized image.
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +28,7 @@ import numpy.typing as npt
 
 from streamprep.preprocess.geometry import Geometry, Region, Roi, plan, resolve
 from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Resize, Scaling
+from streamprep.values.colour import SWS_COLORSPACE, SWS_RANGE, ffmpeg_affine, nv12_to_i420
 from streamprep.values.frames import Image
 
 Array = npt.NDArray[Any]
@@ -45,55 +45,6 @@ _NUMPY_DTYPE: dict[DType, type[np.generic]] = {
     DType.UINT8: np.uint8,
     DType.INT8: np.int8,
 }
-# The YCbCr matrices video streams carry, as luma weights (Kr, Kb); FFmpeg's enum values for them and
-# for the ranges (libavutil/pixfmt.h: AVCOL_SPC_SMPTE170M, AVCOL_SPC_BT709, AVCOL_RANGE_MPEG/JPEG).
-YUV_MATRICES: dict[str, tuple[float, float]] = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
-YUV_RANGES = ("limited", "full")
-_SWS_COLORSPACE = {"bt601": 6, "bt709": 1}
-_SWS_RANGE = {"limited": 1, "full": 2}
-
-
-def yuv_to_bgr(matrix: str = "bt601", color_range: str = "limited") -> Array:
-    """The 3×4 affine matrix (for ``cv2.transform``) from 8-bit Y, Cb, Cr to B, G, R."""
-    kr, kb = YUV_MATRICES[matrix]
-    kg = 1.0 - kr - kb
-    ys, cs, y0 = (1.0, 1.0, 0.0) if color_range == "full" else (255.0 / 219.0, 255.0 / 224.0, 16.0)
-    rows = np.array(
-        [
-            [ys, cs * 2 * (1 - kb), 0.0],
-            [ys, -cs * 2 * (1 - kb) * kb / kg, -cs * 2 * (1 - kr) * kr / kg],
-            [ys, 0.0, cs * 2 * (1 - kr)],
-        ]
-    )
-    offset = -rows @ np.array([y0, 128.0, 128.0])
-    return np.hstack([rows, offset[:, None]]).astype(np.float32)
-
-
-@functools.cache
-def ffmpeg_affine(matrix: str = "bt601", color_range: str = "limited") -> Array:
-    """The affine map FFmpeg's swscale actually applies (for the fast path), fitted once per process.
-
-    swscale's coefficients are those of :func:`yuv_to_bgr`, but its fixed-point arithmetic comes out about
-    one level darker; fitting its output on a seeded random frame (chroma repeated 2×2, as swscale reads
-    it, clipped values left out) captures that, so the fast path is unbiased against the exact one.
-    """
-    rng = np.random.default_rng(0)
-    h = w = 128
-    i420 = rng.integers(0, 256, (h * 3 // 2, w), dtype=np.uint8)
-    frame = av.VideoFrame.from_ndarray(i420, format="yuv420p")
-    bgr = frame.reformat(
-        format="bgr24", src_colorspace=_SWS_COLORSPACE[matrix], src_color_range=_SWS_RANGE[color_range]
-    ).to_ndarray()
-    quarter = (h // 2) * (w // 2)
-    u, v = (i420[h:].reshape(-1)[k * quarter : (k + 1) * quarter].reshape(h // 2, w // 2) for k in (0, 1))
-    x = np.stack([i420[:h], u.repeat(2, 0).repeat(2, 1), v.repeat(2, 0).repeat(2, 1), np.ones((h, w))], axis=-1)
-    x = x.reshape(-1, 4).astype(np.float64)
-    rows = []
-    for c in range(3):
-        y = bgr[..., c].reshape(-1).astype(np.float64)
-        inside = (y > 2) & (y < 253)
-        rows.append(np.linalg.lstsq(x[inside], y[inside], rcond=None)[0])
-    return np.array(rows, dtype=np.float32)
 
 
 def affine_for(spec: PreprocessSpec, image: Image | None = None) -> tuple[Array, Array]:
@@ -231,13 +182,13 @@ class Preprocessor:
         if reformatter is None:
             reformatter = self._local.reformatter = av.video.reformatter.VideoReformatter()
         if pixel_format == "nv12":
-            image = _nv12_to_i420(image)  # the same samples: converted as the I420 frame would be
+            image = nv12_to_i420(image)  # the same samples: converted as the I420 frame would be
         frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
         bgr = reformatter.reformat(
             frame,
             format="bgr24",
-            src_colorspace=_SWS_COLORSPACE[color_matrix],
-            src_color_range=_SWS_RANGE[color_range],
+            src_colorspace=SWS_COLORSPACE[color_matrix],
+            src_color_range=SWS_RANGE[color_range],
         )
         return np.asarray(bgr.to_ndarray(), dtype=np.uint8)
 
@@ -372,30 +323,6 @@ def _place(small: Array, canvas: Array, x: int, y: int) -> None:
     x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(w, x + small.shape[1]), min(h, y + small.shape[0])
     np.copyto(canvas[y0:y1, x0:x1], small[y0 - y : y1 - y, x0 - x : x1 - x])
-
-
-def frame_to_bgr(image: Image, pixel_format: str, color_matrix: str = "bt601", color_range: str = "limited") -> Image:
-    """A full-size I420 or NV12 frame as BGR, converted by FFmpeg's swscale with the stream's matrix and range."""
-    if pixel_format == "nv12":
-        image = _nv12_to_i420(image)
-    frame = av.VideoFrame.from_numpy_buffer(image, format="yuv420p")
-    bgr = frame.reformat(
-        format="bgr24", src_colorspace=_SWS_COLORSPACE[color_matrix], src_color_range=_SWS_RANGE[color_range]
-    )
-    return np.asarray(bgr.to_ndarray(), dtype=np.uint8)
-
-
-def _nv12_to_i420(image: Image) -> Image:
-    """An NV12 frame (Y, then interleaved U and V) as I420 (Y, then U, then V): the same samples."""
-    height = image.shape[0] * 2 // 3
-    out = np.empty_like(image)
-    out[:height] = image[:height]
-    uv = image[height:].reshape(-1, 2)
-    quarter = uv.shape[0]
-    flat = out[height:].reshape(-1)
-    flat[:quarter] = uv[:, 0]
-    flat[quarter:] = uv[:, 1]
-    return out
 
 
 def _even(geo: Geometry) -> bool:

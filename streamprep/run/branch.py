@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from streamprep.events.engine import EventHub
+from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, DropPolicy
 from streamprep.inference.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry, Region
@@ -130,7 +130,7 @@ class ModelBranch:
         self._seen: set[str] = set()  # every source that gave this branch a frame
         self._troubled: set[str] = set()  # sources told that the server is away (all seen, while it is)
         self._trouble_reason = ""
-        self._backoff = _RETRY_FIRST_S
+        self._backoff = Backoff(BackoffPolicy(first_s=_RETRY_FIRST_S, cap_s=model.retry_cap_s))
 
     # -- inputs
     def add_queue(self, maxsize: int, policy: DropPolicy, live: bool) -> BoundedQueue[Frame]:
@@ -371,8 +371,7 @@ class ModelBranch:
             if not keep:
                 return Inferred([], [])
             flight.batch = self._compact(batch, keep)
-            await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))
-            self._backoff = min(self._backoff * 2, self.model.retry_cap_s)
+            await asyncio.sleep(self._backoff.next_wait())
             flight.future = self._launch(flight.batch)
 
     def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
@@ -401,7 +400,7 @@ class ModelBranch:
             self._on_trouble(new, f"model {self.model.name}: {reason}")
 
     def _recovered(self) -> None:
-        self._backoff = _RETRY_FIRST_S
+        self._backoff.succeeded()
         if not self._troubled:
             return
         log.info("model %s: the inference server answers again", self.model.name)

@@ -98,7 +98,7 @@ class Frame:
         itself when it is BGR already, else a new array."""
         if self.pixel_format not in ("yuv420p", "nv12"):
             return self.image
-        from streamprep.preprocess.kernels import frame_to_bgr  # OpenCV and PyAV load only when needed
+        from streamprep.values.colour import frame_to_bgr  # PyAV loads only when needed
 
         return frame_to_bgr(self.image, self.pixel_format, self.color_matrix, self.color_range)
 
