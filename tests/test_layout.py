@@ -1,0 +1,49 @@
+"""The shape of the package is a contract: layers in folders, no cycles, small modules, a small root."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "streamprep"
+MAX_LINES = 450
+MAX_ROOT_MODULES = 5
+
+
+def test_import_linter_contracts_hold() -> None:
+    """The layers of ``.importlinter``: no import from a lower layer to a higher one, no cycle between packages."""
+    lint = Path(sys.executable).parent / "lint-imports"
+    proc = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "broken" not in proc.stdout.lower().split("contracts:")[-1]
+
+
+def test_no_module_imports_itself_back() -> None:
+    """Zero import cycles between modules, imports inside functions included (so none is dodged)."""
+    graph = grimp.build_graph("streamprep")
+    cycles = []
+    for importer in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            if imported == "streamprep" or importer == "streamprep":
+                continue
+            if imported.startswith(importer + ".") or importer.startswith(imported + "."):
+                continue  # a package and its own modules
+            if graph.chain_exists(imported=importer, importer=imported):
+                cycles.append(f"{importer} <-> {imported}")
+    assert not cycles, cycles
+
+
+def test_no_module_is_over_450_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n for p in PACKAGE.rglob("*.py") if (n := len(p.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, long
+
+
+def test_at_most_five_modules_at_the_package_root() -> None:
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, root
