@@ -12,7 +12,9 @@ import pytest
 from conftest import RECORDINGS, SSD, photo
 
 import streamprep
+from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.preprocess.spec import PreprocessSpec
 from streamprep.values.errors import ConfigError, ModelError
 from streamprep.values.frames import SourceState
 
@@ -102,7 +104,7 @@ def test_tensors_are_what_the_model_gets_with_the_way_back_to_source_pixels() ->
     batches = list(streamprep.tensors(DEMO, SSD, fps=1, batch=4, frames=True))
     assert [len(b.slots) for b in batches] == [4, 4, 4]
     assert [s.seq for b in batches for s in b.slots] == list(range(12))
-    pre = load_model(streamprep.ModelConfig(path=SSD)).preprocessor
+    pre = load_model(ModelConfig(path=SSD)).preprocessor
     for batch in batches:
         assert batch.tensor.shape == (4, 256, 256, 3) and batch.tensor.dtype == np.uint8
         for slot in batch.slots:
@@ -115,7 +117,7 @@ def test_tensors_are_what_the_model_gets_with_the_way_back_to_source_pixels() ->
 
 
 def test_tensors_from_a_spec_without_a_model() -> None:
-    spec = streamprep.PreprocessSpec(width=320, height=320, resize="letterbox", layout="nchw", dtype="float32")
+    spec = PreprocessSpec(width=320, height=320, resize="letterbox", layout="nchw", dtype="float32")
     batch = next(iter(streamprep.tensors(DEMO, spec, fps=1, batch=2)))
     assert batch.tensor.shape == (2, 3, 320, 320) and batch.tensor.dtype == np.float32
     slot = batch.slots[0]

@@ -93,7 +93,7 @@ def test_import_loads_nothing_heavy() -> None:
     code = f"import sys, streamprep; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    code = "import streamprep; streamprep.Pipeline; import sys; print('onnx' in sys.modules)"
+    code = "import streamprep; streamprep.Run; import sys; print('onnx' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 

@@ -47,3 +47,24 @@ def test_no_module_is_over_450_lines() -> None:
 def test_at_most_five_modules_at_the_package_root() -> None:
     root = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root) <= MAX_ROOT_MODULES, root
+
+
+def test_the_public_surface_is_listed_once_and_resolves() -> None:
+    """``streamprep.__all__`` is made from one table; the type checker's imports name the same things."""
+    import ast
+
+    import streamprep
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text())
+    typed = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If)
+        for stmt in node.body
+        if isinstance(stmt, ast.ImportFrom)
+        for alias in stmt.names
+    }
+    assert typed | {"__version__"} == set(streamprep.__all__)
+    assert len(streamprep.__all__) <= 30
+    for name in streamprep.__all__:
+        assert getattr(streamprep, name) is not None, name
