@@ -108,7 +108,7 @@ def configure(
     return parse(data), custom
 
 
-class _Consumer:
+class _Consumer(Sink):
     """The sink the API reads from: a bounded hand-off to the caller."""
 
     name = "python"

@@ -17,6 +17,7 @@ import av
 import cv2
 
 from streamprep.flow.threads import WriterThread
+from streamprep.sinks.base import Sink
 from streamprep.values.errors import SinkError
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import Image, Result, SourceStatus
@@ -74,7 +75,7 @@ class _Video:
             self.container = None
 
 
-class AnnotateSink:
+class AnnotateSink(Sink):
     def __init__(self, target: Path, sources: list[str]) -> None:
         self.name = f"annotate {target}"
         self._target = target

@@ -19,12 +19,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamprep.flow.threads import WriterThread
+from streamprep.sinks.base import Sink
 from streamprep.values.events import EventOutput
-from streamprep.values.frames import Result, SourceStatus
-from streamprep.values.metrics import SinkSnapshot
+from streamprep.values.frames import Result
 
 
-class CallbackSink:
+class CallbackSink(Sink):
     def __init__(
         self,
         on_result: Callable[[Result], Any] | Callable[[Result], Awaitable[Any]],
@@ -58,9 +58,6 @@ class CallbackSink:
         if self._on_event is not None:
             await self._call(self._on_event, item)
 
-    async def send_status(self, status: SourceStatus) -> None:
-        """Statuses are in the run's snapshot."""
-
     async def serve(self) -> None:
         await self._closing.wait()
 
@@ -71,6 +68,3 @@ class CallbackSink:
         if self._thread is not None:
             self._thread.shutdown(wait=False)
             self._thread = None
-
-    def stats(self) -> SinkSnapshot:
-        return SinkSnapshot(self.name, True, self.sent, 0, 0)

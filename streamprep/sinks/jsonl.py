@@ -13,6 +13,7 @@ import os
 import sys
 
 from streamprep.flow.threads import WriterThread
+from streamprep.sinks.base import Sink
 from streamprep.values.errors import SinkError
 from streamprep.values.events import Event, EventOutput, encode_event
 from streamprep.values.frames import Result, SourceStatus
@@ -22,7 +23,7 @@ from streamprep.values.published import encode
 _SHUTDOWN_TIMEOUT = 2.0
 
 
-class JsonLinesSink:
+class JsonLinesSink(Sink):
     def __init__(self, target: str, device: str) -> None:
         self.name = "stdout" if target == "-" else target
         self._target = target

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import collections
 
+from streamprep.sinks.base import Sink
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import Result, SourceStatus
 from streamprep.values.metrics import SinkSnapshot
 
 
-class MemorySink:
+class MemorySink(Sink):
     """Keeps the last ``keep`` results and events (all when None) and every status change, in arrival order."""
 
     name = "memory"
@@ -21,9 +22,6 @@ class MemorySink:
         self.count = 0
         self.closed = False
 
-    async def open(self) -> None:
-        """Nothing to connect to."""
-
     async def send(self, result: Result) -> None:
         self.results.append(result)
         self.count += 1
@@ -34,14 +32,8 @@ class MemorySink:
     async def send_event(self, item: EventOutput) -> None:
         self.events.append(item)
 
-    async def serve(self) -> None:
-        """Everything happens in ``send``."""
-
     async def close(self) -> None:
         self.closed = True
-
-    async def shutdown(self) -> None:
-        """Nothing to release."""
 
     def stats(self) -> SinkSnapshot:
         return SinkSnapshot(self.name, True, self.count, 0, 0)

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 import aiomqtt
 
 from streamprep.config.schema import MqttConfig, read_secret
+from streamprep.sinks.base import Sink
 from streamprep.sinks.outbox import Message, Outbox
 from streamprep.values.errors import ConfigError, SinkError
 from streamprep.values.events import EventOutput, LineCount, ZoneCount, encode_event
@@ -78,7 +79,7 @@ def tls_context(cfg: MqttConfig) -> ssl.SSLContext:
     return context
 
 
-class MqttSink:
+class MqttSink(Sink):
     def __init__(self, cfg: MqttConfig, device: str, state_dir: Path | None = None) -> None:
         parts = urlsplit(cfg.url)
         self.name = redact_url(cfg.url)
