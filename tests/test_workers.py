@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS, Broker, free_port
+from conftest import RECORDINGS, Broker, free_port, replay, stable
 from test_daemon import Daemon, assert_accounted, assert_no_traceback
 from test_service import NotifySocket, wait_until
 
 from streamprep.config import parse
 from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
+from streamprep.schema import VOLATILE_FIELDS
 from streamprep.service import read_status
 from streamprep.workers import Carried, combine, merge, plan, settle, shares, worker_config
 
@@ -303,3 +304,49 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(tmp_path: Path)
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert daemon.stderr.count("the worker supervisor is gone: stopping") == 2, daemon.stderr
+
+
+def supervisor_counts(stderr: str, sid: str) -> dict[str, int]:
+    """The supervisor's own end-of-run summary of ``sid`` (not a worker's: those lines say ``[worker K]``)."""
+    mine = "\n".join(line for line in stderr.splitlines() if "[worker" not in line and "streamprep.workers" in line)
+    return assert_accounted(mine, sid)
+
+
+def test_a_killed_worker_resumes_its_file_where_its_results_stopped_and_the_summary_adds_up(tmp_path: Path) -> None:
+    files = {"door": DEMO, "yard": RECORDINGS / "vfr_720p.mp4"}
+    placed = plan(list(files), 2)
+    assert sorted(placed.values()) == [0, 1], "one source each"
+    victim = placed["door"]
+    sources = "".join(f'[[sources]]\nurl = "{path}"\nid = "{sid}"\n' for sid, path in files.items())
+    head = 'fps = 10\ndevice = "test"\n'
+    whole = {"fps": 10, "device": "test", "sources": [{"url": str(p), "id": s} for s, p in files.items()]}
+    expected, _ = replay(parse(whole))
+    cfg, out = tmp_path / "c.toml", tmp_path / "r.jsonl"
+    cfg.write_text(f"{head}workers = 2\n{sources}")
+    daemon = Daemon("run", "--config", str(cfg), "--out", str(out))
+
+    def written(sid: str) -> int:
+        return sum(f'"source":"{sid}"' in line for line in out.read_text().splitlines()) if out.exists() else 0
+
+    try:
+        pid = pid_of(daemon, victim)
+        wait_until(lambda: written("door") >= 30, 60, "30 results of door", poll=0.02)
+        os.kill(pid, signal.SIGKILL)
+        daemon.wait_for(f"worker {victim} was killed by SIGKILL; restarting in", 30)
+        code = daemon.finish(120)
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert code == 0, daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    pairs = [(r["source"], r["seq"]) for r in rows]
+    assert len(pairs) == len(set(pairs)), "no (source, seq) written twice"
+    for row in rows:
+        for key in VOLATILE_FIELDS:
+            row.pop(key)
+    key = lambda r: (r["source"], r["seq"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(stable(expected), key=key), "the same results as a run never killed"
+    for sid in files:
+        c = supervisor_counts(daemon.stderr, sid)
+        assert c["processed"] == sum(1 for r in rows if r["source"] == sid), daemon.stderr
