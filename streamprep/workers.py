@@ -21,8 +21,13 @@ share of the sources, and this module supervises them:
   WATCHDOG). It forwards SIGTERM/SIGINT (a second one stops the workers at once, as it would one process)
   and SIGHUP (each worker re-reads the config; a worker whose share was empty is started). A worker that
   dies (a signal, or exit status 1: a bug) is restarted after a backoff (1 s, doubling up to 30 s; afresh
-  after a minute of health); its sources' counts carry over from its last snapshot, the frames it had in
-  flight counted as ``stopped``. Other exit statuses are a worker's verdict and end it. The exit status of
+  after a minute of health); its sources' counts carry over from its last snapshot, settled against the
+  results the supervisor wrote for them (:func:`settle`: those are ``processed``, the frames it had in
+  flight ``stopped``). A file whose results the supervisor writes resumes after the last one written: the
+  supervisor passes the next seq in ``worker-K.resume.json`` and the new worker's file source decodes up
+  to it without handing frames over, so sampling and seqs match a replay never interrupted. A worker that
+  ends by itself leaves its exact counts in ``worker-K.final.json``; at the end the supervisor prints the
+  per-source summary over every run. Other exit statuses are a worker's verdict and end it. The exit status of
   the whole is the most serious of the workers' (130, 1, 4, 3, 5, 2, in that order; see :func:`combine`).
 
 Workers run in a session of their own, so a Ctrl-C in the terminal reaches only the supervisor, which
@@ -53,6 +58,7 @@ from typing import Any
 
 from streamprep.config import Config
 from streamprep.errors import ConfigError, SinkError, StreamprepError
+from streamprep.frames import DropReason, SourceState
 from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 from streamprep.redact import redact_text
 from streamprep.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
@@ -308,7 +314,7 @@ def settle(
     why: str,
     written: int | None = None,
     delivered: int | None = None,
-    state: str = "failed",
+    state: SourceState = SourceState.FAILED,
 ) -> SourceSnapshot:
     """A source of a worker that died, as its last snapshot said (it may be a second old), made to add up
     with what the supervisor saw: ``written`` results were written for it (then that is its ``processed``);
@@ -330,7 +336,7 @@ def settle(
         sampled = max(source.sampled, processed + sum(drops.values()))
     lost = sampled - processed - sum(drops.values())
     if lost > 0:
-        drops["stopped"] = drops.get("stopped", 0) + lost
+        drops[DropReason.STOPPED] = drops.get(DropReason.STOPPED, 0) + lost
     return dataclasses.replace(
         source,
         state=state,
@@ -365,7 +371,7 @@ def merge(parts: Sequence[tuple[int, Snapshot | None]], carried: dict[int, Carri
             now = current.get(sid)
             merged = _add_source(earlier[sid], now) if sid in earlier and now is not None else now or earlier[sid]
             if note is not None:
-                merged = dataclasses.replace(merged, state="failed", reason=note)
+                merged = dataclasses.replace(merged, state=SourceState.FAILED, reason=note)
             sources.append(merged)
         if snap is None:
             continue
@@ -612,9 +618,10 @@ class WorkerPool:
         if final is None and (found or w.written):
             how = why or (_describe_exit(w.process.returncode or 0) if w.process is not None else "ended")
             for sid in [*found, *(sid for sid in w.written if sid not in found)]:
-                s = found.get(sid) or SourceSnapshot(sid, "failed", how, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
+                s = found.get(sid) or SourceSnapshot(sid, SourceState.FAILED, how, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
                 delivered = self.last_seq.get(sid, -1) + 1 - w.resumed.get(sid, 0) if self._resumable(sid) else None
-                found[sid] = settle(s, how, w.written[sid], delivered, "failed" if why else "stopped")
+                state = SourceState.FAILED if why else SourceState.STOPPED
+                found[sid] = settle(s, how, w.written[sid], delivered, state)
         if not found:
             return
         settled = found
