@@ -621,12 +621,12 @@ class WorkerPool:
                 s = found.get(sid) or SourceSnapshot(sid, SourceState.FAILED, how, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
                 delivered = self.last_seq.get(sid, -1) + 1 - w.resumed.get(sid, 0) if self._resumable(sid) else None
                 state = SourceState.FAILED if why else SourceState.STOPPED
-                found[sid] = settle(s, how, w.written[sid], delivered, state)
+                written = w.written[sid] if self._writer is not None else None  # MQTT alone: not seen here
+                found[sid] = settle(s, how, written, delivered, state)
         if not found:
             return
-        settled = found
         merged = dict(w.carried.sources)
-        for sid, s in settled.items():
+        for sid, s in found.items():
             merged[sid] = _add_source(merged[sid], s) if sid in merged else s
         w.carried = Carried(merged)
 
