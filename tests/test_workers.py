@@ -18,11 +18,11 @@ from conftest import RECORDINGS, Broker, free_port, replay, stable
 from test_daemon import Daemon, assert_accounted, assert_no_traceback, counts
 from test_service import NotifySocket, wait_until
 
-from streamprep.config import parse
-from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
-from streamprep.schema import VOLATILE_FIELDS
-from streamprep.service import read_status
-from streamprep.workers import Carried, combine, merge, plan, settle, shares, worker_config
+from streamprep.config.schema import parse
+from streamprep.ops.service import read_status
+from streamprep.ops.workers import Carried, combine, merge, plan, settle, shares, worker_config
+from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
+from streamprep.values.published import VOLATILE_FIELDS
 
 LIVE = "lavfi:testsrc2=size=320x240:rate=10,realtime"  # a cheap live source that never ends
 DEMO = RECORDINGS / "demo_720p.mp4"
@@ -35,7 +35,7 @@ def test_shares_are_balanced_stable_everywhere_and_sticky_on_reload() -> None:
     loads = [list(here.values()).count(k) for k in range(8)]
     assert max(loads) - min(loads) <= 1, loads
     code = (
-        "import json; from streamprep.workers import plan\n"
+        "import json; from streamprep.ops.workers import plan\n"
         "print(json.dumps(plan([f'cam-{i}' for i in reversed(range(64))], 8)))"
     )
     for seed in ("1", "2"):  # Python's own hash differs per process, the config's order too: the plan must not
@@ -282,7 +282,7 @@ def test_reload_starts_a_worker_whose_share_was_empty_and_exit_statuses_combine(
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert_no_traceback(daemon.stderr)
-    assert f"streamprep.supervisor [worker {after['cam-b']}]: source cam-b: online" in daemon.stderr
+    assert f"streamprep.run.supervisor [worker {after['cam-b']}]: source cam-b: online" in daemon.stderr
     assert "reloaded: started none; stopped none" in daemon.stderr, "cam-a's worker kept it running"
     assert code == 3, f"worker {after['cam-b-file']}'s missing file makes the whole exit 3:\n{daemon.stderr}"
 
@@ -319,7 +319,7 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(tmp_path: Path)
 
 def supervisor_counts(stderr: str, sid: str) -> dict[str, int]:
     """The supervisor's own end-of-run summary of ``sid`` (not a worker's: those lines say ``[worker K]``)."""
-    mine = "\n".join(line for line in stderr.splitlines() if "[worker" not in line and "streamprep.workers" in line)
+    mine = "\n".join(line for line in stderr.splitlines() if "[worker" not in line and "streamprep.ops.workers" in line)
     return assert_accounted(mine, sid)
 
 
