@@ -14,14 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS, Broker, free_port
-from test_daemon import Daemon, assert_accounted, assert_no_traceback
+from conftest import RECORDINGS, Broker, free_port, replay, stable
+from test_daemon import Daemon, assert_accounted, assert_no_traceback, counts
 from test_service import NotifySocket, wait_until
 
 from streamprep.config.schema import parse
 from streamprep.ops.service import read_status
 from streamprep.ops.workers import Carried, combine, merge, plan, settle, shares, worker_config
 from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
+from streamprep.values.published import VOLATILE_FIELDS
 
 LIVE = "lavfi:testsrc2=size=320x240:rate=10,realtime"  # a cheap live source that never ends
 DEMO = RECORDINGS / "demo_720p.mp4"
@@ -128,6 +129,17 @@ def test_merged_snapshot_sums_workers_and_carries_a_dead_workers_counts_over() -
     b2 = again.sources[1]
     assert (b2.state, b2.sampled, b2.processed, b2.dropped, b2.reconnects) == ("online", 25, 20, 5, 1)
     assert b2.sampled == b2.processed + b2.dropped
+    # its last snapshot is a second old: the supervisor wrote 18 results of b, not 15
+    live = settle(dead, "killed", written=18)
+    assert (live.sampled, live.processed, live.drops) == (20, 18, {"queue": 2}), "the 3 in flight: 3 written"
+    more = settle(dead, "killed", written=19)
+    assert (more.sampled, more.processed, more.dropped) == (21, 19, 2), "one more sampled than it said"
+    # a file resumed after its last result written (seq 29 of a run that started at 0): 30 delivered, 28
+    # written; of the drops the snapshot lists, those that fit before; the frames after are sampled again
+    failing = source("f", 40, 28, failed=5)
+    file = settle(failing, "killed", written=28, delivered=30)
+    assert (file.sampled, file.processed, file.drops) == (30, 28, {"failed": 2})
+    assert settle(source("f", 40, 28), "killed", written=28, delivered=30).drops == {"stopped": 2}
 
 
 def test_exit_statuses_combine_to_the_most_serious() -> None:
@@ -238,9 +250,9 @@ def test_workers_share_the_sources_merge_their_status_and_a_killed_worker_is_res
     assert_no_traceback(daemon.stderr)
     lines = out.read_text().splitlines()
     results = [json.loads(line) for line in lines]  # every line whole: two workers' lines never mix
-    for sid in ids:
-        c = assert_accounted(daemon.stderr, sid)  # the summary of the run that ended
-        assert c["processed"] > 0
+    for sid in ids:  # the supervisor's summary: every run of the worker, as many processed as written
+        c = supervisor_counts(daemon.stderr, sid)
+        assert c["processed"] == sum(1 for r in results if r["source"] == sid) > 0, daemon.stderr
     assert {r["source"] for r in results} == set(ids)
     assert len({r["id"] for r in results}) == len(results)
 
@@ -303,3 +315,43 @@ def test_workers_stop_themselves_when_their_supervisor_is_killed(tmp_path: Path)
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert daemon.stderr.count("the worker supervisor is gone: stopping") == 2, daemon.stderr
+
+
+def supervisor_counts(stderr: str, sid: str) -> dict[str, int]:
+    """The supervisor's own end-of-run summary of ``sid`` (not a worker's: those lines say ``[worker K]``)."""
+    mine = "\n".join(line for line in stderr.splitlines() if "[worker" not in line and "streamprep.ops.workers" in line)
+    return assert_accounted(mine, sid)
+
+
+def test_a_killed_worker_resumes_its_file_where_its_results_stopped_and_the_summary_adds_up(tmp_path: Path) -> None:
+    expected, _ = replay(parse({"fps": 5, "device": "test", "sources": [{"url": str(DEMO), "id": "door"}]}))
+    victim = plan(["door"], 2)["door"]
+    cfg, out = tmp_path / "c.toml", tmp_path / "r.jsonl"
+    cfg.write_text(f'fps = 5\ndevice = "test"\nworkers = 2\n[[sources]]\nurl = "{DEMO}"\nid = "door"\n')
+    daemon = Daemon("run", "--config", str(cfg), "--out", str(out))
+
+    def written() -> int:
+        return len(out.read_text().splitlines()) if out.exists() else 0
+
+    try:
+        pid = pid_of(daemon, victim)
+        wait_until(lambda: written() >= 15, 60, "15 results", poll=0.02)
+        os.kill(pid, signal.SIGKILL)  # mid-run: 60 results in all
+        daemon.wait_for(f"worker {victim} was killed by SIGKILL; restarting in", 30)
+        code = daemon.finish(120)
+    finally:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+    assert code == 0, daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    seqs = [r["seq"] for r in rows]
+    assert len(seqs) == len(set(seqs)), f"no (source, seq) written twice: {sorted(seqs)}"
+    for row in rows:
+        for key in VOLATILE_FIELDS:
+            row.pop(key)
+    assert sorted(rows, key=lambda r: r["seq"]) == stable(expected), "the same results as a run never killed"
+    c = supervisor_counts(daemon.stderr, "door")
+    assert c["processed"] == len(rows) == len(expected), daemon.stderr
+    again = counts(daemon.stderr.split(f"worker {victim} started (pid")[-1], "door")  # the restarted worker's own
+    assert 0 < again["sampled"] < len(expected), "it resumed: it sampled only what was not written yet"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, unique_names
 from streamprep.flow.queues import DropPolicy
@@ -114,8 +114,21 @@ class SourceConfig(_Strict):
     sample: SampleMode | None = None  # default: the top-level sample
     skip_frames: bool | None = None  # default: the top-level skip_frames
     hwaccel: str | None = None  # default: the top-level hwaccel
+    # not a key: ``run --workers`` resumes a restarted worker's file at this seq (see streamprep.ops.workers)
+    _resume_seq: int = PrivateAttr(0)
 
     _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
+
+    @property
+    def resume_seq(self) -> int:
+        """A file replay hands over its sampled frames from this seq on (those before it were delivered)."""
+        return self._resume_seq
+
+    def resumed_at(self, seq: int) -> SourceConfig:
+        """A copy whose replay resumes at ``seq``."""
+        copy = self.model_copy()
+        copy._resume_seq = seq
+        return copy
 
     def resolved_url(self) -> str:
         """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import types
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from streamprep.config.schema import Config
@@ -26,6 +26,7 @@ from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sou
 from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
 from streamprep.values.errors import StreamprepError
+from streamprep.values.metrics import SourceSnapshot
 from streamprep.values.redact import redact_text
 
 log = logging.getLogger("streamprep")
@@ -327,17 +328,22 @@ def first_error(exc: BaseException) -> BaseException:
     return exc
 
 
+def summarize_sources(sources: Iterable[SourceSnapshot], quiet: bool = False, logger: logging.Logger = log) -> None:
+    """One line per source with its counts (``run``'s summary, and ``run --workers``'s over all workers)."""
+    for s in sources:
+        if quiet:
+            print(f"source {s.source}: {s.state}, {s.summary()}", file=sys.stderr)
+        else:
+            logger.info("source %s: %s, %s", s.source, s.state, s.summary())
+
+
 def summarize(outcome: Outcome, errors: Sequence[str] = (), quiet: bool = False) -> None:
     """The end of a run: one line per source with its counts, then one error line per failure. ``quiet``
     (the dashboard kept the log to errors): the counts are printed to stderr all the same."""
     report = outcome.report
     if report is None:
         return
-    for s in report.snapshot.sources:
-        if quiet:
-            print(f"source {s.source}: {s.state}, {s.summary()}", file=sys.stderr)
-        else:
-            log.info("source %s: %s, %s", s.source, s.state, s.summary())
+    summarize_sources(report.snapshot.sources, quiet)
     if report.cut_short:
         log.warning("the run was cut short: frames in flight were dropped (counted as stopped)")
     for failure in report.failures:

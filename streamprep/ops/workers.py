@@ -21,8 +21,13 @@ share of the sources, and this module supervises them:
   WATCHDOG). It forwards SIGTERM/SIGINT (a second one stops the workers at once, as it would one process)
   and SIGHUP (each worker re-reads the config; a worker whose share was empty is started). A worker that
   dies (a signal, or exit status 1: a bug) is restarted after a backoff (1 s, doubling up to 30 s; afresh
-  after a minute of health); its sources' counts carry over from its last snapshot, the frames it had in
-  flight counted as ``stopped``. Other exit statuses are a worker's verdict and end it. The exit status of
+  after a minute of health); its sources' counts carry over from its last snapshot, settled against the
+  results the supervisor wrote for them (:func:`settle`: those are ``processed``, the frames it had in
+  flight ``stopped``). A file whose results the supervisor writes resumes after the last one written: the
+  supervisor passes the next seq in ``worker-K.resume.json`` and the new worker's file source decodes up
+  to it without handing frames over, so sampling and seqs match a replay never interrupted. A worker that
+  ends by itself leaves its exact counts in ``worker-K.final.json``; at the end the supervisor prints the
+  per-source summary over every run. Other exit statuses are a worker's verdict and end it. The exit status of
   the whole is the most serious of the workers' (130, 1, 4, 3, 5, 2, in that order; see :func:`combine`).
 
 Workers run in a session of their own, so a Ctrl-C in the terminal reaches only the supervisor, which
@@ -33,6 +38,7 @@ supervisor disappears stops itself (its stdin, a pipe from the supervisor, reach
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -53,7 +59,9 @@ from typing import Any
 from streamprep.config.schema import Config
 from streamprep.flow.threads import WriterThread
 from streamprep.ops.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
+from streamprep.sources import is_live
 from streamprep.values.errors import ConfigError, SinkError, StreamprepError
+from streamprep.values.frames import DropReason, SourceState
 from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 from streamprep.values.names import topic_level
 from streamprep.values.redact import redact_text
@@ -115,9 +123,7 @@ def plan_path(directory: Path) -> Path:
 
 def write_plan(directory: Path, placed: Mapping[str, int]) -> None:
     """Atomically: a worker reading it never sees half of it."""
-    tmp = plan_path(directory).with_suffix(".tmp")
-    tmp.write_text(json.dumps(dict(placed), sort_keys=True))
-    tmp.replace(plan_path(directory))
+    write_atomically(plan_path(directory), dict(placed))
 
 
 def read_plan(directory: Path) -> dict[str, int]:
@@ -140,18 +146,77 @@ def socket_path(directory: Path, index: int) -> Path:
     return directory / f"worker-{index}.sock"
 
 
+def resume_path(directory: Path, index: int) -> Path:
+    """Where worker ``index`` finds the seq each of its files resumes at (written before every start)."""
+    return directory / f"worker-{index}.resume.json"
+
+
+def final_path(directory: Path, index: int) -> Path:
+    """Where worker ``index`` leaves its end-of-run counts for the supervisor."""
+    return directory / f"worker-{index}.final.json"
+
+
+def write_atomically(path: Path, data: Any) -> None:
+    """As JSON; a reader never sees half of it."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_resume(directory: Path, index: int) -> dict[str, int]:
+    """The seq each file of worker ``index`` resumes at (none on a first start)."""
+    try:
+        data = json.loads(resume_path(directory, index).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"--worker-dir {directory}: unreadable resume points ({exc})") from None
+    return {str(k): int(v) for k, v in data.items()}
+
+
+def report_final(directory: Path | None, spec: str, snapshot: Snapshot | None) -> None:
+    """A worker's counts at its end, for its supervisor (its last snapshot over the status socket may be a
+    second old)."""
+    if directory is None or snapshot is None:
+        return
+    index, _ = parse_worker(spec)
+    write_atomically(final_path(directory, index), snapshot.to_json())
+
+
+def read_final(directory: Path, index: int) -> Snapshot | None:
+    """What :func:`report_final` left (None: the worker did not get that far), removed once read."""
+    path = final_path(directory, index)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("worker %d: unreadable final counts (%s); its last snapshot is used", index, exc)
+        return None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return Snapshot.from_json(data)
+
+
 def wants_json_lines(cfg: Config) -> bool:
     out = cfg.output
     return out.out is not None or out.mqtt is None
 
 
-def worker_config(cfg: Config, index: int, placed: Mapping[str, int], directory: Path) -> Config:
+def worker_config(
+    cfg: Config, index: int, placed: Mapping[str, int], directory: Path, resume: Mapping[str, int] | None = None
+) -> Config:
     """Worker ``index``'s config: its share of the sources as ``placed`` says (their ids fixed as the whole
     config names them), its own outbox, MQTT client id and status socket; JSON lines to stdout (the
-    supervisor's pipe). A source the plan does not know yet (the config changed again) waits for a reload."""
+    supervisor's pipe). A source the plan does not know yet (the config changed again) waits for a reload.
+    ``resume``: the seq a file replay resumes at, by source id (a restarted worker)."""
     ids = cfg.source_ids()
+    resume = resume or {}
     kept = tuple(
-        s.model_copy(update={"id": sid}) for s, sid in zip(cfg.sources, ids, strict=True) if placed.get(sid) == index
+        s.model_copy(update={"id": sid}).resumed_at(resume.get(sid, 0))
+        for s, sid in zip(cfg.sources, ids, strict=True)
+        if placed.get(sid) == index
     )
     output = cfg.output.model_copy(update={"out": "-" if wants_json_lines(cfg) else None})
     if cfg.output.mqtt is not None:
@@ -180,11 +245,11 @@ def as_worker(
         raise ConfigError("--worker needs --worker-dir")
     label_logs(index)
     watch_parent()
-    mine = worker_config(cfg, index, read_plan(directory), directory)
+    mine = worker_config(cfg, index, read_plan(directory), directory, read_resume(directory, index))
     if reload is None:
         return mine, None
     again = reload
-    return mine, lambda: worker_config(again(), index, read_plan(directory), directory)
+    return mine, lambda: worker_config(again(), index, read_plan(directory), directory, read_resume(directory, index))
 
 
 def label_logs(index: int) -> None:
@@ -244,17 +309,41 @@ def _add_source(a: SourceSnapshot, b: SourceSnapshot) -> SourceSnapshot:
     )
 
 
-def settle(source: SourceSnapshot, why: str) -> SourceSnapshot:
-    """A source of a worker that died, as its last snapshot said, its frames in flight counted as stopped
-    (``sampled = processed + dropped`` holds again) and one more reconnect."""
-    lost = max(0, source.sampled - source.processed - source.dropped)
-    drops = dict(source.drops)
-    drops["stopped"] = drops.get("stopped", 0) + lost
+def settle(
+    source: SourceSnapshot,
+    why: str,
+    written: int | None = None,
+    delivered: int | None = None,
+    state: SourceState = SourceState.FAILED,
+) -> SourceSnapshot:
+    """A source of a worker that died, as its last snapshot said (it may be a second old), made to add up
+    with what the supervisor saw: ``written`` results were written for it (then that is its ``processed``);
+    ``delivered`` (a file the next run resumes): its sampled frames up to the last one written, those after
+    being sampled again by the next run, and of the drops the snapshot lists only as many as fit before.
+    Sampled frames neither processed nor dropped for a reason were in flight: counted as stopped, so
+    ``sampled = processed + dropped`` holds. One more reconnect."""
+    processed = source.processed if written is None else written
+    drops = {k: v for k, v in source.drops.items() if v}
+    if delivered is not None:
+        sampled, room = delivered, delivered - processed
+        fitting: dict[str, int] = {}
+        for reason, n in sorted(drops.items()):
+            if room > 0:
+                fitting[reason] = min(n, room)
+                room -= fitting[reason]
+        drops = fitting
+    else:
+        sampled = max(source.sampled, processed + sum(drops.values()))
+    lost = sampled - processed - sum(drops.values())
+    if lost > 0:
+        drops[DropReason.STOPPED] = drops.get(DropReason.STOPPED, 0) + lost
     return dataclasses.replace(
         source,
-        state="failed",
+        state=state,
         reason=why,
-        dropped=source.dropped + lost,
+        sampled=sampled,
+        processed=processed,
+        dropped=sum(drops.values()),
         drops=drops,
         reconnects=source.reconnects + 1,
         queued=0,
@@ -282,7 +371,7 @@ def merge(parts: Sequence[tuple[int, Snapshot | None]], carried: dict[int, Carri
             now = current.get(sid)
             merged = _add_source(earlier[sid], now) if sid in earlier and now is not None else now or earlier[sid]
             if note is not None:
-                merged = dataclasses.replace(merged, state="failed", reason=note)
+                merged = dataclasses.replace(merged, state=SourceState.FAILED, reason=note)
             sources.append(merged)
         if snap is None:
             continue
@@ -345,6 +434,8 @@ class _Worker:
     backoff: float = RESTART_FIRST_S
     restarts: int = 0
     code: int | None = None  # its final exit status, once it ended for good
+    resumed: dict[str, int] = field(default_factory=dict)  # the seq each file of this run resumed at
+    written: collections.Counter[str] = field(default_factory=collections.Counter)  # results of this run
 
 
 def _describe_exit(code: int) -> str:
@@ -385,6 +476,7 @@ class WorkerPool:
         self._out_fd: int | None = None
         self.output_failure: str | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self.last_seq: dict[str, int] = {}  # the highest seq written, by source (every run of its worker)
 
     # -- what the others read
     def snapshot(self) -> Snapshot:
@@ -423,6 +515,9 @@ class WorkerPool:
             code = 130
         elif code == 0 and self.output_failure is not None:
             code = 5
+        from streamprep.ops.daemon import summarize_sources
+
+        summarize_sources(self.snapshot().sources, quiet=self._dashboard, logger=log)
         restarts = sum(w.restarts for w in self.workers)
         shown = ", ".join(f"worker {w.index}: {w.code}" for w in self.workers if w.code is not None)
         log.info("workers ended (%s; %d restart(s)): exit status %d", shown or "none started", restarts, code)
@@ -455,8 +550,12 @@ class WorkerPool:
         while True:
             started = time.monotonic()
             w.latest = None
-            with contextlib.suppress(FileNotFoundError):
-                socket_path(self.directory, w.index).unlink()
+            for stale in (socket_path(self.directory, w.index), final_path(self.directory, w.index)):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+            w.resumed = {sid: self.last_seq[sid] + 1 for sid in w.sources if self._resumable(sid)}
+            w.written = collections.Counter()
+            write_atomically(resume_path(self.directory, w.index), w.resumed)
             w.process = await asyncio.create_subprocess_exec(
                 *self._command(w),
                 stdin=asyncio.subprocess.PIPE,
@@ -468,7 +567,7 @@ class WorkerPool:
             log.info("worker %d started (pid %d)", w.index, w.process.pid)
             if self._stopping:  # a stop came while it started: pass it on
                 w.process.send_signal(signal.SIGTERM)
-            copier = asyncio.create_task(self._copy(w.process)) if w.process.stdout is not None else None
+            copier = asyncio.create_task(self._copy(w)) if w.process.stdout is not None else None
             code = await w.process.wait()
             if copier is not None:
                 await copier
@@ -483,7 +582,12 @@ class WorkerPool:
             delay = RESTART_FIRST_S if ran > HEALTHY_AFTER_S else w.backoff
             w.backoff = min(delay * 2, RESTART_CAP_S)
             why = f"worker {w.index} {_describe_exit(code)}; restarting in {delay:.1f} s"
-            log.error("%s (its frames in flight are lost, counted as stopped)", why)
+            resuming = [sid for sid in w.sources if self._resumable(sid)]
+            log.error(
+                "%s (its frames in flight are lost, counted as stopped%s)",
+                why,
+                "; its files resume after their last result written: " + ", ".join(resuming) if resuming else "",
+            )
             self._final(w, why)
             w.note = why
             try:
@@ -495,16 +599,36 @@ class WorkerPool:
             w.note = None
             w.restarts += 1
 
+    def _resumable(self, sid: str) -> bool:
+        """A file replayed (not live) whose results the supervisor writes: a restart resumes it."""
+        if self._writer is None or sid not in self.last_seq:
+            return False
+        ids = self.cfg.source_ids()
+        spec = next((s for s, i in zip(self.cfg.sources, ids, strict=True) if i == sid), None)
+        return spec is not None and not is_live(spec, self.cfg.realtime)
+
     def _final(self, w: _Worker, why: str | None = None) -> None:
-        """Fold the worker's last snapshot into what its next run adds to (``why``: it died)."""
-        if w.latest is None:
+        """Fold the run that ended into what the worker's next run adds to (``why``: it died). Its own
+        end-of-run counts when it left them (it ended by itself), else its last snapshot settled against
+        the results the supervisor wrote for it."""
+        final = read_final(self.directory, w.index)
+        last = final or w.latest
+        w.latest = None
+        found = {s.source: s for s in last.sources} if last is not None else {}
+        if final is None and (found or w.written):
+            how = why or (_describe_exit(w.process.returncode or 0) if w.process is not None else "ended")
+            for sid in [*found, *(sid for sid in w.written if sid not in found)]:
+                s = found.get(sid) or SourceSnapshot(sid, SourceState.FAILED, how, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0)
+                delivered = self.last_seq.get(sid, -1) + 1 - w.resumed.get(sid, 0) if self._resumable(sid) else None
+                state = SourceState.FAILED if why else SourceState.STOPPED
+                written = w.written[sid] if self._writer is not None else None  # MQTT alone: not seen here
+                found[sid] = settle(s, how, written, delivered, state)
+        if not found:
             return
-        settled = {s.source: settle(s, why) if why else s for s in w.latest.sources}
         merged = dict(w.carried.sources)
-        for sid, s in settled.items():
+        for sid, s in found.items():
             merged[sid] = _add_source(merged[sid], s) if sid in merged else s
         w.carried = Carried(merged)
-        w.latest = None
 
     async def _poll(self) -> None:
         while True:
@@ -573,15 +697,27 @@ class WorkerPool:
             raise SinkError(f"output file {target}: {exc.strerror or exc}") from None
         self._writer = writer
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> dict[str, tuple[int, int]]:
+        """Write whole lines (in the writer thread); what they hold: results and highest seq by source."""
         assert self._out_fd is not None
         view = memoryview(data)
         while view:
             view = view[os.write(self._out_fd, view) :]
+        found: dict[str, tuple[int, int]] = {}
+        for line in data.splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                item = json.loads(line)
+                if isinstance(item, dict) and str(item.get("schema", "")).startswith("streamprep.result/"):
+                    sid, seq = str(item["source"]), int(item["seq"])
+                    n, top = found.get(sid, (0, -1))
+                    found[sid] = (n + 1, max(top, seq))
+        return found
 
-    async def _copy(self, process: asyncio.subprocess.Process) -> None:
-        """A worker's JSON lines to the output, in whole lines (a worker's lines keep their order)."""
-        assert process.stdout is not None and self._writer is not None
+    async def _copy(self, w: _Worker) -> None:
+        """A worker's JSON lines to the output, in whole lines (a worker's lines keep their order), counted
+        by source (``processed`` of a run that dies, and where its files resume)."""
+        process = w.process
+        assert process is not None and process.stdout is not None and self._writer is not None
         rest = b""
         while chunk := await process.stdout.read(_CHUNK):
             cut = chunk.rfind(b"\n") + 1
@@ -592,11 +728,15 @@ class WorkerPool:
             if self.output_failure is not None:
                 continue  # keep reading: a worker must never block on a dead output
             try:
-                await asyncio.wrap_future(self._writer.submit(self._write, data))
+                found = await asyncio.wrap_future(self._writer.submit(self._write, data))
             except OSError as exc:
                 target = self.cfg.output.out or "-"
                 self.output_failure = f"output {'stdout' if target == '-' else target}: {exc.strerror or exc}"
                 log.error("%s; results are dropped from now on", self.output_failure)
+                continue
+            for sid, (n, top) in found.items():
+                w.written[sid] += n
+                self.last_seq[sid] = max(self.last_seq.get(sid, -1), top)
 
     async def _close_output(self) -> None:
         writer, self._writer = self._writer, None

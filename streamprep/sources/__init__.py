@@ -57,6 +57,7 @@ def make_source(
             fps,
             on_status=on_status,
             first_seq=first_seq,
+            resume_seq=cfg.resume_seq,
             executor=executor,
             decode_threads=decode_threads,
             decoding=decoding,

@@ -198,7 +198,10 @@ class FileSource:
     """Decodes a file with PyAV; drops unsampled frames before any pixel conversion.
 
     Decoding runs in ``executor`` (a pool shared by the file sources) a few sampled frames at a time;
-    ``decode_threads`` caps FFmpeg's own threads for this stream (None: FFmpeg decides).
+    ``decode_threads`` caps FFmpeg's own threads for this stream (None: FFmpeg decides). ``resume_seq``
+    (a restarted ``--workers`` worker): the frames the sampler keeps before that seq were delivered by the
+    worker before; they are decoded again (the sampler, the timeline and the seq numbers come out exactly as
+    in a replay never interrupted) but neither handed over nor counted as sampled.
     """
 
     live = False
@@ -211,6 +214,7 @@ class FileSource:
         on_status: StatusCallback | None = None,
         *,
         first_seq: int = 0,
+        resume_seq: int = 0,
         executor: Executor | None = None,
         decode_threads: int | None = None,
         decoding: DecodeOptions | None = None,
@@ -222,6 +226,7 @@ class FileSource:
         self.counts = SourceCounts()
         self.decoding = decoding or DecodeOptions()
         self._first_seq = first_seq
+        self._resume_seq = resume_seq
         self._executor = executor
         self._decode_threads = decode_threads
         self._slots = slots  # files open at once (each open decoder holds a dozen frames)
@@ -247,6 +252,7 @@ class FileSource:
         opts, counts = self.decoding, self.counts
         skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, lookahead=True, source=self.id, counts=counts)
         decoder = Decoder(stream, opts.hwaccel, self.id)
+        kept = 0
         for frame in decode(container, stream, counts, skip, decoder):
             raw = Fraction(frame.pts) * time_base if frame.pts is not None else None
             pts = timeline.place(raw if raw is not None else (timeline.last or Fraction(0)) + timeline.interval)
@@ -254,9 +260,13 @@ class FileSource:
             later = skip.presented(frame, pts)
             if not sampler.keep(pts):
                 continue
+            kept += 1
+            seq = self._first_seq + kept - 1
+            if seq < self._resume_seq:
+                continue  # delivered before this run (resumed)
             counts.sampled += 1
             index = counts.decoded + counts.skipped - later - 1
-            yield make_frame(self.id, index, self._first_seq + counts.sampled - 1, pts, frame)
+            yield make_frame(self.id, index, seq, pts, frame)
 
     def _next_chunk(self, frames: Iterator[Frame]) -> list[Frame]:
         chunk: list[Frame] = []
