@@ -43,9 +43,19 @@ ONNX Runtime's, whose idle workers spin) with its ratio to decode only (decode-o
 steadier measure of cost when other work competes for the cores: the wall-clock ratio then depends on
 whether decoding got both cores in its runs.
 
+``--input`` picks the tensor the no-inference methods (2-4) write: ``256-uint8`` (the default: the
+default model's own input, 1x256x256x3 uint8 RGB NHWC) or ``640-float32`` (1x3x640x640 float32 NCHW,
+ImageNet mean/std: the tutorial loop's tensor, the default model's spec with that size, dtype, layout and
+scaling). The ratios depend on it: a 640x640 float32 tensor costs several times the work of a 256x256 uint8
+one per output frame, which dilutes what leaving frames undecoded saves. With ``640-float32`` the methods
+that run the default model (5 and 7) are left out (it takes 256x256 uint8). ``--methods`` runs only some
+methods (comma-separated keys: ``replay,fast,every,keyframes,pipeline,naive,naive-model``; decode only
+always runs), to keep a run short on a loaded machine.
+
 Run from the repository root::
 
-    .venv/bin/python bench/replay_throughput.py [--clip PATH] [--repeats 5] [--fps 5,1]
+    .venv/bin/python bench/replay_throughput.py [--clip PATH] [--repeats 5] [--fps 5,1] [--input 256-uint8]
+        [--methods replay,every]
 """
 
 from __future__ import annotations
@@ -74,7 +84,9 @@ from benchenv import load_average, machine, revision, versions
 
 from streamprep.config.schema import ModelConfig, parse
 from streamprep.inference.model import LoadedModel, load_model
-from streamprep.preprocess.spec import SpecOverrides
+from streamprep.preprocess import spec as spec_mod
+from streamprep.preprocess.kernels import Preprocessor
+from streamprep.preprocess.spec import DType, Layout, Scaling, SpecOverrides
 from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import FileSource, to_image
@@ -285,6 +297,37 @@ def table(names: list[str], runs: dict[str, list[Run]], clip_frames: int) -> str
     return "\n".join(lines)
 
 
+INPUTS = ("256-uint8", "640-float32")
+METHOD_KEYS = ("replay", "fast", "every", "keyframes", "pipeline", "naive", "naive-model")
+NEEDS_MODEL_INPUT = ("pipeline", "naive-model")  # they run the default model, which takes 256x256 uint8
+
+
+def with_input(model: LoadedModel, name: str) -> LoadedModel:
+    """``model`` whose preprocessor writes the tensor ``name`` (see ``--input``) instead of the model's."""
+    if name == "256-uint8":
+        return model
+    spec = model.spec.model_copy(
+        update={
+            "width": 640,
+            "height": 640,
+            "dtype": DType.FLOAT32,
+            "layout": Layout.NCHW,
+            "scaling": Scaling.MEAN_STD,
+            "mean": spec_mod.IMAGENET_MEAN,
+            "std": spec_mod.IMAGENET_STD,
+        }
+    )
+    return dataclasses.replace(model, spec=spec, preprocessor=Preprocessor(spec))
+
+
+def _methods(text: str) -> list[str]:
+    keys = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [k for k in keys if k not in METHOD_KEYS]
+    if not keys or unknown:
+        raise argparse.ArgumentTypeError(f"methods are a comma-separated subset of {','.join(METHOD_KEYS)}")
+    return keys
+
+
 def _rates(text: str) -> list[float]:
     try:
         rates = [float(x) for x in text.split(",") if x.strip()]
@@ -300,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP, help="video file (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per method (default: %(default)s)")
     parser.add_argument("--fps", type=_rates, default=[5.0, 1.0], help="sampling rates, comma-separated (default: 5,1)")
+    parser.add_argument("--input", choices=INPUTS, default=INPUTS[0], help="tensor written (default: %(default)s)")
+    parser.add_argument("--methods", type=_methods, default=list(METHOD_KEYS), help="methods run (default: all)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -323,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         identity.append(f"{fps:g} fps: {len(got)} of {len(expected)} identical ({decoded} frames decoded)")
 
-    model = load_model(ModelConfig())
-    fast = load_model(ModelConfig(preprocess=SpecOverrides(color_conversion="fast")))
+    model = with_input(load_model(ModelConfig()), args.input)
+    fast = with_input(load_model(ModelConfig(preprocess=SpecOverrides(color_conversion="fast"))), args.input)
+    chosen = [k for k in args.methods if not (args.input != "256-uint8" and k in NEEDS_MODEL_INPUT)]
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(SSD), sess_options=options, providers=["CPUExecutionProvider"])
@@ -332,17 +378,29 @@ def main(argv: list[str] | None = None) -> int:
     baseline = "decode only (PyAV)"
     per_rate: dict[float, dict[str, Method]] = {
         fps: {
-            "streamprep replay, no inference": partial(streamprep_no_inference, clip, fps, model),
-            "streamprep replay, no inference, fast colour": partial(streamprep_no_inference, clip, fps, fast),
-            "streamprep replay, no inference, decoding every frame": partial(
-                streamprep_no_inference, clip, fps, model, DecodeOptions(skip=False)
-            ),
-            "streamprep replay, keyframes mode": partial(
-                streamprep_no_inference, clip, fps, model, DecodeOptions(sample=SampleMode.KEYFRAMES)
-            ),
-            "streamprep replay, default model": partial(streamprep_pipeline, clip, fps, model),
-            "naive tutorial loop": partial(naive_loop, clip, fps),
-            "naive tutorial loop + default model": partial(naive_loop, clip, fps, session),
+            name: method
+            for key, name, method in (
+                ("replay", "streamprep replay, no inference", partial(streamprep_no_inference, clip, fps, model)),
+                (
+                    "fast",
+                    "streamprep replay, no inference, fast colour",
+                    partial(streamprep_no_inference, clip, fps, fast),
+                ),
+                (
+                    "every",
+                    "streamprep replay, no inference, decoding every frame",
+                    partial(streamprep_no_inference, clip, fps, model, DecodeOptions(skip=False)),
+                ),
+                (
+                    "keyframes",
+                    "streamprep replay, keyframes mode",
+                    partial(streamprep_no_inference, clip, fps, model, DecodeOptions(sample=SampleMode.KEYFRAMES)),
+                ),
+                ("pipeline", "streamprep replay, default model", partial(streamprep_pipeline, clip, fps, model)),
+                ("naive", "naive tutorial loop", partial(naive_loop, clip, fps)),
+                ("naive-model", "naive tutorial loop + default model", partial(naive_loop, clip, fps, session)),
+            )
+            if key in chosen
         }
         for fps in rates
     }
@@ -365,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"streamprep: {measured}")
     print(f"machine: {machine()}")
     print(f"libraries: {versions()}")
+    shape = "x".join(str(n) for n in model.preprocessor.new_batch(1).shape)
+    print(f"tensor written by the no-inference methods (--input {args.input}): {shape} {model.preprocessor.dtype}")
     print(f"repeats: {args.repeats} per method, round-robin, after one untimed warm-up round")
     print(f"load average (1/5/15 min): {load_before} before, {load_average()} after")
     print(f"selected frames vs PyAV decoding every frame (pts and pixels): {'; '.join(identity)}")

@@ -75,6 +75,26 @@ async def test_camera_clock_age_matches_ground_truth(clock_server: Callable[...,
     assert all(0 < (reading.age_ms or 0.0) < 1000 for _, reading in camera)
 
 
+async def test_camera_clock_cannot_see_what_precedes_the_camera_stamp(clock_server: Callable[..., RtspServer]) -> None:
+    """The camera clock counts from the instant the camera's RTP clock stamped a frame. This camera captured each
+    frame 60 ms before stamping it (``--capture-lead``, like a camera that stamps at its encoder): ages are
+    60 ms too low, a constant per camera that no client can see, and otherwise follow the truth frame by frame.
+    It also sends each frame 50 ms after stamping it (``--send-delay``): that is seen, so a clock counting from
+    packet arrival, even minus a constant calibrated on a camera without that delay, is ~50 ms further off."""
+    lead_ms = 60.0
+    server = clock_server("--capture-lead", str(int(lead_ms)), "--send-delay", "50")
+    results, engine = await run_camera(server.url(), lambda rs: sum(r.capture_clock == "camera" for r in rs) >= 40)
+    camera = paired(results, engine, "camera")
+    errors = sorted(error_ms(result, reading) for result, reading in camera)
+    offset = errors[len(errors) // 2]
+    # the camera clock maps to the stamp, the time code is lead_ms before it: the offset is -lead_ms
+    assert -lead_ms - 5.0 <= offset <= -lead_ms + 1.0, f"reported - true ms: {errors}"
+    spread = sorted(abs(e - offset) for e in errors)
+    assert spread[int(len(spread) * 0.95)] <= 20.0, f"reported - true - offset, ms: {spread}"
+    captured = sorted((result.captured_at - (reading.code or 0.0)) * 1000.0 for result, reading in camera)
+    assert lead_ms - 1.0 <= captured[len(captured) // 2] <= lead_ms + 5.0, f"captured_at - time code, ms: {captured}"
+
+
 async def test_without_sender_reports_ages_count_from_arrival(clock_server: Callable[..., RtspServer]) -> None:
     server = clock_server("--no-rtcp")
     results, engine = await run_camera(server.url(), lambda rs: len(rs) >= 60)

@@ -7,7 +7,11 @@ Three clocks, best first (a frame's ``capture_clock`` says which one its ``captu
     timestamp to its NTP wall time; FFmpeg turns the first one into the container's
     ``start_time_realtime`` (the wall time, in microseconds, of pts 0), so a frame was captured at
     ``start_time_realtime / 1e6 + pts * time_base``. Until the first report arrives (a second or two after
-    connecting) there is no camera clock.
+    connecting) there is no camera clock. What it measures from is the instant the camera's RTP clock
+    stamped the frame: its exposure for a camera that stamps there, or later, when the frame reached its
+    encoder, for one that stamps there; that delay inside the camera is invisible to a client, and ages are
+    too low by it (a constant per camera). Everything after the stamp (encoding, the camera's buffers, the
+    network, this machine) is counted.
 ``arrival``
     When the demuxer handed over the frame's first packet. It includes neither the camera's encoding
     nor the network, and where FFmpeg's parser must see the next frame begin before it ends this one

@@ -4,6 +4,7 @@ Run with Debian's interpreter (PyGObject is not in the venv)::
 
     /usr/bin/python3 tests/servers/clock_rtsp_server.py --port 8554 [--size 1280x720] [--fps 30]
         [--no-rtcp] [--camera-clock ntp|running-time] [--bitrate 2048] [--background pan|ball]
+        [--capture-lead MS] [--send-delay MS]
 
 Serves ``rtsp://127.0.0.1:PORT/stream`` on 127.0.0.1 only. The picture is one second of a bundled
 recording (``recordings/pan_1080p.mp4``, a photo panned and zoomed, decoded with openh264 and played
@@ -17,8 +18,19 @@ RTCP sender reports (RFC 3550: each maps an RTP timestamp to the sender's NTP wa
 default, mapping each frame's RTP timestamp to its capture time on this machine's clock, the way a camera
 synchronised by NTP does. ``--no-rtcp`` sends none (a camera whose clock a client cannot learn);
 ``--camera-clock running-time`` sends reports whose NTP times count from the pipeline start (a camera
-whose clock is not set: it believes it is 1900). The media is shared: every client gets the same stream
-from one encoder. Prints ``READY`` on stdout once it listens.
+whose clock is not set: it believes it is 1900).
+
+What the camera clock can see: the sender reports map a frame's RTP timestamp to the wall time at which
+the RTP clock stamped it, which here (appsrc ``do-timestamp``) is the moment the frame is pushed, the same
+moment its time code is read. A real camera may stamp at exposure or only when the frame reaches its
+encoder; whatever happens before the stamp is invisible to a client. ``--capture-lead MS`` models that: the
+time burnt in is MS milliseconds before the stamp (the frame was captured MS before the camera stamped it),
+so ages counted from the camera's clock are MS too low against the burnt-in truth. What happens after the
+stamp is seen: with ``--send-delay MS`` each frame is stamped (its RTP time, and its time code, minus the
+lead) MS milliseconds before it is pushed, as in a camera that stamps at exposure and then spends MS on the
+frame before sending it: ages from the camera clock include those MS, ages from packet arrival do not.
+
+The media is shared: every client gets the same stream from one encoder. Prints ``READY`` on stdout once it listens.
 """
 
 from __future__ import annotations
@@ -72,8 +84,10 @@ class Camera:
     """Pushes frames into the media's appsrc at the frame rate, each with ``time.time()`` burnt in as it is
     pushed, i.e. just before x264 encodes it. One thread per prepared media; it stops when the media does."""
 
-    def __init__(self, w: int, h: int, fps: int, frames: list[bytes]) -> None:
+    def __init__(self, w: int, h: int, fps: int, frames: list[bytes], lead_ms: int = 0, delay_ms: int = 0) -> None:
         self.w, self.h, self.fps = w, h, fps
+        self.lead_ms = lead_ms  # the frame was captured this long before the camera stamped it
+        self.delay_ms = delay_ms  # and stamped this long before it is pushed (sent)
         self.rows = band_height(h)
         chroma = b"\x80" * ((w // 2) * (self.rows // 2))
         plane = w * h
@@ -99,8 +113,14 @@ class Camera:
             if late < 0 and stop.wait(-late):
                 return
             y_rest, chroma = self.rests[n % len(self.rests)]
-            band = luma_row(int(time.time() * 1000), self.w) * self.rows
-            result = appsrc.emit("push-buffer", Gst.Buffer.new_wrapped(band + y_rest + chroma))
+            clock = appsrc.get_clock()
+            running = clock.get_time() - appsrc.get_base_time() if clock is not None else None
+            stamped_ms = int(time.time() * 1000) - self.delay_ms
+            band = luma_row(stamped_ms - self.lead_ms, self.w) * self.rows
+            buffer = Gst.Buffer.new_wrapped(band + y_rest + chroma)
+            if self.delay_ms and running is not None and running > self.delay_ms * Gst.MSECOND:
+                buffer.pts = buffer.dts = running - self.delay_ms * Gst.MSECOND  # else appsrc stamps it (now)
+            result = appsrc.emit("push-buffer", buffer)
             if result != Gst.FlowReturn.OK:
                 return
             n += 1
@@ -127,11 +147,15 @@ def main() -> None:
     parser.add_argument("--no-rtcp", action="store_true", help="send no RTCP (no sender reports)")
     parser.add_argument("--camera-clock", choices=("ntp", "running-time"), default="ntp")
     parser.add_argument("--background", choices=sorted(BACKGROUNDS), default="pan")
+    parser.add_argument("--send-delay", type=int, default=0, help="ms between the RTP stamp and sending")
+    parser.add_argument(
+        "--capture-lead", type=int, default=0, help="ms between capture (the time burnt in) and the RTP stamp"
+    )
     args = parser.parse_args()
     w, h = (int(v) for v in args.size.split("x"))
 
     Gst.init(None)
-    camera = Camera(w, h, args.fps, background(args.background, w, h, args.fps))
+    camera = Camera(w, h, args.fps, background(args.background, w, h, args.fps), args.capture_lead, args.send_delay)
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
