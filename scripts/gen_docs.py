@@ -8,8 +8,10 @@
 - the Python API page (mkdocstrings directives) and the module table of the architecture page.
 
 Every module path the documentation names is in THIS file (the constants below), so moving a module means
-editing one place. docs/hooks.py calls :func:`pages` when MkDocs builds the site; ``python
-scripts/gen_docs.py OUTDIR`` writes the same pages to OUTDIR to look at them.
+editing one place. scripts/mkdocs_hooks.py calls :func:`pages` when MkDocs builds the site. The pages are
+also committed under docs/reference/ so they can be read on GitHub: after changing the config, the command
+line or a docstring of the API, run ``python scripts/gen_docs.py docs`` (tests/test_docs.py fails while a
+committed page differs from what the code generates).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """MkDocs hooks: the reference pages are generated from the code when the site is built (scripts/gen_docs.py),
-so they are never committed and cannot drift from it."""
+so the site's are always the code's; the copies committed under docs/reference/ (for reading on GitHub) are
+replaced by fresh ones, and tests/test_docs.py fails when a committed copy is stale."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ def _gen_docs() -> Any:
 def on_files(files: Files, config: Any) -> Files:
     gen = _gen_docs()
     for uri, text in gen.pages().items():
+        if (committed := files.get_file_from_path(uri)) is not None:
+            files.remove(committed)
         files.append(File.generated(config, uri, content=text))
     for uri, path in gen.SITE_FILES.items():
         files.append(File.generated(config, uri, abs_src_path=str(ROOT / path)))
