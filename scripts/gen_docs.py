@@ -394,9 +394,9 @@ def _arg_row(action: argparse.Action) -> str | None:
         text += f" (one of {', '.join(map(str, action.choices))})"
     if action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action, argparse._HelpAction):
         text += f" (default: {action.default})"
-    if action.required:
+    if action.required and action.option_strings:
         text += " (required)"
-    cell = text.replace("|", "\\|")
+    cell = text.replace("|", "\\|").replace("[", "\\[")
     return f"| `{name}` | {cell} |"
 
 
