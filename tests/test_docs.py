@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MAX_README_LINES = 200
 MAX_NOT_RUN = 12  # illustrative blocks, all files together
-TIMEOUT_S = 300  # a slow block (the Triton server) takes about a minute
+TIMEOUT_S = 60  # one command or script
+SLOW_TIMEOUT_S = 540  # a slow block: making .venv-triton on first use, starting a Triton server
 
 
 def _gen_docs() -> Any:
@@ -116,7 +117,8 @@ def _of(*langs: str) -> list[Any]:
         key = (b.lang, b.text, b.output.text if b.output else "")
         if b.lang in langs and b.not_run is None and key not in seen:
             seen.add(key)
-            out.append(pytest.param(b, id=b.where, marks=[pytest.mark.slow] if b.slow else []))
+            marks = [pytest.mark.slow, pytest.mark.timeout(SLOW_TIMEOUT_S + 60)] if b.slow else []
+            out.append(pytest.param(b, id=b.where, marks=marks))
     return out
 
 
@@ -295,9 +297,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _run(args: list[str], where: str) -> subprocess.CompletedProcess[str]:
+def _run(args: list[str], where: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT_S, check=False, stdin=None
+        args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout, check=False, stdin=None
     )
 
 
@@ -343,5 +345,6 @@ def test_console_block_prints_what_it_shows(block: Block, scratch: dict[str, Pat
 @pytest.mark.parametrize("block", _of("sh"))
 def test_shell_block_runs(block: Block, scratch: dict[str, Path]) -> None:
     tmp = scratch[block.where.rpartition(":")[0]]
-    done = _run(["bash", "-euo", "pipefail", "-c", block.text.replace("/tmp/", f"{tmp}/")], block.where)
+    script = block.text.replace("/tmp/", f"{tmp}/")
+    done = _run(["bash", "-euo", "pipefail", "-c", script], block.where, SLOW_TIMEOUT_S if block.slow else TIMEOUT_S)
     assert done.returncode == 0, f"{block.where}: exit status {done.returncode}\n{done.stdout}{done.stderr}"
