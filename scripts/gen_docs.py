@@ -42,44 +42,44 @@ from pydantic_core import PydanticUndefined
 ROOT = Path(__file__).resolve().parent.parent
 
 # ---- every module path the documentation refers to -------------------------------------------------------
-CONFIG_MODEL = "streamprep.config:Config"  # the root of the TOML file
-CONFIG_PARSE = "streamprep.config:parse"  # dict -> Config, raising ConfigError (what `run --config` uses)
-BUNDLED_MODELS = "streamprep.config:BUNDLED_MODELS"
-CLI_PARSER = "streamprep.cli:_parser"  # builds the argparse parser of `streamprep`
+CONFIG_MODEL = "streamprep.config.schema:Config"  # the root of the TOML file
+CONFIG_PARSE = "streamprep.config.schema:parse"  # dict -> Config, raising ConfigError (what `run --config` uses)
+BUNDLED_MODELS = "streamprep.config.schema:BUNDLED_MODELS"
+CLI_PARSER = "streamprep.cli.main:_parser"  # builds the argparse parser of `streamprep`
 API_MODULES = {  # the Python API page: heading -> objects documented by mkdocstrings
     "Running a pipeline": ["streamprep.api"],
-    "Results and frames": ["streamprep.frames"],
+    "Results and frames": ["streamprep.values.frames"],
     "Sources": ["streamprep.sources.base.Source", "streamprep.sources.python.FrameSource"],
     "Sinks": ["streamprep.sinks.base.Sink", "streamprep.sinks.callback.CallbackSink"],
     "Preprocessing": ["streamprep.preprocess.spec.PreprocessSpec", "streamprep.preprocess.geometry.Geometry"],
-    "Errors": ["streamprep.errors"],
+    "Errors": ["streamprep.values.errors"],
 }
 # the architecture page: layer -> (modules or packages, their job); the layers only import from layers above
 LAYERS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "values",
         [
-            ("streamprep/frames.py", "the plain values: Frame, Result, Detection, SourceStatus, DropReason"),
-            ("streamprep/errors.py", "the error hierarchy (each maps to one exit code)"),
-            ("streamprep/config.py", "the typed config: TOML and flags say the same things"),
+            ("streamprep/values/frames.py", "the plain values: Frame, Result, Detection, SourceStatus, DropReason"),
+            ("streamprep/values/errors.py", "the error hierarchy (each maps to one exit code)"),
+            ("streamprep/config/schema.py", "the typed config: TOML and flags say the same things"),
         ],
     ),
     (
         "sources / preprocess / inference / events / sinks",
         [
             ("streamprep/sources/", "files, cameras and streams; capture clocks; the Source seam and its counts"),
-            ("streamprep/sampling.py", "which frames to keep, decided before decoding"),
-            ("streamprep/queues.py", "bounded queues with drop policies"),
-            ("streamprep/batching.py", "batches across sources, round-robin"),
+            ("streamprep/sources/sampling.py", "which frames to keep, decided before decoding"),
+            ("streamprep/flow/queues.py", "bounded queues with drop policies"),
+            ("streamprep/run/batching.py", "batches across sources, round-robin"),
             ("streamprep/preprocess/", "the spec, its derivation from the model, the kernels, geometry, in-graph"),
-            ("streamprep/contract.py", "assumed preprocessing fields"),
-            ("streamprep/probe.py", "finding a model's contract from photos"),
-            ("streamprep/verify.py", "explaining a tensor mismatch"),
-            ("streamprep/tta.py", "test-time augmentation views and their fusion"),
-            ("streamprep/model.py", "loading a model"),
-            ("streamprep/inference.py", "running it with ONNX Runtime"),
-            ("streamprep/remote.py", "a model on a KServe v2 server (Triton...)"),
-            ("streamprep/decoders/", "turning outputs into detections, classifications or summaries"),
+            ("streamprep/inference/contract.py", "assumed preprocessing fields"),
+            ("streamprep/tools/probe.py", "finding a model's contract from photos"),
+            ("streamprep/tools/verify.py", "explaining a tensor mismatch"),
+            ("streamprep/inference/tta.py", "test-time augmentation views and their fusion"),
+            ("streamprep/inference/model.py", "loading a model"),
+            ("streamprep/inference/onnx.py", "running it with ONNX Runtime"),
+            ("streamprep/inference/remote.py", "a model on a KServe v2 server (Triton...)"),
+            ("streamprep/inference/decoders/", "turning outputs into detections, classifications or summaries"),
             ("streamprep/events/", "tracking, zones and lines, one event per visit, snapshots, Home Assistant"),
             ("streamprep/sinks/", "JSON lines, MQTT with its outbox, memory, callbacks"),
         ],
@@ -87,28 +87,28 @@ LAYERS: list[tuple[str, list[tuple[str, str]]]] = [
     (
         "run",
         [
-            ("streamprep/supervisor.py", "starting, restarting, reloading and stopping sources"),
-            ("streamprep/branch.py", "one model's batcher, tensor pool, prepare and infer stages"),
-            ("streamprep/fanout.py", "results and statuses to every sink at its own pace"),
-            ("streamprep/pipeline.py", "wires them under one TaskGroup and owns the drain deadline"),
+            ("streamprep/run/supervisor.py", "starting, restarting, reloading and stopping sources"),
+            ("streamprep/run/branch.py", "one model's batcher, tensor pool, prepare and infer stages"),
+            ("streamprep/run/fanout.py", "results and statuses to every sink at its own pace"),
+            ("streamprep/run/pipeline.py", "wires them under one TaskGroup and owns the drain deadline"),
             ("streamprep/api.py", "the Python entry points: stream, open, tensors"),
         ],
     ),
     (
         "ops",
         [
-            ("streamprep/daemon.py", "signals, reload, sd_notify, the end-of-run summary"),
-            ("streamprep/service.py", "systemd: notify, watchdog, credentials"),
-            ("streamprep/metrics.py", "counters and immutable snapshots"),
-            ("streamprep/exporter.py", "Prometheus"),
-            ("streamprep/dashboard.py", "the terminal dashboard and `streamprep top`"),
-            ("streamprep/workers.py", "`run --workers N`: shares, the supervisor, merged snapshots"),
-            ("streamprep/fleet.py", "statuses with counts for the fleet"),
-            ("streamprep/budget.py", "what sources cost, refused over [limits]"),
-            ("streamprep/logs.py", "log formats"),
+            ("streamprep/ops/daemon.py", "signals, reload, sd_notify, the end-of-run summary"),
+            ("streamprep/ops/service.py", "systemd: notify, watchdog, credentials"),
+            ("streamprep/values/metrics.py", "counters and immutable snapshots"),
+            ("streamprep/ops/exporter.py", "Prometheus"),
+            ("streamprep/ops/dashboard.py", "the terminal dashboard and `streamprep top`"),
+            ("streamprep/ops/workers.py", "`run --workers N`: shares, the supervisor, merged snapshots"),
+            ("streamprep/ops/fleet.py", "statuses with counts for the fleet"),
+            ("streamprep/config/budget.py", "what sources cost, refused over [limits]"),
+            ("streamprep/ops/logs.py", "log formats"),
         ],
     ),
-    ("cli", [("streamprep/cli.py", "parsing the command line; one error line and an exit code per failure")]),
+    ("cli", [("streamprep/cli/main.py", "parsing the command line; one error line and an exit code per failure")]),
 ]
 
 # Values for the keys that have no default (required ones, and a few tables that only exist when given),

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from streamprep.config import parse
-from streamprep.events.values import EVENT_VOLATILE_FIELDS
-from streamprep.schema import VOLATILE_FIELDS
+from streamprep.config.schema import parse
+from streamprep.values.events import EVENT_VOLATILE_FIELDS
+from streamprep.values.published import VOLATILE_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
