@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install streamprep as a systemd service, as "Running as a service" in the README describes.
+# Install streamprep as a systemd service, as "Running as a service" in docs/operations.md describes.
 #
 #   sudo scripts/install-service.sh            # from a checkout of the repository
 #   scripts/install-service.sh --prefix DIR    # the same files under DIR (no user, no systemctl): for tests

@@ -89,18 +89,22 @@ def _finite(v: Any) -> Any:
 class SourceConfig(_Strict):
     """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
 
+    # a file, rtsp://, rtsps://, rtmp://, http(s):// (HLS), udp://, srt:// URL, /dev/videoN or lavfi:GRAPH
     url: str = Field(min_length=1)
+    # used in topics and results; default: the file stem or host (made unique)
     id: str | None = Field(None, min_length=1, max_length=64)
-    fps: float | None = Field(None, gt=0, le=1000)
+    fps: float | None = Field(None, gt=0, le=1000)  # sample this source to this frame rate; default: the top-level fps
+    # frames waiting; default: queue_size (files) or live_queue_size (live)
     queue_size: int | None = Field(None, ge=1, le=1024)
-    policy: DropPolicy | None = None
-    realtime: bool | None = None
-    transport: Literal["tcp", "udp"] = "tcp"
-    open_timeout_s: float = Field(5.0, gt=0, le=300)
-    stall_timeout_s: float = Field(5.0, gt=0, le=300)
-    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
-    max_restarts_per_minute: int = Field(20, ge=1, le=600)
-    format: str | None = None
+    policy: DropPolicy | None = None  # when the queue is full; default: block for files, drop_oldest for live sources
+    realtime: bool | None = None  # files only: pace like a live camera; default: the top-level realtime
+    transport: Literal["tcp", "udp"] = "tcp"  # RTSP transport
+    open_timeout_s: float = Field(5.0, gt=0, le=300)  # opening the stream gives up after this
+    stall_timeout_s: float = Field(5.0, gt=0, le=300)  # no frame for this long: stalled, reopened
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # reopening waits 1 s, doubling (with jitter) up to this
+    max_restarts_per_minute: int = Field(20, ge=1, le=600)  # more restarts than this in a minute: failed
+    format: str | None = None  # force an FFmpeg demuxer, e.g. v4l2
+    # FFmpeg input options, e.g. {video_size = "1280x720", framerate = "30"}
     options: dict[str, str] = Field(default_factory=dict)
     low_delay: bool = True  # live: decode for delay (slice threads); false: for throughput (frame threads)
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
@@ -205,15 +209,16 @@ class KServeConfig(_Strict):
     timeout_s: float = Field(10.0, gt=0, le=600)  # one inference request
     max_in_flight: int = Field(2, ge=1, le=64)  # batches sent and not yet answered
     backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # server away: file frames retried, backoff up to this
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    token_env: str | None = None
-    token_file: Path | None = None
+    username: str | None = None  # HTTP Basic user, with password_env or password_file
+    password_env: str | None = None  # the password from this environment variable
+    password_file: Path | None = None  # ...or from this file
+    token_env: str | None = None  # a token from this environment variable
+    token_file: Path | None = None  # ...or from this file (default: $CREDENTIALS_DIRECTORY/kserve-token)
+    # sent as "Bearer TOKEN" in authorization; any other header gets the token as it is
     token_header: str = Field("authorization", min_length=1)
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: Path | None = None  # grpcs/https: verify the server against this CA
+    cert_file: Path | None = None  # client certificate
+    key_file: Path | None = None  # its key
     tls_insecure: bool = False  # https only: skip certificate verification (testing only)
 
     @field_validator("url")
@@ -244,28 +249,30 @@ class KServeConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    path: Path = DEFAULT_MODEL
+    path: Path = DEFAULT_MODEL  # an ONNX file, or a bundled model's name
     backend: Literal["onnx", "kserve"] = "onnx"  # kserve: run it on an inference server ([model.kserve])
-    kserve: KServeConfig | None = None
-    name: str | None = None
-    batch: int = Field(1, ge=1, le=256)
-    max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    kserve: KServeConfig | None = None  # [model.kserve]: the inference server, with backend = "kserve"
+    name: str | None = None  # in results and logs; default: the file stem
+    batch: int = Field(1, ge=1, le=256)  # max frames per inference batch (a model with a fixed batch size caps it)
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000)  # how long a batch waits to fill
+    # auto (recognised from the outputs) | ssd | yolov5 | yolov8 | grid | classification | yunet | raw
     decoder: str = "auto"
-    labels: Path | None = None
-    score_threshold: float = Field(0.5, ge=0, le=1)
-    iou_threshold: float = Field(0.45, ge=0, le=1)
-    max_detections: int = Field(100, ge=1, le=10_000)
-    top_k: int = Field(5, ge=1, le=1000)
-    raw_values: bool = False
+    labels: Path | None = None  # one label per line; default: <model>.labels.txt, else the model's names metadata
+    score_threshold: float = Field(0.5, ge=0, le=1)  # detections scoring less are dropped
+    iou_threshold: float = Field(0.45, ge=0, le=1)  # class-aware NMS overlap
+    max_detections: int = Field(100, ge=1, le=10_000)  # per frame, best first
+    top_k: int = Field(5, ge=1, le=1000)  # classification: classes reported per frame
+    raw_values: bool = False  # raw decoder: include the tensor values, not only their summary
+    # ONNX Runtime execution providers, in order of preference; unusable ones are logged and skipped
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    threads: int = Field(0, ge=0, le=256)
-    inter_op_threads: int = Field(0, ge=0, le=256)
-    optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    threads: int = Field(0, ge=0, le=256)  # ONNX Runtime intra-op threads (0: its default)
+    inter_op_threads: int = Field(0, ge=0, le=256)  # ONNX Runtime inter-op threads (0: its default)
+    optimization: Literal["disable", "basic", "extended", "all"] = "all"  # ONNX Runtime graph optimisation level
     spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
     tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
-    tta_fusion: Literal["wbf", "nms"] = "wbf"
+    tta_fusion: Literal["wbf", "nms"] = "wbf"  # detector views fused by weighted box fusion or class-aware NMS
     nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
-    preprocess: SpecOverrides = SpecOverrides()
+    preprocess: SpecOverrides = SpecOverrides()  # [model.preprocess]: overrides of what the model declares
 
     @field_validator("path")
     @classmethod
@@ -318,25 +325,28 @@ class MqttConfig(_Strict):
     or ``$CREDENTIALS_DIRECTORY/mqtt-password`` (systemd's LoadCredential), in that order; never log it.
     """
 
-    url: str
+    url: str  # mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...
+    # default: streamprep-DEVICE (-workerK under --workers)
     client_id: str | None = Field(None, min_length=1, max_length=128)
-    topic_prefix: str = Field("streamprep", min_length=1)
-    qos_results: Literal[0, 1, 2] = 1
-    qos_status: Literal[0, 1, 2] = 1
-    keepalive_s: int = Field(30, ge=5, le=3600)
-    persistent_session: bool = False
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)
-    publish_timeout_s: float = Field(5.0, gt=0, le=120)
-    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
+    topic_prefix: str = Field("streamprep", min_length=1)  # topics are PREFIX/DEVICE/SOURCE/...
+    qos_results: Literal[0, 1, 2] = 1  # QoS of results and events
+    qos_status: Literal[0, 1, 2] = 1  # QoS of the retained statuses
+    keepalive_s: int = Field(30, ge=5, le=3600)  # MQTT keepalive
+    persistent_session: bool = False  # keep the broker session across reconnects (clean_start off)
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)  # connecting to the broker gives up after this
+    publish_timeout_s: float = Field(5.0, gt=0, le=120)  # a publish not acknowledged by then is sent again
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # reconnecting waits up to this
     wait_for_broker: bool = False  # start even if the broker is unreachable (default: fail fast)
-    username: str | None = None
-    password_env: str | None = None
-    password_file: Path | None = None
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    username: str | None = None  # the broker user (or in the URL)
+    password_env: str | None = None  # the password from this environment variable
+    password_file: Path | None = None  # ...or from this file (default: $CREDENTIALS_DIRECTORY/mqtt-password)
+    ca_file: Path | None = None  # verify the broker against this CA (TLS)
+    cert_file: Path | None = None  # client certificate (TLS)
+    key_file: Path | None = None  # its key
     tls_insecure: bool = False  # skip certificate and host name verification (testing only)
+    # results waiting for the broker, in memory then spooled to state_dir
     outbox_max: int = Field(10_000, ge=1, le=10_000_000)
+    # when the outbox is full: drop the oldest (counted) or slow the pipeline
     outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
     # each source's retained status is published again with its counts this often (0: only on changes)
     status_interval_s: float = Field(10.0, ge=0, le=3600)
@@ -351,7 +361,7 @@ class MqttConfig(_Strict):
 
 class OutputConfig(_Strict):
     out: str | None = None  # a file path, or "-" for stdout
-    mqtt: MqttConfig | None = None
+    mqtt: MqttConfig | None = None  # [output.mqtt]; mqtt = "URL" is short for [output.mqtt] url = "URL"
     annotate: Path | None = None  # an MP4 of the sampled frames with their boxes drawn (one per source)
 
     @field_validator("mqtt", mode="before")
@@ -371,7 +381,7 @@ class StatusConfig(_Strict):
 class LimitsConfig(_Strict):
     """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
 
-    max_sources: int = Field(64, ge=1, le=100_000)
+    max_sources: int = Field(64, ge=1, le=100_000)  # sources in one config (more are refused)
     open_files: int = Field(16, ge=1, le=10_000)  # files decoded at once; the others wait their turn
     memory_mb: int | None = Field(None, ge=64)  # default: 80% of the memory this process may use
     threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
@@ -379,30 +389,32 @@ class LimitsConfig(_Strict):
 
 class LoggingConfig(_Strict):
     format: Literal["auto", "text", "journal", "json"] = "auto"  # auto: journal under systemd, else text
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = "info"  # the least severe level logged
 
 
 class Config(_Strict):
+    # used in MQTT topics and results
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
     drain_timeout_s: float = Field(10.0, ge=0, le=3600)  # on stop: time to finish what is in flight
     workers: int = Field(1, ge=1, le=256)  # processes sharing the sources (see streamprep.ops.workers)
-    fps: float | None = Field(None, gt=0, le=1000)
-    realtime: bool = False
-    queue_size: int = Field(8, ge=1, le=1024)
-    live_queue_size: int = Field(1, ge=1, le=1024)
-    sources: tuple[SourceConfig, ...] = ()
+    fps: float | None = Field(None, gt=0, le=1000)  # sample every source to this frame rate; unset: every frame
+    realtime: bool = False  # pace files like live cameras (latest frame wins)
+    queue_size: int = Field(8, ge=1, le=1024)  # frames waiting per file source
+    live_queue_size: int = Field(1, ge=1, le=1024)  # frames waiting per live source (latest frame wins)
+    sources: tuple[SourceConfig, ...] = ()  # [[sources]]: plain strings (URLs) or tables
     # "exact": the first frame of each 1/fps slot; "keyframes": the first keyframe at or after each slot start
     sample: SampleMode = "exact"
     skip_frames: bool = True  # leave undecoded the frames sampling will not select (same frames selected)
     hwaccel: str = "auto"  # hardware decoding: auto, off, or a device type (cuda, vaapi, qsv, videotoolbox...)
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = ModelConfig()  # [model]: the model sources use unless they name another
+    # [models.NAME]: more models, each with the keys of [model]; a source picks one with model = NAME
     models: dict[str, ModelConfig] = Field(default_factory=dict)
-    output: OutputConfig = OutputConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    status: StatusConfig = StatusConfig()
-    logging: LoggingConfig = LoggingConfig()
-    limits: LimitsConfig = LimitsConfig()
+    output: OutputConfig = OutputConfig()  # [output]: where results go (stdout when nothing is set)
+    metrics: MetricsConfig = MetricsConfig()  # [metrics]: Prometheus
+    status: StatusConfig = StatusConfig()  # [status]: the socket `streamprep top` reads
+    logging: LoggingConfig = LoggingConfig()  # [logging]
+    limits: LimitsConfig = LimitsConfig()  # [limits]: what the sources may cost
     events: EventsConfig | None = None  # [events]: tracking, zones, lines, events, snapshots
 
     _hwaccel = field_validator("hwaccel")(_hwaccel_setting)

@@ -37,8 +37,8 @@ def _points(v: tuple[tuple[float, float], ...], at_least: int) -> tuple[tuple[fl
 class ZoneConfig(_Strict):
     """A polygon in pixels, or in fractions of the frame when every coordinate is at most 1."""
 
-    name: str
-    polygon: tuple[tuple[float, float], ...]
+    name: str  # letters, digits, _ and -: it becomes an MQTT topic level
+    polygon: tuple[tuple[float, float], ...]  # [[x, y], ...] in pixels, or fractions when all <= 1
     labels: tuple[str, ...] | None = None  # only these labels; default: all
     min_frames: int = Field(3, ge=1, le=1000)  # observations in a row that enter or leave the zone
 
@@ -62,9 +62,9 @@ class ZoneConfig(_Strict):
 class LineConfig(_Strict):
     """A line from ``points[0]`` (P1) to ``points[1]`` (P2); crossing it counts where it passes between them."""
 
-    name: str
-    points: tuple[tuple[float, float], tuple[float, float]]
-    labels: tuple[str, ...] | None = None
+    name: str  # letters, digits, _ and -: it becomes an MQTT topic level
+    points: tuple[tuple[float, float], tuple[float, float]]  # [P1, P2], pixels or fractions
+    labels: tuple[str, ...] | None = None  # only these labels; default: all
     min_frames: int = Field(3, ge=1, le=1000)  # observations on the new side that confirm a crossing
 
     @field_validator("name")
@@ -89,12 +89,13 @@ class SnapshotConfig(_Strict):
     quality: int = Field(85, ge=10, le=100)  # JPEG quality
     max_total_mb: float = Field(200.0, gt=0, le=1_000_000)  # oldest snapshots are removed beyond this
     publish: bool = False  # publish the final crop on .../events/<event_id>/snapshot
+    # a published crop's largest size (its quality is lowered to fit)
     publish_max_bytes: int = Field(262_144, ge=1024, le=100_000_000)
 
 
 class HomeAssistantConfig(_Strict):
-    enabled: bool = False
-    discovery_prefix: str = Field("homeassistant", min_length=1)
+    enabled: bool = False  # retained discovery configs: zone counts and occupancy, line counters
+    discovery_prefix: str = Field("homeassistant", min_length=1)  # Home Assistant's discovery topic prefix
 
 
 class EventsConfig(_Strict):
@@ -102,17 +103,17 @@ class EventsConfig(_Strict):
 
     results: bool = True  # keep publishing per-frame results beside the events
     labels: tuple[str, ...] | None = None  # track only these labels; default: all
-    high_score: float = Field(0.5, ge=0, le=1)
-    new_track_score: float = Field(0.6, ge=0, le=1)
-    match_iou: float = Field(0.2, gt=0, le=1)
-    low_match_iou: float = Field(0.5, gt=0, le=1)
+    high_score: float = Field(0.5, ge=0, le=1)  # first-stage detections; weaker ones only keep tracks going
+    new_track_score: float = Field(0.6, ge=0, le=1)  # a detection that may start a track
+    match_iou: float = Field(0.2, gt=0, le=1)  # first-stage association overlap
+    low_match_iou: float = Field(0.5, gt=0, le=1)  # second-stage (weak detections) association overlap
     max_age_s: float = Field(1.5, gt=0, le=3600)  # an object unseen this long (source time) has left
     min_hits: int = Field(3, ge=1, le=1000)  # consecutive detections before an object counts
     max_tracks: int = Field(100, ge=1, le=10_000)  # per source
     update_interval_s: float = Field(5.0, ge=0, le=3600)  # at most one score update per object this often
     score_margin: float = Field(0.05, ge=0, le=1)  # a better score is an update only by this much
-    snapshots: SnapshotConfig = SnapshotConfig()
-    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()  # [events.snapshots]
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()  # [events.homeassistant]: MQTT discovery
 
     @model_validator(mode="after")
     def _scores(self) -> EventsConfig:

@@ -132,26 +132,30 @@ class SpecOverrides(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    input_name: str | None = None
-    width: int | None = Field(None, ge=1)
-    height: int | None = Field(None, ge=1)
-    batch: int | None = Field(None, ge=1)
-    resize: Resize | None = None
-    interpolation: Interpolation | None = None
-    pad_value: int | None = Field(None, ge=0, le=255)
-    anchor: Literal["center", "top_left"] | None = None
+    input_name: str | None = None  # the model input that takes the image (models with several inputs)
+    width: int | None = Field(None, ge=1)  # input width (dynamic-size models; a fixed input must agree)
+    height: int | None = Field(None, ge=1)  # input height
+    batch: int | None = Field(None, ge=1)  # batch size (a fixed input must agree)
+    resize: Resize | None = None  # stretch | letterbox | center_crop | shorter_crop | rect (dynamic-size models)
+    interpolation: Interpolation | None = None  # resize interpolation
+    pad_value: int | None = Field(None, ge=0, le=255)  # letterbox padding
+    anchor: Literal["center", "top_left"] | None = None  # letterbox: centred or top-left
+    # shorter_crop: torchvision's Resize(size / crop_fraction), then CenterCrop(size)
     crop_fraction: float | None = Field(None, gt=0, le=1)
+    # rect: input sides are the full size minus a multiple of this (default 32)
     stride: int | None = Field(None, ge=1, le=1024)
-    color: Color | None = None
-    scaling: Scaling | None = None
+    color: Color | None = None  # channel order
+    scaling: Scaling | None = None  # none (0..255) | unit [0,1] | symmetric [-1,1] | mean_std | per_image | minmax
+    # mean_std: (x/255 - mean) / std; "imagenet" or [r, g, b]
     mean: tuple[float, float, float] | Literal["imagenet"] | None = None
-    std: tuple[float, float, float] | Literal["imagenet"] | None = None
-    layout: Layout | None = None
-    dtype: DType | None = None
-    quant_scale: float | None = Field(None, gt=0)
-    quant_zero_point: int | None = None
+    std: tuple[float, float, float] | Literal["imagenet"] | None = None  # mean_std: "imagenet" or [r, g, b]
+    layout: Layout | None = None  # tensor layout
+    dtype: DType | None = None  # tensor element type
+    quant_scale: float | None = Field(None, gt=0)  # integer inputs: real = (q - zero_point) * scale
+    quant_zero_point: int | None = None  # integer inputs: the zero point
+    # video frames: exact (FFmpeg's conversion, then resize) | fast (planes resized first)
     color_conversion: Literal["exact", "fast"] | None = None
-    in_graph: bool | None = None
+    in_graph: bool | None = None  # let ONNX Runtime do the cast, colour order, scaling and layout (a derived model)
 
     def values(self) -> dict[str, Any]:
         out = {k: v for k, v in self.model_dump(exclude_none=True).items() if k != "in_graph"}
