@@ -68,3 +68,13 @@ def test_the_public_surface_is_listed_once_and_resolves() -> None:
     assert len(streamprep.__all__) <= 30
     for name in streamprep.__all__:
         assert getattr(streamprep, name) is not None, name
+
+
+def test_the_docs_document_exactly_the_public_names() -> None:
+    import re
+
+    import streamprep
+
+    page = (ROOT / "docs" / "reference" / "api.md").read_text()
+    documented = {m.rsplit(".", 1)[1] for m in re.findall(r"^::: (\S+)$", page, re.M)}
+    assert documented == set(streamprep.__all__) - {"__version__"}
