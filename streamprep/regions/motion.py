@@ -1,0 +1,404 @@
+"""``motion``: look only where something moves, and now and then at what stands still.
+
+**Detector** (:class:`MotionDetector`, per source). Each frame is reduced to a grey picture
+``analysis_width`` pixels wide (the Y plane of an I420/NV12 frame, or BGR converted to grey; area
+resampling) and blurred (a ``blur`` × ``blur`` Gaussian), which averages away sensor noise and compression
+blocks. Two comparisons decide what moves:
+
+- against the **background**, a running average of past pictures with time constant ``background_s``
+  seconds (the weight of a frame is ``1 - exp(-dt / background_s)``, so it behaves the same at any sampling
+  rate): pixels further than ``threshold`` grey levels from it are *foreground*;
+- against the **recent picture**, the one analysed about ``window_s`` seconds earlier: pixels further than
+  ``threshold`` levels from it are *changing*.
+
+Both differences are taken after removing their median (the global brightness shift: auto-exposure,
+a cloud). Foreground is dilated (``dilate`` iterations of a 3×3 square) and split into connected blobs; a blob
+is *moving* when at least ``min_changing`` of its pixels (fraction of the blob, default 5 %) are changing and
+its area is at least ``min_area`` of the frame. The moving blobs' bounding boxes, scaled to source pixels, are
+the motion. So an object that stops is no longer moving on the next frame (it is then kept alive by the
+re-checks below), and the "ghost" an object leaves in the background when it starts off never moves.
+
+**Global changes.** When more than ``global_fraction`` of the (unmasked) picture is foreground even after the
+median shift is removed (a light switched on or off, the camera moved, an iris step that is not a uniform
+offset), the background and the recent picture are re-initialised from this frame: this frame reports
+:attr:`MotionState.GLOBAL` and no motion, and the next one compares against the new scene, so a lighting step
+keeps frames "in motion" for at most the one frame it happens on (plus ``window_s`` for the recent-picture
+comparison to pass it, which the re-initialisation also skips).
+
+**Masks.** ``masks`` are polygons (fractions of the frame, or pixels, as zones) where motion is ignored
+(a tree, a clock, a screen); they are left out of the global-change fraction too.
+
+**Planner** (:func:`plan_motion`, and :class:`MotionRegions`, which keeps a source's state). Each moving box
+becomes a square region at least the model's input side (``model_side × region_scale`` source pixels, and
+``margin`` × the box's longer side), clamped inside the frame; overlapping regions are merged into the square
+around both while that square is at most ``max(2 × side, the larger of the two)``. Objects the model found
+earlier (:class:`~streamprep.regions.values.Tracked`) are looked at again when a region covers 90 % of their
+box, or, still, every ``recheck_s`` seconds in a :attr:`RegionKind.RECHECK` region around them; in between,
+their last detection is *carried* (repeated with ``carried: true``). The first frame, and a global change
+(at most once per ``recheck_s``), scan the whole frame with tiles, so objects that never move are found. A
+frame with no motion and nothing due yields no regions: no model run.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from streamprep.events.geometry import resolve
+from streamprep.events.tracking import greedy_match, iou_matrix
+from streamprep.frames import Detection, Image
+from streamprep.regions.tiles import tile_plan
+from streamprep.regions.values import (
+    BoxTuple,
+    Region,
+    RegionKind,
+    RegionPlan,
+    Tracked,
+    box_of,
+    place,
+    square_around,
+)
+
+Polygon = tuple[tuple[float, float], ...]
+_EPS = 1e-6  # seconds: timestamps that are due "now" within float rounding
+
+
+class MotionState(enum.StrEnum):
+    """What the detector made of one frame."""
+
+    FIRST = "first"  # the first frame (or timestamps went back): the background starts here
+    STILL = "still"  # nothing moves
+    MOTION = "motion"  # at least one moving blob
+    GLOBAL = "global"  # most of the picture changed at once (lighting, camera): background re-initialised
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSettings:
+    """Motion detection and planning parameters (per source). Times are seconds of the source's timeline."""
+
+    analysis_width: int = 320
+    blur: int = 5
+    background_s: float = 2.0
+    window_s: float = 0.2
+    threshold: float = 20.0
+    dilate: int = 2
+    min_area: float = 0.0003
+    min_changing: float = 0.05
+    global_fraction: float = 0.3
+    masks: tuple[Polygon, ...] = ()
+    # planning
+    region_scale: float = 1.0
+    margin: float = 1.5
+    recheck_s: float = 2.0
+    miss_limit: int = 2
+    match_iou: float = 0.3
+    max_tracked: int = 100
+    rescan_s: float | None = None
+    tile_overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.analysis_width < 16:
+            raise ValueError(f"analysis_width must be at least 16, got {self.analysis_width}")
+        if self.blur < 1 or self.blur % 2 == 0:
+            raise ValueError(f"blur must be a positive odd kernel size, got {self.blur}")
+        for name in ("background_s", "recheck_s", "region_scale", "margin"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not 0 < self.global_fraction <= 1:
+            raise ValueError(f"global_fraction must be in (0, 1], got {self.global_fraction!r}")
+        if self.miss_limit < 1 or self.max_tracked < 1:
+            raise ValueError("miss_limit and max_tracked must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """One frame's motion: its :class:`MotionState`, the moving boxes in source pixels, and the fraction of
+    the (unmasked) picture that is foreground."""
+
+    state: MotionState
+    boxes: tuple[BoxTuple, ...] = ()
+    foreground: float = 0.0
+
+
+def luma(image: Image, pixel_format: str = "bgr24") -> Image:
+    """The frame's grey picture at full size: the Y plane of ``yuv420p``/``nv12`` (a view), grey from BGR."""
+    if pixel_format in ("yuv420p", "nv12"):
+        return image[: image.shape[0] * 2 // 3]
+    if pixel_format != "bgr24":
+        raise ValueError(f"pixel format {pixel_format!r} is not bgr24, yuv420p or nv12")
+    grey: Image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # type: ignore[assignment]
+    return grey
+
+
+class MotionDetector:
+    """The motion detector of one source (see the module docstring). Not thread-safe; one per source."""
+
+    def __init__(self, settings: MotionSettings | None = None) -> None:
+        self.settings = settings or MotionSettings()
+        self._background: npt.NDArray[np.float32] | None = None
+        self._recent: deque[tuple[float, npt.NDArray[np.float32]]] = deque()
+        self._last_pts: float | None = None
+        self._size: tuple[int, int] | None = None  # source width, height
+        self._exclude: npt.NDArray[np.bool_] | None = None
+        self._kernel = np.ones((3, 3), np.uint8)
+
+    def reset(self) -> None:
+        """Forget the background: the next frame starts again (:attr:`MotionState.FIRST`)."""
+        self._background = None
+        self._recent.clear()
+        self._last_pts = None
+
+    def _picture(self, image: Image, pixel_format: str) -> npt.NDArray[np.float32]:
+        grey = luma(image, pixel_format) if pixel_format != "bgr24" else image
+        h, w = grey.shape[:2]
+        aw = min(self.settings.analysis_width, w)
+        ah = max(1, round(h * aw / w))
+        small = cv2.resize(grey, (aw, ah), interpolation=cv2.INTER_AREA)
+        flat = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        k = self.settings.blur
+        out: npt.NDArray[np.float32] = cv2.GaussianBlur(flat, (k, k), 0).astype(np.float32)
+        if self._size != (w, h) or self._exclude is None or self._exclude.shape != out.shape:
+            self._size = (w, h)
+            self._exclude = self._mask(aw, ah)
+            self._background = None
+            self._recent.clear()
+        return out
+
+    def _mask(self, aw: int, ah: int) -> npt.NDArray[np.bool_]:
+        assert self._size is not None
+        w, h = self._size
+        canvas = np.zeros((ah, aw), np.uint8)
+        for polygon in self.settings.masks:
+            points = np.array([(x * aw / w, y * ah / h) for x, y in resolve(polygon, w, h)], np.float64)
+            cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
+        excluded: npt.NDArray[np.bool_] = canvas.astype(bool)
+        return excluded
+
+    def _start(self, picture: npt.NDArray[np.float32], pts: float) -> None:
+        self._background = picture.copy()
+        self._recent.clear()
+        self._recent.append((pts, picture))
+
+    def _reference(self, pts: float) -> npt.NDArray[np.float32]:
+        """The picture analysed about ``window_s`` before ``pts`` (the newest one at least that old, else the
+        oldest kept); older ones are forgotten."""
+        window = self.settings.window_s
+        while len(self._recent) > 1 and self._recent[1][0] <= pts - window + _EPS:
+            self._recent.popleft()
+        return self._recent[0][1]
+
+    def update(self, image: Image, pts: float, pixel_format: str = "bgr24") -> MotionResult:
+        """Analyse one frame (``bgr24`` H×W×3, or ``yuv420p``/``nv12`` as :class:`~streamprep.frames.Frame`
+        holds them) shown at ``pts`` seconds."""
+        s = self.settings
+        picture = self._picture(image, pixel_format)
+        assert self._exclude is not None and self._size is not None
+        if self._background is None or self._last_pts is None or pts < self._last_pts:
+            self._start(picture, pts)
+            self._last_pts = pts
+            return MotionResult(MotionState.FIRST)
+        dt = pts - self._last_pts
+        self._last_pts = pts
+        keep = ~self._exclude
+        fg = self._changed(picture, self._background, keep)
+        foreground = float(fg[keep].mean()) if keep.any() else 0.0
+        if foreground > s.global_fraction:
+            self._start(picture, pts)
+            return MotionResult(MotionState.GLOBAL, foreground=foreground)
+        changing = self._changed(picture, self._reference(pts), keep)
+        cv2.accumulateWeighted(picture, self._background, 1.0 - math.exp(-dt / s.background_s))
+        self._recent.append((pts, picture))
+        while len(self._recent) > 256:  # bounded whatever the frame rate
+            self._recent.popleft()
+        mask = cv2.dilate(fg.astype(np.uint8), self._kernel, iterations=s.dilate) if s.dilate else fg.astype(np.uint8)
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        moving_px = np.bincount(labels[changing], minlength=count)
+        ah, aw = picture.shape
+        w, h = self._size
+        sx, sy = w / aw, h / ah
+        boxes: list[BoxTuple] = []
+        for label in range(1, count):
+            x, y, bw, bh, area = (int(v) for v in stats[label])
+            if area < s.min_area * aw * ah or moving_px[label] < s.min_changing * area:
+                continue
+            boxes.append((x * sx, y * sy, min(w, (x + bw) * sx), min(h, (y + bh) * sy)))
+        state = MotionState.MOTION if boxes else MotionState.STILL
+        return MotionResult(state, tuple(boxes), foreground)
+
+    def _changed(
+        self, picture: npt.NDArray[np.float32], reference: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        diff = picture - reference
+        shift = float(np.median(diff[keep])) if keep.any() else 0.0
+        changed: npt.NDArray[np.bool_] = (np.abs(diff - shift) > self.settings.threshold) & keep
+        return changed
+
+
+def merge_regions(regions: Sequence[Region], side: int, width: int, height: int) -> tuple[Region, ...]:
+    """Overlapping regions merged, pair by pair until none overlap, into the square around both (centred on
+    their union, clamped inside the frame) while its side is at most ``max(2 × side, the larger region's
+    side)``; the merged region is :attr:`RegionKind.MOTION` if either was. Larger regions are merged first."""
+    out = sorted(regions, key=lambda r: -r.width * r.height)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a.x >= b.x2 or b.x >= a.x2 or a.y >= b.y2 or b.y >= a.y2:
+                    continue
+                x1, y1, x2, y2 = min(a.x, b.x), min(a.y, b.y), max(a.x2, b.x2), max(a.y2, b.y2)
+                limit = max(2 * side, a.width, a.height, b.width, b.height)
+                if max(x2 - x1, y2 - y1) > limit:
+                    continue
+                kind = RegionKind.MOTION if RegionKind.MOTION in (a.kind, b.kind) else a.kind
+                s = max(x2 - x1, y2 - y1)
+                region = place((x1 + x2) / 2, (y1 + y2) / 2, max(s, x2 - x1), max(s, y2 - y1), width, height, kind)
+                out = [r for k, r in enumerate(out) if k not in (i, j)] + [region]
+                merged = True
+                break
+            if merged:
+                break
+    return tuple(sorted(out, key=lambda r: (r.y, r.x)))
+
+
+def plan_motion(
+    motion: MotionResult,
+    pts: float,
+    tracked: Sequence[Tracked],
+    width: int,
+    height: int,
+    model_side: int,
+    settings: MotionSettings | None = None,
+    scan: bool = False,
+) -> RegionPlan:
+    """The regions for one frame of a ``width`` × ``height`` source (pure: see the module docstring).
+
+    ``motion`` is the detector's answer for the frame, ``tracked`` the objects found earlier with the time
+    each was last looked at, ``scan`` asks for a whole-frame tile scan (the caller decides when:
+    :class:`MotionRegions` does so on the first frame, on a global change and every ``rescan_s``).
+    """
+    s = settings or MotionSettings()
+    side = max(2, round(model_side * s.region_scale / 2) * 2)
+    if scan:
+        tiles = tile_plan(width, height, model_side, s.region_scale, s.tile_overlap).regions
+        regions = tuple(Region(r.x, r.y, r.width, r.height, RegionKind.SCAN) for r in tiles)
+        return RegionPlan(width, height, regions, (), tuple(t.key for t in tracked))
+    wanted = [square_around(b, side, s.margin, width, height, RegionKind.MOTION) for b in motion.boxes]
+    covered = merge_regions(wanted, side, width, height)
+    due: list[Region] = []
+    checked: list[int] = []
+    carried: list[Tracked] = []
+    for t in tracked:
+        box = box_of(t.detection)
+        if any(r.contains(box) for r in covered):
+            checked.append(t.key)
+        elif t.misses > 0 or pts - t.checked_pts >= s.recheck_s - _EPS or motion.state is MotionState.GLOBAL:
+            due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK))
+            checked.append(t.key)
+        else:
+            carried.append(t)
+    regions = merge_regions([*covered, *due], side, width, height) if due else covered
+    return RegionPlan(width, height, regions, tuple(carried), tuple(checked))
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What one frame reports in ``motion`` mode: ``found`` by the model on this frame (merged), and
+    ``carried``: the last detections of tracked objects it did not look at (or looked at and missed fewer
+    than ``miss_limit`` times in a row), to publish with ``carried: true``."""
+
+    found: tuple[Detection, ...]
+    carried: tuple[Detection, ...]
+
+
+@dataclass
+class MotionRegions:
+    """A source's ``motion`` state: its detector, the objects it tracks, and when it last scanned.
+
+    Per frame: ``plan = state.plan(image, pts, pixel_format)``; run the model on ``plan.regions`` (none: no
+    run) and merge their detections (:func:`~streamprep.regions.merge.merge`); then
+    ``state.update(plan, found, pts)`` gives what to publish. Not thread-safe; one per source.
+    """
+
+    width: int
+    height: int
+    model_side: int
+    settings: MotionSettings = field(default_factory=MotionSettings)
+    detector: MotionDetector = field(init=False)
+    tracked: tuple[Tracked, ...] = field(init=False, default=())
+    last_motion: MotionResult | None = field(init=False, default=None)
+    _next_key: int = field(init=False, default=1)
+    _scanned_pts: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.detector = MotionDetector(self.settings)
+
+    def plan(self, image: Image, pts: float, pixel_format: str = "bgr24") -> RegionPlan:
+        """The regions for this frame (see :func:`plan_motion`); also remembers the motion (``last_motion``)."""
+        s = self.settings
+        motion = self.last_motion = self.detector.update(image, pts, pixel_format)
+        last = self._scanned_pts
+        scan = (
+            motion.state is MotionState.FIRST
+            or (motion.state is MotionState.GLOBAL and (last is None or pts - last >= s.recheck_s - _EPS))
+            or (s.rescan_s is not None and last is not None and pts - last >= s.rescan_s - _EPS)
+        )
+        if scan:
+            self._scanned_pts = pts
+        return plan_motion(motion, pts, self.tracked, self.width, self.height, self.model_side, s, scan)
+
+    def update(self, plan: RegionPlan, found: Sequence[Detection], pts: float) -> Reported:
+        """Match this frame's merged detections to the tracked objects and say what to publish.
+
+        A tracked object this plan looked at is updated by the best same-label detection overlapping it by
+        ``match_iou``; not found, it is kept (carried) until ``miss_limit`` checks in a row missed it, then
+        forgotten. A detection that matches no tracked object starts a new one.
+        """
+        s = self.settings
+        looked = set(plan.checked)
+        found = tuple(found)
+        olds = list(self.tracked)
+        pairs = _match([t.detection for t in olds], found, s.match_iou)
+        matched_old = {i for i, _ in pairs}
+        matched_new = {j for _, j in pairs}
+        kept: list[Tracked] = []
+        carried: list[Detection] = []
+        for i, t in enumerate(olds):
+            if i in matched_old:
+                j = next(j for k, j in pairs if k == i)
+                kept.append(Tracked(t.key, found[j], pts, 0))
+            elif t.key in looked:
+                if t.misses + 1 < s.miss_limit:
+                    kept.append(Tracked(t.key, t.detection, t.checked_pts, t.misses + 1))
+                    carried.append(t.detection)
+            else:
+                kept.append(t)
+                carried.append(t.detection)
+        for j, d in enumerate(found):
+            if j not in matched_new:
+                kept.append(Tracked(self._next_key, d, pts, 0))
+                self._next_key += 1
+        kept.sort(key=lambda t: -t.checked_pts)
+        self.tracked = tuple(kept[: s.max_tracked])
+        return Reported(found, tuple(carried))
+
+
+def _match(old: Sequence[Detection], new: Sequence[Detection], threshold: float) -> list[tuple[int, int]]:
+    """Greedy IoU pairs of old and new detections with the same class."""
+    a = np.array([box_of(d) for d in old], np.float64).reshape(-1, 4)
+    b = np.array([box_of(d) for d in new], np.float64).reshape(-1, 4)
+    iou = iou_matrix(a, b)
+    for i, d in enumerate(old):
+        for j, e in enumerate(new):
+            if d.class_id != e.class_id:
+                iou[i, j] = 0.0
+    return greedy_match(iou, threshold)
