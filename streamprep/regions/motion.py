@@ -12,11 +12,12 @@ blocks. Two comparisons decide what moves:
   ``threshold`` levels from it are *changing*.
 
 Both differences are taken after removing their median (the global brightness shift: auto-exposure,
-a cloud). Foreground is dilated (``dilate`` iterations of a 3×3 square) and split into connected blobs; a blob
-is *moving* when at least ``min_changing`` of its pixels (fraction of the blob, default 5 %) are changing and
-its area is at least ``min_area`` of the frame. The moving blobs' bounding boxes, scaled to source pixels, are
-the motion. So an object that stops is no longer moving on the next frame (it is then kept alive by the
-re-checks below), and the "ghost" an object leaves in the background when it starts off never moves.
+a cloud). A pixel *moves* when it is both foreground and changing; moving pixels are dilated (``dilate``
+iterations of a 3×3 square) and split into connected blobs, and the blobs of at least ``min_area`` of the
+frame, their bounding boxes scaled to source pixels, are the motion. So the box covers where the object is
+now (where it was ``window_s`` ago is changing but back to background), an object that stops no longer moves
+on the next frame (it is kept alive by the re-checks below), and neither the "ghost" an object leaves in the
+background when it starts off nor the trail behind it ever moves.
 
 **Global changes.** When more than ``global_fraction`` of the (unmasked) picture is foreground even after the
 median shift is removed (a light switched on or off, the camera moved, an iris step that is not a uniform
@@ -30,13 +31,14 @@ comparison to pass it, which the re-initialisation also skips).
 
 **Planner** (:func:`plan_motion`, and :class:`MotionRegions`, which keeps a source's state). Each moving box
 becomes a square region at least the model's input side (``model_side × region_scale`` source pixels, and
-``margin`` × the box's longer side), clamped inside the frame; overlapping regions are merged into the square
-around both while that square is at most ``max(2 × side, the larger of the two)``. Objects the model found
-earlier (:class:`~streamprep.regions.values.Tracked`) are looked at again when a region covers 90 % of their
-box, or, still, every ``recheck_s`` seconds in a :attr:`RegionKind.RECHECK` region around them; in between,
-their last detection is *carried* (repeated with ``carried: true``). The first frame, and a global change
-(at most once per ``recheck_s``), scan the whole frame with tiles, so objects that never move are found. A
-frame with no motion and nothing due yields no regions: no model run.
+``margin`` × the box's longer side), clamped inside the frame; two overlapping regions are merged into the
+square around both when that square is at most ``merge_growth`` (1.25) × the larger of the two. Objects the model found
+earlier (:class:`~streamprep.regions.values.Tracked`) are looked at again when a motion region covers half
+of their box (an object that moved is looked for where it went), or, still, every ``recheck_s`` seconds in
+a :attr:`RegionKind.RECHECK` region around them; in between, their last detection is *carried* (repeated
+with ``carried: true``). The first frame, and a global change (at most once per ``recheck_s``), scan the
+whole frame with tiles, so objects that never move are found. A frame with no motion and nothing due yields
+no regions: no model run.
 """
 
 from __future__ import annotations
@@ -90,12 +92,12 @@ class MotionSettings:
     threshold: float = 20.0
     dilate: int = 2
     min_area: float = 0.0003
-    min_changing: float = 0.05
     global_fraction: float = 0.3
     masks: tuple[Polygon, ...] = ()
     # planning
     region_scale: float = 1.0
     margin: float = 1.5
+    merge_growth: float = 1.25
     recheck_s: float = 2.0
     miss_limit: int = 2
     match_iou: float = 0.3
@@ -218,18 +220,17 @@ class MotionDetector:
         self._recent.append((pts, picture))
         while len(self._recent) > 256:  # bounded whatever the frame rate
             self._recent.popleft()
-        mask = cv2.dilate(fg.astype(np.uint8), self._kernel, iterations=s.dilate) if s.dilate else fg.astype(np.uint8)
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        moving_px = np.bincount(labels[changing], minlength=count)
+        moving = (fg & changing).astype(np.uint8)
+        mask = cv2.dilate(moving, self._kernel, iterations=s.dilate) if s.dilate else moving
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
         ah, aw = picture.shape
         w, h = self._size
         sx, sy = w / aw, h / ah
         boxes: list[BoxTuple] = []
         for label in range(1, count):
             x, y, bw, bh, area = (int(v) for v in stats[label])
-            if area < s.min_area * aw * ah or moving_px[label] < s.min_changing * area:
-                continue
-            boxes.append((x * sx, y * sy, min(w, (x + bw) * sx), min(h, (y + bh) * sy)))
+            if area >= s.min_area * aw * ah:
+                boxes.append((x * sx, y * sy, min(w, (x + bw) * sx), min(h, (y + bh) * sy)))
         state = MotionState.MOTION if boxes else MotionState.STILL
         return MotionResult(state, tuple(boxes), foreground)
 
@@ -242,10 +243,12 @@ class MotionDetector:
         return changed
 
 
-def merge_regions(regions: Sequence[Region], side: int, width: int, height: int) -> tuple[Region, ...]:
-    """Overlapping regions merged, pair by pair until none overlap, into the square around both (centred on
-    their union, clamped inside the frame) while its side is at most ``max(2 × side, the larger region's
-    side)``; the merged region is :attr:`RegionKind.MOTION` if either was. Larger regions are merged first."""
+def merge_regions(regions: Sequence[Region], width: int, height: int, merge_growth: float = 1.25) -> tuple[Region, ...]:
+    """Overlapping regions merged, pair by pair, into the square around both (centred on their union, clamped
+    inside the frame) when that square's side is at most ``merge_growth`` × the larger one's: a merge saves a
+    model run but shrinks what the model sees, so regions that would have to grow more stay apart (overlapping:
+    :func:`~streamprep.regions.merge.merge` reports an object in both once). The merged region is
+    :attr:`RegionKind.MOTION` if either was. Larger regions are merged first."""
     out = sorted(regions, key=lambda r: -r.width * r.height)
     merged = True
     while merged:
@@ -256,7 +259,7 @@ def merge_regions(regions: Sequence[Region], side: int, width: int, height: int)
                 if a.x >= b.x2 or b.x >= a.x2 or a.y >= b.y2 or b.y >= a.y2:
                     continue
                 x1, y1, x2, y2 = min(a.x, b.x), min(a.y, b.y), max(a.x2, b.x2), max(a.y2, b.y2)
-                limit = max(2 * side, a.width, a.height, b.width, b.height)
+                limit = merge_growth * max(a.width, a.height, b.width, b.height)
                 if max(x2 - x1, y2 - y1) > limit:
                     continue
                 kind = RegionKind.MOTION if RegionKind.MOTION in (a.kind, b.kind) else a.kind
@@ -293,20 +296,20 @@ def plan_motion(
         regions = tuple(Region(r.x, r.y, r.width, r.height, RegionKind.SCAN) for r in tiles)
         return RegionPlan(width, height, regions, (), tuple(t.key for t in tracked))
     wanted = [square_around(b, side, s.margin, width, height, RegionKind.MOTION) for b in motion.boxes]
-    covered = merge_regions(wanted, side, width, height)
+    covered = merge_regions(wanted, width, height, s.merge_growth)
     due: list[Region] = []
     checked: list[int] = []
     carried: list[Tracked] = []
     for t in tracked:
         box = box_of(t.detection)
-        if any(r.contains(box) for r in covered):
+        if any(r.contains(box, 0.5) for r in covered):
             checked.append(t.key)
         elif t.misses > 0 or pts - t.checked_pts >= s.recheck_s - _EPS or motion.state is MotionState.GLOBAL:
             due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK))
             checked.append(t.key)
         else:
             carried.append(t)
-    regions = merge_regions([*covered, *due], side, width, height) if due else covered
+    regions = merge_regions([*covered, *due], width, height, s.merge_growth) if due else covered
     return RegionPlan(width, height, regions, tuple(carried), tuple(checked))
 
 
@@ -359,15 +362,26 @@ class MotionRegions:
     def update(self, plan: RegionPlan, found: Sequence[Detection], pts: float) -> Reported:
         """Match this frame's merged detections to the tracked objects and say what to publish.
 
-        A tracked object this plan looked at is updated by the best same-label detection overlapping it by
-        ``match_iou``; not found, it is kept (carried) until ``miss_limit`` checks in a row missed it, then
-        forgotten. A detection that matches no tracked object starts a new one.
+        A tracked object is updated by the best same-label detection overlapping it by ``match_iou`` (one this
+        plan looked at also by the nearest same-label detection whose centre lies within one box size of it);
+        not found, it is kept (carried) until ``miss_limit`` checks in a row missed it, then forgotten. A
+        detection that matches no tracked object starts a new one.
         """
         s = self.settings
         looked = set(plan.checked)
         found = tuple(found)
         olds = list(self.tracked)
         pairs = _match([t.detection for t in olds], found, s.match_iou)
+        # an object that moved further than IoU can follow: the nearest unmatched detection of its class whose
+        # centre lies within one box size of its last box, among the objects this plan looked at
+        taken = {j for _, j in pairs}
+        for i, t in enumerate(olds):
+            if t.key not in looked or any(k == i for k, _ in pairs):
+                continue
+            near = _nearest(t.detection, [(j, d) for j, d in enumerate(found) if j not in taken])
+            if near is not None:
+                pairs.append((i, near))
+                taken.add(near)
         matched_old = {i for i, _ in pairs}
         matched_new = {j for _, j in pairs}
         kept: list[Tracked] = []
@@ -402,3 +416,18 @@ def _match(old: Sequence[Detection], new: Sequence[Detection], threshold: float)
             if d.class_id != e.class_id:
                 iou[i, j] = 0.0
     return greedy_match(iou, threshold)
+
+
+def _nearest(old: Detection, candidates: Sequence[tuple[int, Detection]]) -> int | None:
+    """The index of the candidate of ``old``'s class whose centre is nearest to ``old``'s, if it lies within
+    ``old``'s width (horizontally) and height (vertically)."""
+    b = old.box
+    cx, cy, w, h = (b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2, b.x2 - b.x1, b.y2 - b.y1
+    best: tuple[float, int] | None = None
+    for j, d in candidates:
+        dx, dy = (d.box.x1 + d.box.x2) / 2 - cx, (d.box.y1 + d.box.y2) / 2 - cy
+        if d.class_id == old.class_id and abs(dx) <= w and abs(dy) <= h:
+            distance = dx * dx + dy * dy
+            if best is None or distance < best[0]:
+                best = (distance, j)
+    return None if best is None else best[1]
