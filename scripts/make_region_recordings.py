@@ -30,7 +30,9 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import make_recordings as mr  # noqa: E402  (the one copy of the encoder and the photo helpers)
+import itertools
+
+import make_recordings as mr
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 10
 CRF = 30
@@ -53,7 +55,7 @@ class Mover:
         keys = self.path
         if t <= keys[0][0]:
             return keys[0][1], keys[0][2]
-        for (t0, x0, y0), (t1, x1, y1) in zip(keys, keys[1:], strict=False):
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(keys):
             if t0 <= t <= t1:
                 k = (t - t0) / (t1 - t0)
                 return mr.lerp(x0, x1, k), mr.lerp(y0, y1, k)
@@ -176,8 +178,14 @@ def write(scene: RegionScene, photo_dir: Path, output_dir: Path) -> Path:
         "duration": scene.duration,
         "light_at": scene.light_at,
         "movers": [
-            {"id": m.id, "label": m.label, "photo": m.photo, "crop": list(m.crop), "height": m.height,
-             "path": [list(k) for k in m.path]}
+            {
+                "id": m.id,
+                "label": m.label,
+                "photo": m.photo,
+                "crop": list(m.crop),
+                "height": m.height,
+                "path": [list(k) for k in m.path],
+            }
             for m in scene.movers
         ],
         "frames": truth,

@@ -11,20 +11,23 @@ blocks. Two comparisons decide what moves:
 - against the **recent picture**, the one analysed about ``window_s`` seconds earlier: pixels further than
   ``threshold`` levels from it are *changing*.
 
-Both differences are taken after removing their median (the global brightness shift: auto-exposure,
-a cloud). A pixel *moves* when it is both foreground and changing; moving pixels are dilated (``dilate``
-iterations of a 3×3 square) and split into connected blobs, and the blobs of at least ``min_area`` of the
-frame, their bounding boxes scaled to source pixels, are the motion. So the box covers where the object is
-now (where it was ``window_s`` ago is changing but back to background), an object that stops no longer moves
-on the next frame (it is kept alive by the re-checks below), and neither the "ghost" an object leaves in the
-background when it starts off nor the trail behind it ever moves.
+Both differences are taken after removing a global gain and offset (the median ratio of the two pictures,
+then the median difference: auto-exposure, a cloud, a uniform change of light). A pixel *moves* when it is
+both foreground and changing; moving pixels are dilated (``dilate`` iterations of a 3×3 square) and split
+into connected blobs, and the blobs of at least ``min_area`` of the frame, their bounding boxes scaled to
+source pixels, are the motion. So the box covers where the object is now (where it was ``window_s`` ago is
+changing but back to background), an object that stops no longer moves once ``window_s`` has passed (it is
+kept alive by the re-checks below), and neither the "ghost" an object leaves in the background when it
+starts off nor the trail behind it ever moves.
 
-**Global changes.** When more than ``global_fraction`` of the (unmasked) picture is foreground even after the
-median shift is removed (a light switched on or off, the camera moved, an iris step that is not a uniform
-offset), the background and the recent picture are re-initialised from this frame: this frame reports
-:attr:`MotionState.GLOBAL` and no motion, and the next one compares against the new scene, so a lighting step
-keeps frames "in motion" for at most the one frame it happens on (plus ``window_s`` for the recent-picture
-comparison to pass it, which the re-initialisation also skips).
+**Global changes.** When more than ``global_fraction`` of the (unmasked) picture is foreground even after
+the global gain and offset are removed (an uneven light switched on or off, the camera moved), the
+background and the recent picture are re-initialised from this frame: the frame reports
+:attr:`MotionState.GLOBAL` and no motion, and the next one compares against the new scene. A smaller local
+change of light (a lamp lighting a tenth of the picture) is not global: it is changing, so moving, only
+until the recent picture has it too, ``window_s`` later. Either way a lighting step keeps frames "in motion"
+for at most ``window_s`` (0.2 s), far under a second; a step that spreads over several frames is re-
+initialised on each frame where it is global (motion in that time is not seen: the price of the reset).
 
 **Masks.** ``masks`` are polygons (fractions of the frame, or pixels, as zones) where motion is ignored
 (a tree, a clock, a screen); they are left out of the global-change fraction too.
@@ -237,9 +240,16 @@ class MotionDetector:
     def _changed(
         self, picture: npt.NDArray[np.float32], reference: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
     ) -> npt.NDArray[np.bool_]:
-        diff = picture - reference
-        shift = float(np.median(diff[keep])) if keep.any() else 0.0
-        changed: npt.NDArray[np.bool_] = (np.abs(diff - shift) > self.settings.threshold) & keep
+        """Pixels further than ``threshold`` from ``reference`` once a global gain and offset are removed (the
+        median ratio, then the median difference: robust to the objects that move)."""
+        if keep.any():
+            gain = float(np.median(picture[keep] / (reference[keep] + 1.0)))
+            scaled = reference * gain
+            diff = picture - scaled
+            diff -= float(np.median(diff[keep]))
+        else:
+            diff = picture - reference
+        changed: npt.NDArray[np.bool_] = (np.abs(diff) > self.settings.threshold) & keep
         return changed
 
 
