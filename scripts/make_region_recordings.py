@@ -9,6 +9,8 @@ frame). Encoding reuses ``make_recordings.py`` (deterministic libx264, single-th
   1.5-2 s and then walk across tile borders (one of them along a row of tile borders), then stop.
 - ``regions_light_1080p.mp4``: the same kind of still scene; at 2.0 s the light changes in one step (a
   brighter, uneven light, stronger on the right). Nothing moves.
+- ``regions_border_1080p.mp4``: a 240-px person and a 200-px cup, each across a border between two tiles,
+  drifting slowly along it for 1 s.
 
 Usage (from the repository root)::
 
@@ -101,7 +103,23 @@ LIGHT = RegionScene(
     seed=2026_12_07,
 )
 
-SCENES = (WALK, LIGHT)
+# larger objects (200-240 px), each placed across a border between two tiles of the default plan (256-px tiles,
+# 20 % overlap: columns start at 0, 184, ..., 1294, 1480, 1664; rows at 0, 164, 330, 494, 660, 824) so that no
+# tile holds all of it and each of two tiles sees about two thirds: pieces that NMS alone would report twice
+BORDER = RegionScene(
+    name="regions_border_1080p.mp4",
+    duration=1.0,
+    movers=(
+        # inside the row of tiles at y 660-916, across the columns at x 1294-1550 and 1480-1736
+        Mover(1, "person", *PERSON, 240, ((0.0, 1505, 904), (1.0, 1525, 904))),
+        # inside the column at x 740-996, across the rows at y 164-420 and 330-586
+        Mover(2, "cup", *CUP, 200, ((0.0, 850, 465), (1.0, 850, 485))),
+    ),
+    light_at=None,
+    seed=2026_12_08,
+)
+
+SCENES = (WALK, LIGHT, BORDER)
 
 
 def lighting(width: int, height: int) -> tuple[np.ndarray, float]:
@@ -198,8 +216,11 @@ def write(scene: RegionScene, photo_dir: Path, output_dir: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("photo_dir", nargs="?", type=Path, default=mr.DEFAULT_PHOTO_DIR, help="the photos folder")
+    parser.add_argument("--only", nargs="+", metavar="NAME", choices=[s.name for s in SCENES], help="build only these")
     args = parser.parse_args(argv)
     for scene in SCENES:
+        if args.only and scene.name not in args.only:
+            continue
         path = write(scene, args.photo_dir.resolve(), mr.OUTPUT_DIR)
         print(f"{path.relative_to(mr.REPO_ROOT)}: {path.stat().st_size} bytes, truth beside it")
     return 0
