@@ -335,3 +335,67 @@ def test_tracked_objects_are_updated_missed_and_forgotten() -> None:
     again = state.plan(frame, 2.1)
     assert [r.kind for r in again.regions] == [RegionKind.RECHECK]  # ... and looked at again at once
     assert state.update(again, [], 2.1).carried == () and state.tracked == ()  # two misses: gone
+
+
+def test_an_i420_frame_is_analysed_on_its_y_plane_like_bgr() -> None:
+    """A decoder's ``yuv420p`` frame (Y plane, then U and V) needs no colour conversion: same states, nearly
+    the same boxes as its BGR conversion."""
+    bgr, yuv = MotionDetector(), MotionDetector()
+    for k in range(12):
+        image = scene(0, square_at=None if k < 10 else 300 + 40 * k)
+        i420 = cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420)
+        a, b = bgr.update(image, k / 10), yuv.update(i420, k / 10, "yuv420p")
+        assert a.state is b.state
+        assert len(a.boxes) == len(b.boxes)
+        for p, q in zip(a.boxes, b.boxes, strict=True):
+            assert np.allclose(p, q, atol=16)
+    assert b.state is MotionState.MOTION
+    with pytest.raises(ValueError, match="pixel format 'rgb48'"):
+        yuv.update(i420, 2.0, "rgb48")
+
+
+def test_timestamps_that_go_back_start_the_background_again() -> None:
+    detector = MotionDetector()
+    detector.update(scene(0), 5.0)
+    assert detector.update(scene(0), 5.1).state is MotionState.STILL
+    assert detector.update(scene(0), 0.0).state is MotionState.FIRST
+
+
+def i420_to_nv12(i420: np.ndarray) -> np.ndarray:
+    h = i420.shape[0] * 2 // 3
+    w = i420.shape[1]
+    quarter = (h // 2) * (w // 2)
+    chroma = i420[h:].reshape(-1)
+    out = i420.copy()
+    out[h:] = np.stack([chroma[:quarter], chroma[quarter:]], axis=-1).reshape(h // 2, w)
+    return out
+
+
+def test_a_crop_of_an_i420_or_nv12_frame_is_that_frame_format_of_the_region() -> None:
+    """A region cut out of a decoder's I420 (or NV12) frame without converting the frame to BGR: its samples
+    are the region's, and the model's tensor of it is the tensor of the region taken from the whole frame."""
+    rng = np.random.default_rng(5)
+    bgr = cv2.resize(rng.integers(0, 256, (90, 160, 3), dtype=np.uint8), (1280, 720), interpolation=cv2.INTER_CUBIC)
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    region = Region(402, 220, 256, 256, RegionKind.MOTION)
+    piece = crop(i420, region, "yuv420p")
+    assert piece.shape == (384, 256)
+    np.testing.assert_array_equal(piece[:256], i420[220:476, 402:658])
+    expected = cv2.cvtColor(crop(bgr, region), cv2.COLOR_BGR2YUV_I420)
+    assert np.abs(piece.astype(int) - expected.astype(int)).max() <= 1  # chroma: the region's own samples
+    np.testing.assert_array_equal(crop(i420_to_nv12(i420), region, "nv12"), i420_to_nv12(piece))
+    model = load_model(ModelConfig(path=SSD))
+    whole, cut = model.preprocessor.new_batch(1), model.preprocessor.new_batch(1)
+    model.preprocessor.into(i420, whole[0], "yuv420p", region.roi)
+    model.preprocessor.into(piece, cut[0], "yuv420p")
+    np.testing.assert_array_equal(cut, whole)
+    with pytest.raises(ValueError, match="even corner"):
+        crop(i420, Region(401, 220, 256, 256, RegionKind.MOTION), "yuv420p")
+
+
+def test_motion_regions_come_in_few_sizes() -> None:
+    """Sizes above the model side are rounded up to 32 px steps, so the preprocessor sees few crop sizes."""
+    sides = {
+        square_around((0, 0, w, w), 256, 1.5, 1920, 1080, RegionKind.MOTION, step=32).width for w in range(150, 400)
+    }
+    assert sides <= {256, *range(256, 1081, 32)} and len(sides) <= 12

@@ -34,7 +34,8 @@ initialised on each frame where it is global (motion in that time is not seen: t
 
 **Planner** (:func:`plan_motion`, and :class:`MotionRegions`, which keeps a source's state). Each moving box
 becomes a square region at least the model's input side (``model_side × region_scale`` source pixels, and
-``margin`` × the box's longer side), clamped inside the frame; two overlapping regions are merged into the
+``margin`` × the box's longer side, rounded up to a multiple of ``size_step`` so that a source's regions come
+in few sizes), clamped inside the frame; two overlapping regions are merged into the
 square around both when that square is at most ``merge_growth`` (1.25) × the larger of the two. Objects the model found
 earlier (:class:`~streamprep.regions.values.Tracked`) are looked at again when a motion region covers half
 of their box (an object that moved is looked for where it went), or, still, every ``recheck_s`` seconds in
@@ -66,6 +67,7 @@ from streamprep.regions.values import (
     RegionKind,
     RegionPlan,
     Tracked,
+    _up,
     box_of,
     place,
     square_around,
@@ -101,6 +103,7 @@ class MotionSettings:
     region_scale: float = 1.0
     margin: float = 1.5
     merge_growth: float = 1.25
+    size_step: int = 32
     recheck_s: float = 2.0
     miss_limit: int = 2
     match_iou: float = 0.3
@@ -253,12 +256,15 @@ class MotionDetector:
         return changed
 
 
-def merge_regions(regions: Sequence[Region], width: int, height: int, merge_growth: float = 1.25) -> tuple[Region, ...]:
+def merge_regions(
+    regions: Sequence[Region], width: int, height: int, merge_growth: float = 1.25, size_step: int = 2
+) -> tuple[Region, ...]:
     """Overlapping regions merged, pair by pair, into the square around both (centred on their union, clamped
     inside the frame) when that square's side is at most ``merge_growth`` × the larger one's: a merge saves a
     model run but shrinks what the model sees, so regions that would have to grow more stay apart (overlapping:
     :func:`~streamprep.regions.merge.merge` reports an object in both once). The merged region is
-    :attr:`RegionKind.MOTION` if either was. Larger regions are merged first."""
+    :attr:`RegionKind.MOTION` if either was; its side is rounded up to a multiple of ``size_step``. Larger
+    regions are merged first."""
     out = sorted(regions, key=lambda r: -r.width * r.height)
     merged = True
     while merged:
@@ -273,8 +279,8 @@ def merge_regions(regions: Sequence[Region], width: int, height: int, merge_grow
                 if max(x2 - x1, y2 - y1) > limit:
                     continue
                 kind = RegionKind.MOTION if RegionKind.MOTION in (a.kind, b.kind) else a.kind
-                s = max(x2 - x1, y2 - y1)
-                region = place((x1 + x2) / 2, (y1 + y2) / 2, max(s, x2 - x1), max(s, y2 - y1), width, height, kind)
+                s = _up(max(x2 - x1, y2 - y1), size_step)
+                region = place((x1 + x2) / 2, (y1 + y2) / 2, s, s, width, height, kind)
                 out = [r for k, r in enumerate(out) if k not in (i, j)] + [region]
                 merged = True
                 break
@@ -305,8 +311,8 @@ def plan_motion(
         tiles = tile_plan(width, height, model_side, s.region_scale, s.tile_overlap).regions
         regions = tuple(Region(r.x, r.y, r.width, r.height, RegionKind.SCAN) for r in tiles)
         return RegionPlan(width, height, regions, (), tuple(t.key for t in tracked))
-    wanted = [square_around(b, side, s.margin, width, height, RegionKind.MOTION) for b in motion.boxes]
-    covered = merge_regions(wanted, width, height, s.merge_growth)
+    wanted = [square_around(b, side, s.margin, width, height, RegionKind.MOTION, s.size_step) for b in motion.boxes]
+    covered = merge_regions(wanted, width, height, s.merge_growth, s.size_step)
     due: list[Region] = []
     checked: list[int] = []
     carried: list[Tracked] = []
@@ -315,11 +321,11 @@ def plan_motion(
         if any(r.contains(box, 0.5) for r in covered):
             checked.append(t.key)
         elif t.misses > 0 or pts - t.checked_pts >= s.recheck_s - _EPS or motion.state is MotionState.GLOBAL:
-            due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK))
+            due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK, s.size_step))
             checked.append(t.key)
         else:
             carried.append(t)
-    regions = merge_regions([*covered, *due], width, height, s.merge_growth) if due else covered
+    regions = merge_regions([*covered, *due], width, height, s.merge_growth, s.size_step) if due else covered
     return RegionPlan(width, height, regions, tuple(carried), tuple(checked))
 
 

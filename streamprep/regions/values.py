@@ -15,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+import numpy as np
+
 from streamprep.frames import Box, Detection, Image
 
 BoxTuple = tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
@@ -103,12 +105,39 @@ class RegionPlan:
     checked: tuple[int, ...] = ()
 
 
-def crop(image: Image, region: Region) -> Image:
-    """The region of an ``H×W×C`` (BGR) frame at native resolution: a view, no copy."""
-    h, w = image.shape[:2]
+def crop(image: Image, region: Region, pixel_format: str = "bgr24") -> Image:
+    """The region of a frame at native resolution, in the frame's own pixel format.
+
+    ``bgr24`` (``H×W×3``): a view, no copy. ``yuv420p`` and ``nv12`` (the layouts of
+    :class:`~streamprep.frames.Frame`): a new array in the same layout holding the region's Y samples and its
+    chroma samples (the region's corner and size must be even, as the planners make them), so the crop is
+    preprocessed as a frame of the region's size, without converting the whole frame to BGR first.
+    """
+    yuv = pixel_format in ("yuv420p", "nv12")
+    if not yuv and pixel_format != "bgr24":
+        raise ValueError(f"pixel format {pixel_format!r} is not bgr24, yuv420p or nv12")
+    h = image.shape[0] * 2 // 3 if yuv else image.shape[0]
+    w = image.shape[1]
     if region.x < 0 or region.y < 0 or region.x2 > w or region.y2 > h or region.width <= 0 or region.height <= 0:
         raise ValueError(f"region {region.roi} lies outside the {w}x{h} frame")
-    return image[region.y : region.y2, region.x : region.x2]
+    if not yuv:
+        return image[region.y : region.y2, region.x : region.x2]
+    if region.x % 2 or region.y % 2 or region.width % 2 or region.height % 2:
+        raise ValueError(f"region {region.roi} of a {pixel_format} frame needs an even corner and size")
+    x, y, cw, ch = region.x // 2, region.y // 2, region.width // 2, region.height // 2
+    out = np.empty((region.height * 3 // 2, region.width), dtype=np.uint8)
+    out[: region.height] = image[region.y : region.y2, region.x : region.x2]
+    chroma = image[h:].reshape(-1)
+    if pixel_format == "nv12":
+        uv = chroma.reshape(h // 2, w)[y : y + ch, 2 * x : 2 * (x + cw)]
+        out[region.height :] = uv.reshape(-1).reshape(ch, region.width)
+        return out
+    quarter = (h // 2) * (w // 2)
+    flat = out[region.height :].reshape(-1)
+    for k in (0, 1):
+        plane = chroma[k * quarter : (k + 1) * quarter].reshape(h // 2, w // 2)
+        flat[k * ch * cw : (k + 1) * ch * cw] = plane[y : y + ch, x : x + cw].reshape(-1)
+    return out
 
 
 def to_source(detections: tuple[Detection, ...] | list[Detection], region: Region) -> tuple[Detection, ...]:
@@ -152,19 +181,23 @@ def place(cx: float, cy: float, width: int, height: int, frame_w: int, frame_h: 
     return Region(x, y, width, height, kind)
 
 
-def square_around(box: BoxTuple, side: int, margin: float, frame_w: int, frame_h: int, kind: RegionKind) -> Region:
+def square_around(
+    box: BoxTuple, side: int, margin: float, frame_w: int, frame_h: int, kind: RegionKind, step: int = 2
+) -> Region:
     """The region the model looks at for an object at ``box``: a square of at least ``side`` (the model's
     input side in source pixels) and at least ``margin`` × the box's longer side, centred on the box and
     shifted inside the frame. Where that square does not fit the frame (taller or wider than it), the side
     is cut to the frame; a box wider (taller) than the square then widens (heightens) the region to cover
-    it, up to the frame, so the region is not square only when the frame leaves no other choice."""
+    it, up to the frame, so the region is not square only when the frame leaves no other choice. Sizes above
+    ``side`` are rounded up to a multiple of ``step`` (even), so a source's regions come in few sizes."""
     bw, bh = box[2] - box[0], box[3] - box[1]
-    s = min(max(side, _even_up(margin * max(bw, bh))), frame_w, frame_h)
-    width = min(frame_w, max(s, _even_up(bw * margin) if bw * margin > s else s))
-    height = min(frame_h, max(s, _even_up(bh * margin) if bh * margin > s else s))
+    s = min(max(side, _up(margin * max(bw, bh), step)), frame_w, frame_h)
+    width = min(frame_w, max(s, _up(bw * margin, step) if bw * margin > s else s))
+    height = min(frame_h, max(s, _up(bh * margin, step) if bh * margin > s else s))
     return place((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, width, height, frame_w, frame_h, kind)
 
 
-def _even_up(v: float) -> int:
-    n = int(-(-v // 1))
-    return n + (n % 2)
+def _up(v: float, step: int = 2) -> int:
+    """``v`` rounded up to a multiple of ``step`` (itself rounded up to even)."""
+    step = max(2, step + step % 2)
+    return int(-(-v // step)) * step
