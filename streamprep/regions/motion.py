@@ -14,8 +14,9 @@ blocks. Two comparisons decide what moves:
 Both differences are taken after removing a global gain and offset (the median ratio of the two pictures,
 then the median difference: auto-exposure, a cloud, a uniform change of light). A pixel *moves* when it is
 both foreground and changing; moving pixels are dilated (``dilate`` iterations of a 3×3 square) and split
-into connected blobs, and the blobs of at least ``min_area`` of the frame, their bounding boxes scaled to
-source pixels, are the motion. So the box covers where the object is now (where it was ``window_s`` ago is
+into connected blobs; blobs whose boxes come within ``join`` analysis pixels of each other are joined (the
+head, back and tail of one animal), and the boxes of at least ``min_area`` of the frame, scaled to source
+pixels, are the motion. So the box covers where the object is now (where it was ``window_s`` ago is
 changing but back to background), an object that stops no longer moves once ``window_s`` has passed (it is
 kept alive by the re-checks below), and neither the "ghost" an object leaves in the background when it
 starts off nor the trail behind it ever moves.
@@ -96,12 +97,13 @@ class MotionSettings:
     window_s: float = 0.2
     threshold: float = 20.0
     dilate: int = 2
+    join: int = 4
     min_area: float = 0.0003
     global_fraction: float = 0.3
     masks: tuple[Polygon, ...] = ()
     # planning
     region_scale: float = 1.0
-    margin: float = 1.5
+    margin: float = 1.25
     merge_growth: float = 1.25
     size_step: int = 32
     recheck_s: float = 2.0
@@ -232,11 +234,12 @@ class MotionDetector:
         ah, aw = picture.shape
         w, h = self._size
         sx, sy = w / aw, h / ah
-        boxes: list[BoxTuple] = []
-        for label in range(1, count):
-            x, y, bw, bh, area = (int(v) for v in stats[label])
-            if area >= s.min_area * aw * ah:
-                boxes.append((x * sx, y * sy, min(w, (x + bw) * sx), min(h, (y + bh) * sy)))
+        blobs = [(int(v[0]), int(v[1]), int(v[0] + v[2]), int(v[1] + v[3])) for v in stats[1:count]]
+        boxes: list[BoxTuple] = [
+            (x1 * sx, y1 * sy, min(w, x2 * sx), min(h, y2 * sy))
+            for x1, y1, x2, y2 in _join(blobs, s.join)
+            if (x2 - x1) * (y2 - y1) >= s.min_area * aw * ah
+        ]
         state = MotionState.MOTION if boxes else MotionState.STILL
         return MotionResult(state, tuple(boxes), foreground)
 
@@ -447,3 +450,22 @@ def _nearest(old: Detection, candidates: Sequence[tuple[int, Detection]]) -> int
             if best is None or distance < best[0]:
                 best = (distance, j)
     return None if best is None else best[1]
+
+
+def _join(boxes: Sequence[tuple[int, int, int, int]], gap: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x1, y1, x2, y2) that come within ``gap`` of each other replaced by their union, until none do."""
+    out = list(boxes)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a[0] - gap <= b[2] and b[0] - gap <= a[2] and a[1] - gap <= b[3] and b[1] - gap <= a[3]:
+                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return out
