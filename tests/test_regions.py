@@ -315,6 +315,8 @@ def test_the_first_frame_scans_the_whole_frame_with_tiles() -> None:
     plan = state.plan(np.zeros((1080, 1920, 3), np.uint8), 0.0)
     assert len(plan.regions) == 60 and {r.kind for r in plan.regions} == {RegionKind.SCAN}
     assert state.plan(np.zeros((1080, 1920, 3), np.uint8), 0.1).regions == ()
+    with pytest.raises(ValueError, match="a 1280x720 frame for regions planned at 1920x1080"):
+        state.plan(np.zeros((720, 1280, 3), np.uint8), 0.2)
 
 
 def test_tracked_objects_are_updated_missed_and_forgotten() -> None:

@@ -367,6 +367,12 @@ class MotionRegions:
     def plan(self, image: Image, pts: float, pixel_format: str = "bgr24") -> RegionPlan:
         """The regions for this frame (see :func:`plan_motion`); also remembers the motion (``last_motion``)."""
         s = self.settings
+        rows = image.shape[0] * 2 // 3 if pixel_format in ("yuv420p", "nv12") else image.shape[0]
+        if (image.shape[1], rows) != (self.width, self.height):
+            raise ValueError(
+                f"a {image.shape[1]}x{rows} frame for regions planned at {self.width}x{self.height}: "
+                "a source whose frame size changes needs a new MotionRegions"
+            )
         motion = self.last_motion = self.detector.update(image, pts, pixel_format)
         last = self._scanned_pts
         scan = (
