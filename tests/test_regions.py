@@ -186,6 +186,14 @@ def test_boxes_at_the_frame_border_are_not_truncated() -> None:
     assert len(merge(TWO_TILES, [[a], [b]])) == 2
 
 
+def test_the_full_frame_pass_wins_over_the_tile_pieces_of_a_large_object() -> None:
+    plan = RegionPlan(460, 256, (Region(0, 0, 460, 256, RegionKind.FULL), LEFT_TILE, RIGHT_TILE))
+    whole = det("person", (100, 20, 400, 250), 0.7)
+    pieces = [det("person", (102, 22, 256, 246), 0.9)], [det("person", (204, 24, 398, 248), 0.8)]
+    (one,) = merge(plan, [[whole], *pieces])
+    assert (one.box.x1, one.box.y1, one.box.x2, one.box.y2) == (100, 20, 400, 250) and one.score == 0.9
+
+
 def test_duplicates_seen_whole_by_two_tiles_collapse_by_nms() -> None:
     a = det("cat", (215, 30, 245, 90), 0.7)
     b = det("cat", (216, 31, 246, 91), 0.8)
@@ -301,6 +309,8 @@ def test_a_still_object_is_rechecked_every_recheck_s_and_carried_in_between() ->
     assert region.kind is RegionKind.RECHECK and region.contains((400, 800, 500, 900), 1.0)
     assert due.checked == (1,) and due.carried == ()
     assert plan_motion(STILL, 1.9, [CUP], 1920, 1080, 256, settings).regions == ()
+    assert plan_motion(STILL, 10.0, [CUP], 1920, 1080, 256, settings).checked == (1,)  # long overdue
+    assert plan_motion(STILL, -1.0, [CUP], 1920, 1080, 256, settings).checked == (1,)  # the timeline went back
 
 
 def test_an_object_under_motion_is_checked_by_the_motion_region() -> None:

@@ -126,6 +126,12 @@ class MotionSettings:
             raise ValueError(f"global_fraction must be in (0, 1], got {self.global_fraction!r}")
         if self.miss_limit < 1 or self.max_tracked < 1:
             raise ValueError("miss_limit and max_tracked must be at least 1")
+        if not (self.window_s >= 0 and self.threshold > 0 and self.merge_growth >= 1 and self.size_step >= 2):
+            raise ValueError("window_s must be >= 0, threshold > 0, merge_growth >= 1 and size_step >= 2")
+        if not 0.0 <= self.tile_overlap < 1.0:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
+        if self.rescan_s is not None and not self.rescan_s > 0:
+            raise ValueError(f"rescan_s must be a positive number or None, got {self.rescan_s!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +329,11 @@ def plan_motion(
         box = box_of(t.detection)
         if any(r.contains(box, 0.5) for r in covered):
             checked.append(t.key)
-        elif t.misses > 0 or pts - t.checked_pts >= s.recheck_s - _EPS or motion.state is MotionState.GLOBAL:
+        elif (
+            t.misses > 0
+            or not 0 <= pts - t.checked_pts < s.recheck_s - _EPS  # due, or the timeline went back
+            or motion.state is MotionState.GLOBAL
+        ):
             due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK, s.size_step))
             checked.append(t.key)
         else:
