@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from conftest import SSD
 
-from streamprep.config import ModelConfig
-from streamprep.frames import Box, Detection
-from streamprep.model import load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
 from streamprep.regions import (
     MotionDetector,
     MotionRegions,
@@ -34,6 +33,7 @@ from streamprep.regions import (
 )
 from streamprep.regions.motion import merge_regions
 from streamprep.regions.values import square_around
+from streamprep.values.frames import Box, Detection
 
 
 def det(

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS, SSD
 
-from streamprep.config import ModelConfig
+from streamprep.config.schema import ModelConfig
 from streamprep.events.tracking import iou_matrix
-from streamprep.frames import Detection, Image
-from streamprep.model import LoadedModel, load_model
+from streamprep.inference.model import LoadedModel, load_model
 from streamprep.regions import (
     MotionDetector,
     MotionRegions,
@@ -34,6 +33,7 @@ from streamprep.regions import (
     tile_plan,
 )
 from streamprep.regions.values import box_of
+from streamprep.values.frames import Detection, Image
 
 WALK = RECORDINGS / "regions_walk_1080p.mp4"
 LIGHT = RECORDINGS / "regions_light_1080p.mp4"

@@ -60,7 +60,6 @@ import numpy.typing as npt
 
 from streamprep.events.geometry import resolve
 from streamprep.events.tracking import greedy_match, iou_matrix
-from streamprep.frames import Detection, Image
 from streamprep.regions.tiles import tile_plan
 from streamprep.regions.values import (
     BoxTuple,
@@ -73,6 +72,7 @@ from streamprep.regions.values import (
     place,
     square_around,
 )
+from streamprep.values.frames import Detection, Image
 
 Polygon = tuple[tuple[float, float], ...]
 _EPS = 1e-6  # seconds: timestamps that are due "now" within float rounding
@@ -212,7 +212,7 @@ class MotionDetector:
         return self._recent[0][1]
 
     def update(self, image: Image, pts: float, pixel_format: str = "bgr24") -> MotionResult:
-        """Analyse one frame (``bgr24`` H×W×3, or ``yuv420p``/``nv12`` as :class:`~streamprep.frames.Frame`
+        """Analyse one frame (``bgr24`` H×W×3, or ``yuv420p``/``nv12`` as :class:`~streamprep.values.frames.Frame`
         holds them) shown at ``pts`` seconds."""
         s = self.settings
         picture = self._picture(image, pixel_format)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamprep.frames import Box, Detection, Image
+from streamprep.values.frames import Box, Detection, Image
 
 BoxTuple = tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
 
@@ -109,7 +109,7 @@ def crop(image: Image, region: Region, pixel_format: str = "bgr24") -> Image:
     """The region of a frame at native resolution, in the frame's own pixel format.
 
     ``bgr24`` (``H×W×3``): a view, no copy. ``yuv420p`` and ``nv12`` (the layouts of
-    :class:`~streamprep.frames.Frame`): a new array in the same layout holding the region's Y samples and its
+    :class:`~streamprep.values.frames.Frame`): a new array in the same layout holding the region's Y samples and its
     chroma samples (the region's corner and size must be even, as the planners make them), so the crop is
     preprocessed as a frame of the region's size, without converting the whole frame to BGR first.
     """
