@@ -1,0 +1,487 @@
+"""``motion``: look only where something moves, and now and then at what stands still.
+
+**Detector** (:class:`MotionDetector`, per source). Each frame is reduced to a grey picture
+``analysis_width`` pixels wide (the Y plane of an I420/NV12 frame, or BGR converted to grey; area
+resampling) and blurred (a ``blur`` × ``blur`` Gaussian), which averages away sensor noise and compression
+blocks. Two comparisons decide what moves:
+
+- against the **background**, a running average of past pictures with time constant ``background_s``
+  seconds (the weight of a frame is ``1 - exp(-dt / background_s)``, so it behaves the same at any sampling
+  rate): pixels further than ``threshold`` grey levels from it are *foreground*;
+- against the **recent picture**, the one analysed about ``window_s`` seconds earlier: pixels further than
+  ``threshold`` levels from it are *changing*.
+
+Both differences are taken after removing a global gain and offset (the median ratio of the two pictures,
+then the median difference: auto-exposure, a cloud, a uniform change of light). A pixel *moves* when it is
+both foreground and changing; moving pixels are dilated (``dilate`` iterations of a 3×3 square) and split
+into connected blobs; blobs whose boxes come within ``join`` analysis pixels of each other are joined (the
+head, back and tail of one animal), and the boxes of at least ``min_area`` of the frame, scaled to source
+pixels, are the motion. So the box covers where the object is now (where it was ``window_s`` ago is
+changing but back to background), an object that stops no longer moves once ``window_s`` has passed (it is
+kept alive by the re-checks below), and neither the "ghost" an object leaves in the background when it
+starts off nor the trail behind it ever moves.
+
+**Global changes.** When more than ``global_fraction`` of the (unmasked) picture is foreground even after
+the global gain and offset are removed (an uneven light switched on or off, the camera moved), the
+background and the recent picture are re-initialised from this frame: the frame reports
+:attr:`MotionState.GLOBAL` and no motion, and the next one compares against the new scene. A smaller local
+change of light (a lamp lighting a tenth of the picture) is not global: it is changing, so moving, only
+until the recent picture has it too, ``window_s`` later. Either way a lighting step keeps frames "in motion"
+for at most ``window_s`` (0.2 s), far under a second; a step that spreads over several frames is re-
+initialised on each frame where it is global (motion in that time is not seen: the price of the reset).
+
+**Masks.** ``masks`` are polygons (fractions of the frame, or pixels, as zones) where motion is ignored
+(a tree, a clock, a screen); they are left out of the global-change fraction too.
+
+**Planner** (:func:`plan_motion`, and :class:`MotionRegions`, which keeps a source's state). Each moving box
+becomes a square region at least the model's input side (``model_side × region_scale`` source pixels, and
+``margin`` × the box's longer side, rounded up to a multiple of ``size_step`` so that a source's regions come
+in few sizes), clamped inside the frame; two overlapping regions are merged into the
+square around both when that square is at most ``merge_growth`` (1.25) × the larger of the two. Objects the model found
+earlier (:class:`~streamprep.regions.values.Tracked`) are looked at again when a motion region covers half
+of their box (an object that moved is looked for where it went), or, still, every ``recheck_s`` seconds in
+a :attr:`RegionKind.RECHECK` region around them; in between, their last detection is *carried* (repeated
+with ``carried: true``). The first frame, and a global change (at most once per ``recheck_s``), scan the
+whole frame with tiles, so objects that never move are found. A frame with no motion and nothing due yields
+no regions: no model run.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from streamprep.events.geometry import resolve
+from streamprep.events.tracking import greedy_match, iou_matrix
+from streamprep.regions.tiles import tile_plan
+from streamprep.regions.values import (
+    BoxTuple,
+    Region,
+    RegionKind,
+    RegionPlan,
+    Tracked,
+    _up,
+    box_of,
+    place,
+    square_around,
+)
+from streamprep.values.frames import Detection, Image
+
+Polygon = tuple[tuple[float, float], ...]
+_EPS = 1e-6  # seconds: timestamps that are due "now" within float rounding
+
+
+class MotionState(enum.StrEnum):
+    """What the detector made of one frame."""
+
+    FIRST = "first"  # the first frame (or timestamps went back): the background starts here
+    STILL = "still"  # nothing moves
+    MOTION = "motion"  # at least one moving blob
+    GLOBAL = "global"  # most of the picture changed at once (lighting, camera): background re-initialised
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSettings:
+    """Motion detection and planning parameters (per source). Times are seconds of the source's timeline."""
+
+    analysis_width: int = 320
+    blur: int = 5
+    background_s: float = 2.0
+    window_s: float = 0.2
+    threshold: float = 20.0
+    dilate: int = 2
+    join: int = 4
+    min_area: float = 0.0003
+    global_fraction: float = 0.3
+    masks: tuple[Polygon, ...] = ()
+    # planning
+    region_scale: float = 1.0
+    margin: float = 1.25
+    merge_growth: float = 1.25
+    size_step: int = 32
+    recheck_s: float = 2.0
+    miss_limit: int = 2
+    match_iou: float = 0.3
+    max_tracked: int = 100
+    rescan_s: float | None = None
+    tile_overlap: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.analysis_width < 16:
+            raise ValueError(f"analysis_width must be at least 16, got {self.analysis_width}")
+        if self.blur < 1 or self.blur % 2 == 0:
+            raise ValueError(f"blur must be a positive odd kernel size, got {self.blur}")
+        for name in ("background_s", "recheck_s", "region_scale", "margin"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not 0 < self.global_fraction <= 1:
+            raise ValueError(f"global_fraction must be in (0, 1], got {self.global_fraction!r}")
+        if self.miss_limit < 1 or self.max_tracked < 1:
+            raise ValueError("miss_limit and max_tracked must be at least 1")
+        if not (self.window_s >= 0 and self.threshold > 0 and self.merge_growth >= 1 and self.size_step >= 2):
+            raise ValueError("window_s must be >= 0, threshold > 0, merge_growth >= 1 and size_step >= 2")
+        if not 0.0 <= self.tile_overlap < 1.0:
+            raise ValueError(f"tile_overlap must be in [0, 1), got {self.tile_overlap!r}")
+        if self.rescan_s is not None and not self.rescan_s > 0:
+            raise ValueError(f"rescan_s must be a positive number or None, got {self.rescan_s!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MotionResult:
+    """One frame's motion: its :class:`MotionState`, the moving boxes in source pixels, and the fraction of
+    the (unmasked) picture that is foreground."""
+
+    state: MotionState
+    boxes: tuple[BoxTuple, ...] = ()
+    foreground: float = 0.0
+
+
+def luma(image: Image, pixel_format: str = "bgr24") -> Image:
+    """The frame's grey picture at full size: the Y plane of ``yuv420p``/``nv12`` (a view), grey from BGR."""
+    if pixel_format in ("yuv420p", "nv12"):
+        return image[: image.shape[0] * 2 // 3]
+    if pixel_format != "bgr24":
+        raise ValueError(f"pixel format {pixel_format!r} is not bgr24, yuv420p or nv12")
+    grey: Image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)  # type: ignore[assignment]
+    return grey
+
+
+class MotionDetector:
+    """The motion detector of one source (see the module docstring). Not thread-safe; one per source."""
+
+    def __init__(self, settings: MotionSettings | None = None) -> None:
+        self.settings = settings or MotionSettings()
+        self._background: npt.NDArray[np.float32] | None = None
+        self._recent: deque[tuple[float, npt.NDArray[np.float32]]] = deque()
+        self._last_pts: float | None = None
+        self._size: tuple[int, int] | None = None  # source width, height
+        self._exclude: npt.NDArray[np.bool_] | None = None
+        self._kernel = np.ones((3, 3), np.uint8)
+
+    def reset(self) -> None:
+        """Forget the background: the next frame starts again (:attr:`MotionState.FIRST`)."""
+        self._background = None
+        self._recent.clear()
+        self._last_pts = None
+
+    def _picture(self, image: Image, pixel_format: str) -> npt.NDArray[np.float32]:
+        grey = luma(image, pixel_format) if pixel_format != "bgr24" else image
+        h, w = grey.shape[:2]
+        aw = min(self.settings.analysis_width, w)
+        ah = max(1, round(h * aw / w))
+        small = cv2.resize(grey, (aw, ah), interpolation=cv2.INTER_AREA)
+        flat = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
+        k = self.settings.blur
+        out: npt.NDArray[np.float32] = cv2.GaussianBlur(flat, (k, k), 0).astype(np.float32)
+        if self._size != (w, h) or self._exclude is None or self._exclude.shape != out.shape:
+            self._size = (w, h)
+            self._exclude = self._mask(aw, ah)
+            self._background = None
+            self._recent.clear()
+        return out
+
+    def _mask(self, aw: int, ah: int) -> npt.NDArray[np.bool_]:
+        assert self._size is not None
+        w, h = self._size
+        canvas = np.zeros((ah, aw), np.uint8)
+        for polygon in self.settings.masks:
+            points = np.array([(x * aw / w, y * ah / h) for x, y in resolve(polygon, w, h)], np.float64)
+            cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
+        excluded: npt.NDArray[np.bool_] = canvas.astype(bool)
+        return excluded
+
+    def _start(self, picture: npt.NDArray[np.float32], pts: float) -> None:
+        self._background = picture.copy()
+        self._recent.clear()
+        self._recent.append((pts, picture))
+
+    def _reference(self, pts: float) -> npt.NDArray[np.float32]:
+        """The picture analysed about ``window_s`` before ``pts`` (the newest one at least that old, else the
+        oldest kept); older ones are forgotten."""
+        window = self.settings.window_s
+        while len(self._recent) > 1 and self._recent[1][0] <= pts - window + _EPS:
+            self._recent.popleft()
+        return self._recent[0][1]
+
+    def update(self, image: Image, pts: float, pixel_format: str = "bgr24") -> MotionResult:
+        """Analyse one frame (``bgr24`` H×W×3, or ``yuv420p``/``nv12`` as :class:`~streamprep.values.frames.Frame`
+        holds them) shown at ``pts`` seconds."""
+        s = self.settings
+        picture = self._picture(image, pixel_format)
+        assert self._exclude is not None and self._size is not None
+        if self._background is None or self._last_pts is None or pts < self._last_pts:
+            self._start(picture, pts)
+            self._last_pts = pts
+            return MotionResult(MotionState.FIRST)
+        dt = pts - self._last_pts
+        self._last_pts = pts
+        keep = ~self._exclude
+        fg = self._changed(picture, self._background, keep)
+        foreground = float(fg[keep].mean()) if keep.any() else 0.0
+        if foreground > s.global_fraction:
+            self._start(picture, pts)
+            return MotionResult(MotionState.GLOBAL, foreground=foreground)
+        changing = self._changed(picture, self._reference(pts), keep)
+        cv2.accumulateWeighted(picture, self._background, 1.0 - math.exp(-dt / s.background_s))
+        self._recent.append((pts, picture))
+        while len(self._recent) > 256:  # bounded whatever the frame rate
+            self._recent.popleft()
+        moving = (fg & changing).astype(np.uint8)
+        mask = cv2.dilate(moving, self._kernel, iterations=s.dilate) if s.dilate else moving
+        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        ah, aw = picture.shape
+        w, h = self._size
+        sx, sy = w / aw, h / ah
+        blobs = [(int(v[0]), int(v[1]), int(v[0] + v[2]), int(v[1] + v[3])) for v in stats[1:count]]
+        boxes: list[BoxTuple] = [
+            (x1 * sx, y1 * sy, min(w, x2 * sx), min(h, y2 * sy))
+            for x1, y1, x2, y2 in _join(blobs, s.join)
+            if (x2 - x1) * (y2 - y1) >= s.min_area * aw * ah
+        ]
+        state = MotionState.MOTION if boxes else MotionState.STILL
+        return MotionResult(state, tuple(boxes), foreground)
+
+    def _changed(
+        self, picture: npt.NDArray[np.float32], reference: npt.NDArray[np.float32], keep: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Pixels further than ``threshold`` from ``reference`` once a global gain and offset are removed (the
+        median ratio, then the median difference: robust to the objects that move)."""
+        if keep.any():
+            gain = float(np.median(picture[keep] / (reference[keep] + 1.0)))
+            scaled = reference * gain
+            diff = picture - scaled
+            diff -= float(np.median(diff[keep]))
+        else:
+            diff = picture - reference
+        changed: npt.NDArray[np.bool_] = (np.abs(diff) > self.settings.threshold) & keep
+        return changed
+
+
+def merge_regions(
+    regions: Sequence[Region], width: int, height: int, merge_growth: float = 1.25, size_step: int = 2
+) -> tuple[Region, ...]:
+    """Overlapping regions merged, pair by pair, into the square around both (centred on their union, clamped
+    inside the frame) when that square's side is at most ``merge_growth`` × the larger one's: a merge saves a
+    model run but shrinks what the model sees, so regions that would have to grow more stay apart (overlapping:
+    :func:`~streamprep.regions.merge.merge` reports an object in both once). The merged region is
+    :attr:`RegionKind.MOTION` if either was; its side is rounded up to a multiple of ``size_step``. Larger
+    regions are merged first."""
+    out = sorted(regions, key=lambda r: -r.width * r.height)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a.x >= b.x2 or b.x >= a.x2 or a.y >= b.y2 or b.y >= a.y2:
+                    continue
+                x1, y1, x2, y2 = min(a.x, b.x), min(a.y, b.y), max(a.x2, b.x2), max(a.y2, b.y2)
+                limit = merge_growth * max(a.width, a.height, b.width, b.height)
+                if max(x2 - x1, y2 - y1) > limit:
+                    continue
+                kind = RegionKind.MOTION if RegionKind.MOTION in (a.kind, b.kind) else a.kind
+                s = _up(max(x2 - x1, y2 - y1), size_step)
+                region = place((x1 + x2) / 2, (y1 + y2) / 2, s, s, width, height, kind)
+                out = [r for k, r in enumerate(out) if k not in (i, j)] + [region]
+                merged = True
+                break
+            if merged:
+                break
+    return tuple(sorted(out, key=lambda r: (r.y, r.x)))
+
+
+def plan_motion(
+    motion: MotionResult,
+    pts: float,
+    tracked: Sequence[Tracked],
+    width: int,
+    height: int,
+    model_side: int,
+    settings: MotionSettings | None = None,
+    scan: bool = False,
+) -> RegionPlan:
+    """The regions for one frame of a ``width`` × ``height`` source (pure: see the module docstring).
+
+    ``motion`` is the detector's answer for the frame, ``tracked`` the objects found earlier with the time
+    each was last looked at, ``scan`` asks for a whole-frame tile scan (the caller decides when:
+    :class:`MotionRegions` does so on the first frame, on a global change and every ``rescan_s``).
+    """
+    s = settings or MotionSettings()
+    side = max(2, round(model_side * s.region_scale / 2) * 2)
+    if scan:
+        tiles = tile_plan(width, height, model_side, s.region_scale, s.tile_overlap).regions
+        regions = tuple(Region(r.x, r.y, r.width, r.height, RegionKind.SCAN) for r in tiles)
+        return RegionPlan(width, height, regions, (), tuple(t.key for t in tracked))
+    wanted = [square_around(b, side, s.margin, width, height, RegionKind.MOTION, s.size_step) for b in motion.boxes]
+    covered = merge_regions(wanted, width, height, s.merge_growth, s.size_step)
+    due: list[Region] = []
+    checked: list[int] = []
+    carried: list[Tracked] = []
+    for t in tracked:
+        box = box_of(t.detection)
+        if any(r.contains(box, 0.5) for r in covered):
+            checked.append(t.key)
+        elif (
+            t.misses > 0
+            or not 0 <= pts - t.checked_pts < s.recheck_s - _EPS  # due, or the timeline went back
+            or motion.state is MotionState.GLOBAL
+        ):
+            due.append(square_around(box, side, s.margin, width, height, RegionKind.RECHECK, s.size_step))
+            checked.append(t.key)
+        else:
+            carried.append(t)
+    regions = merge_regions([*covered, *due], width, height, s.merge_growth, s.size_step) if due else covered
+    return RegionPlan(width, height, regions, tuple(carried), tuple(checked))
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What one frame reports in ``motion`` mode: ``found`` by the model on this frame (merged), and
+    ``carried``: the last detections of tracked objects it did not look at (or looked at and missed fewer
+    than ``miss_limit`` times in a row), to publish with ``carried: true``."""
+
+    found: tuple[Detection, ...]
+    carried: tuple[Detection, ...]
+
+
+@dataclass
+class MotionRegions:
+    """A source's ``motion`` state: its detector, the objects it tracks, and when it last scanned.
+
+    Per frame: ``plan = state.plan(image, pts, pixel_format)``; run the model on ``plan.regions`` (none: no
+    run) and merge their detections (:func:`~streamprep.regions.merge.merge`); then
+    ``state.update(plan, found, pts)`` gives what to publish. Not thread-safe; one per source.
+    """
+
+    width: int
+    height: int
+    model_side: int
+    settings: MotionSettings = field(default_factory=MotionSettings)
+    detector: MotionDetector = field(init=False)
+    tracked: tuple[Tracked, ...] = field(init=False, default=())
+    last_motion: MotionResult | None = field(init=False, default=None)
+    _next_key: int = field(init=False, default=1)
+    _scanned_pts: float | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.detector = MotionDetector(self.settings)
+
+    def plan(self, image: Image, pts: float, pixel_format: str = "bgr24") -> RegionPlan:
+        """The regions for this frame (see :func:`plan_motion`); also remembers the motion (``last_motion``)."""
+        s = self.settings
+        rows = image.shape[0] * 2 // 3 if pixel_format in ("yuv420p", "nv12") else image.shape[0]
+        if (image.shape[1], rows) != (self.width, self.height):
+            raise ValueError(
+                f"a {image.shape[1]}x{rows} frame for regions planned at {self.width}x{self.height}: "
+                "a source whose frame size changes needs a new MotionRegions"
+            )
+        motion = self.last_motion = self.detector.update(image, pts, pixel_format)
+        last = self._scanned_pts
+        scan = (
+            motion.state is MotionState.FIRST
+            or (motion.state is MotionState.GLOBAL and (last is None or pts - last >= s.recheck_s - _EPS))
+            or (s.rescan_s is not None and last is not None and pts - last >= s.rescan_s - _EPS)
+        )
+        if scan:
+            self._scanned_pts = pts
+        return plan_motion(motion, pts, self.tracked, self.width, self.height, self.model_side, s, scan)
+
+    def update(self, plan: RegionPlan, found: Sequence[Detection], pts: float) -> Reported:
+        """Match this frame's merged detections to the tracked objects and say what to publish.
+
+        A tracked object is updated by the best same-label detection overlapping it by ``match_iou`` (one this
+        plan looked at also by the nearest same-label detection whose centre lies within one box size of it);
+        not found, it is kept (carried) until ``miss_limit`` checks in a row missed it, then forgotten. A
+        detection that matches no tracked object starts a new one.
+        """
+        s = self.settings
+        looked = set(plan.checked)
+        found = tuple(found)
+        olds = list(self.tracked)
+        pairs = _match([t.detection for t in olds], found, s.match_iou)
+        # an object that moved further than IoU can follow: the nearest unmatched detection of its class whose
+        # centre lies within one box size of its last box, among the objects this plan looked at
+        taken = {j for _, j in pairs}
+        for i, t in enumerate(olds):
+            if t.key not in looked or any(k == i for k, _ in pairs):
+                continue
+            near = _nearest(t.detection, [(j, d) for j, d in enumerate(found) if j not in taken])
+            if near is not None:
+                pairs.append((i, near))
+                taken.add(near)
+        matched_old = {i for i, _ in pairs}
+        matched_new = {j for _, j in pairs}
+        kept: list[Tracked] = []
+        carried: list[Detection] = []
+        for i, t in enumerate(olds):
+            if i in matched_old:
+                j = next(j for k, j in pairs if k == i)
+                kept.append(Tracked(t.key, found[j], pts, 0))
+            elif t.key in looked:
+                if t.misses + 1 < s.miss_limit:
+                    kept.append(Tracked(t.key, t.detection, t.checked_pts, t.misses + 1))
+                    carried.append(t.detection)
+            else:
+                kept.append(t)
+                carried.append(t.detection)
+        for j, d in enumerate(found):
+            if j not in matched_new:
+                kept.append(Tracked(self._next_key, d, pts, 0))
+                self._next_key += 1
+        kept.sort(key=lambda t: -t.checked_pts)
+        self.tracked = tuple(kept[: s.max_tracked])
+        return Reported(found, tuple(carried))
+
+
+def _match(old: Sequence[Detection], new: Sequence[Detection], threshold: float) -> list[tuple[int, int]]:
+    """Greedy IoU pairs of old and new detections with the same class."""
+    a = np.array([box_of(d) for d in old], np.float64).reshape(-1, 4)
+    b = np.array([box_of(d) for d in new], np.float64).reshape(-1, 4)
+    iou = iou_matrix(a, b)
+    for i, d in enumerate(old):
+        for j, e in enumerate(new):
+            if d.class_id != e.class_id:
+                iou[i, j] = 0.0
+    return greedy_match(iou, threshold)
+
+
+def _nearest(old: Detection, candidates: Sequence[tuple[int, Detection]]) -> int | None:
+    """The index of the candidate of ``old``'s class whose centre is nearest to ``old``'s, if it lies within
+    ``old``'s width (horizontally) and height (vertically)."""
+    b = old.box
+    cx, cy, w, h = (b.x1 + b.x2) / 2, (b.y1 + b.y2) / 2, b.x2 - b.x1, b.y2 - b.y1
+    best: tuple[float, int] | None = None
+    for j, d in candidates:
+        dx, dy = (d.box.x1 + d.box.x2) / 2 - cx, (d.box.y1 + d.box.y2) / 2 - cy
+        if d.class_id == old.class_id and abs(dx) <= w and abs(dy) <= h:
+            distance = dx * dx + dy * dy
+            if best is None or distance < best[0]:
+                best = (distance, j)
+    return None if best is None else best[1]
+
+
+def _join(boxes: Sequence[tuple[int, int, int, int]], gap: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x1, y1, x2, y2) that come within ``gap`` of each other replaced by their union, until none do."""
+    out = list(boxes)
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a[0] - gap <= b[2] and b[0] - gap <= a[2] and a[1] - gap <= b[3] and b[1] - gap <= a[3]:
+                    out[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    del out[j]
+                    joined = True
+                    break
+            if joined:
+                break
+    return out
