@@ -1,3 +1,3 @@
-from streamprep.cli.main import main
+from streamprep.cli import main
 
 raise SystemExit(main())
