@@ -354,3 +354,45 @@ async def test_a_full_disk_under_the_spool_loses_nothing(
     assert "Traceback" not in stderr
     assert [r["seq"] for r in sub.unique()] == list(range(120)), "every result, in order"
     assert "120 processed, 0 dropped" in stderr
+
+
+async def _read_until(proc: asyncio.subprocess.Process, fragment: bytes, seen: list[bytes], timeout: float) -> None:
+    """Collect ``proc``'s stderr lines into ``seen`` until one holds ``fragment``."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while not any(fragment in line for line in seen):
+        line = await asyncio.wait_for(proc.stderr.readline(), max(0.1, deadline - time.monotonic()))
+        assert line, f"no {fragment!r} in:\n" + b"".join(seen).decode()
+        seen.append(line)
+
+
+async def test_what_was_spooled_during_an_outage_is_delivered_by_the_drain(
+    mosquitto: Callable[..., ManagedBroker], tmp_path: Path
+) -> None:
+    """The broker is away while the whole file is processed (everything goes to the spool in state_dir) and
+    comes back only once the run is draining: the drain reads the spool and publishes all of it."""
+    broker = mosquitto("allow_anonymous true", "persistence true")
+    async with Subscriber(broker):
+        pass  # the subscriber's persistent session now exists on the broker
+    broker.stop()
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true", "[events]")  # events: snapshots too
+    cfg.write_text(cfg.read_text().replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 20'))
+    proc = await streamprep("run", "--config", str(cfg), "--fps", "5")
+    seen: list[bytes] = []
+    await _read_until(proc, b"still to deliver", seen, 60)  # every result is spooled, the sink is draining
+    broker.start()
+    back = time.monotonic()
+    async with Subscriber(broker) as sub:
+        await sub.wait_for(lambda: len(sub.unique()) >= 60, 18, "all 60 spooled results, during the drain")
+        took = time.monotonic() - back
+        _, rest = await asyncio.wait_for(proc.communicate(), 30)
+    stderr = (b"".join(seen) + rest).decode()
+    assert proc.returncode == 0, stderr
+    assert [r["seq"] for r in sub.unique()] == list(range(60)), "every result, in order"
+    assert "drain deadline" not in stderr and "kept in the spool" not in stderr, stderr
+    assert "streamprep/dev/demo/events" in sub.other, "the spooled events were published too"
+    # reconnecting takes at most backoff_cap_s (0.5 s); publishing 60 results and their events well under a
+    # second. (Before the fix the drain spun without reading the spool, for seconds, up to its deadline.)
+    assert took < 3.0, f"the spool took {took:.1f} s to reach the subscriber after the broker came back"
+    with sqlite3.connect(tmp_path / "state" / "mqtt-outbox.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0, "the spool is empty afterwards"
