@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ log = logging.getLogger("streamprep")
 TRIM_EVERY_S = 60.0
 ANNOTATE_QUEUE = 16  # results (with their frames) that may wait for each sink when frames are kept
 HARD_EXIT_S = 5.0  # after a second stop signal, the process ends by then whatever a task or thread does
+_HARD_EXIT_ENV = "STREAMPREP_HARD_EXIT_S"  # another value for it (the tests make it short to reach it)
 
 
 @dataclass(frozen=True)
@@ -175,11 +177,15 @@ class Daemon:
         with exit 130 (see :func:`streamprep.threads.leave_now`)."""
         if self._deadline is not None:
             return
+        try:
+            seconds = float(os.environ.get(_HARD_EXIT_ENV, HARD_EXIT_S))
+        except ValueError:
+            seconds = HARD_EXIT_S
 
         def expire() -> None:
             if not self._leaving.acquire(blocking=False):
                 return
-            log.error("the stop did not finish %.0f s after the second signal: leaving now", HARD_EXIT_S)
+            log.error("the stop did not finish %.1f s after the second signal: leaving now", seconds)
             pipeline = self.pipeline
             if pipeline is not None:
                 counted = threading.Event()
@@ -196,7 +202,7 @@ class Daemon:
                     summarize(Outcome(pipeline.report(), aborted=True))
             leave_now(EXIT_ABORTED)
 
-        self._deadline = threading.Timer(HARD_EXIT_S, expire)
+        self._deadline = threading.Timer(seconds, expire)
         self._deadline.name = "stop deadline"
         self._deadline.daemon = True
         self._deadline.start()

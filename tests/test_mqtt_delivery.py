@@ -396,3 +396,29 @@ async def test_what_was_spooled_during_an_outage_is_delivered_by_the_drain(
     assert took < 3.0, f"the spool took {took:.1f} s to reach the subscriber after the broker came back"
     with sqlite3.connect(tmp_path / "state" / "mqtt-outbox.sqlite3") as db:
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0, "the spool is empty afterwards"
+
+
+def _source_line(stderr: str, source: str) -> str:
+    return next(x for x in stderr.splitlines() if f"source {source}: " in x and " sampled, " in x)
+
+
+async def test_results_lost_at_shutdown_are_in_their_sources_counts(
+    mosquitto: Callable[..., ManagedBroker], tmp_path: Path
+) -> None:
+    """No state_dir and a broker that stays away: the results are lost at shutdown (exit 5), and the
+    per-source summary line says so, the same number as the error line."""
+    broker = mosquitto("allow_anonymous true")
+    broker.stop()  # its port now refuses connections
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'device = "dev"\ndrain_timeout_s = 2\n[[sources]]\nurl = "{DEMO}"\nid = "demo"\npolicy = "block"\n'
+        f'[output.mqtt]\nurl = "{broker.url}"\nwait_for_broker = true\nbackoff_cap_s = 0.5\n'
+    )
+    proc = await streamprep("run", "--config", str(cfg), "--fps", "5")
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == 5, stderr
+    errors = [x for x in stderr.splitlines() if x.startswith("streamprep: error:")]
+    assert len(errors) == 1 and "60 result(s) could not be delivered and are lost" in errors[0], stderr
+    line = _source_line(stderr, "demo")
+    assert "60 processed, 0 dropped; sinks dropped 60 result(s)" in line, line

@@ -140,7 +140,7 @@ class MqttSink:
         return f"{self._prefix}/{self._device}/status"
 
     def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError) or str(exc) == "Operation timed out":  # ours, or aiomqtt's
             return "timed out"
         text = str(exc) or type(exc).__name__
         if self._password:
@@ -356,6 +356,12 @@ class MqttSink:
             )
         if self.outbox.dropped:
             log.error("MQTT: %d result(s) dropped (outbox full or spool unwritable)", self.outbox.dropped)
-        if lost := self.outbox.in_memory:
+        if lost := self.outbox.unsent():
+            results = [m for m in lost if m.topic.endswith("/results")]
+            for message in results:  # in its source's counts (sink_dropped), as the summary line shows them
+                self._dropped(message.source)
             why = "no state_dir to spool them to" if self.outbox.path is None else "the spool could not be written"
-            raise SinkError(f"MQTT broker {self.name}: {lost} result(s) could not be delivered and are lost ({why})")
+            more = f" and {len(lost) - len(results)} event message(s)" if len(lost) > len(results) else ""
+            raise SinkError(
+                f"MQTT broker {self.name}: {len(results)} result(s){more} could not be delivered and are lost ({why})"
+            )
