@@ -375,7 +375,8 @@ async def test_what_was_spooled_during_an_outage_is_delivered_by_the_drain(
     async with Subscriber(broker):
         pass  # the subscriber's persistent session now exists on the broker
     broker.stop()
-    cfg = write_config(tmp_path, broker, "wait_for_broker = true", "[events]")  # events: snapshots too
+    # events, and their JPEG snapshots: big rows, slow to read back from the spool
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true", "[events]", "[events.snapshots]", "publish = true")
     cfg.write_text(cfg.read_text().replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 20'))
     proc = await streamprep("run", "--config", str(cfg), "--fps", "5")
     seen: list[bytes] = []
@@ -391,6 +392,7 @@ async def test_what_was_spooled_during_an_outage_is_delivered_by_the_drain(
     assert [r["seq"] for r in sub.unique()] == list(range(60)), "every result, in order"
     assert "drain deadline" not in stderr and "kept in the spool" not in stderr, stderr
     assert "streamprep/dev/demo/events" in sub.other, "the spooled events were published too"
+    assert any(t.endswith("/snapshot") for t in sub.other), "and their snapshots"
     # reconnecting takes at most backoff_cap_s (0.5 s); publishing 60 results and their events well under a
     # second. (Before the fix the drain spun without reading the spool, for seconds, up to its deadline.)
     assert took < 3.0, f"the spool took {took:.1f} s to reach the subscriber after the broker came back"
