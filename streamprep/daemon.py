@@ -1,9 +1,11 @@
 """Running the pipeline as a daemon: signals, reload, sd_notify, the companions, the end-of-run summary.
 
 ``streamprep run`` and the library's ``open()`` both come through here. Signals are handled from the first
-moment (:class:`Signals`): a SIGTERM while models are still loading stops cleanly with exit 0, a SIGHUP then
-is applied once running. Inside the event loop the first SIGINT/SIGTERM drains (one deadline), a second
-stops at once with exit 130 after counting what it abandons, and SIGHUP re-reads the config.
+moment (:class:`~streamprep.signals.Signals`, installed by the entry points before any heavy import): a SIGTERM
+while streamprep starts stops cleanly with exit 0, a SIGHUP then is applied once running. Inside the event
+loop the first SIGINT/SIGTERM drains (one deadline), a second stops at once with exit 130 after counting what
+it abandons (and should anything still hold the process up :data:`HARD_EXIT_S` later, it leaves then, counts
+and summary first), and SIGHUP re-reads the config.
 """
 
 from __future__ import annotations
