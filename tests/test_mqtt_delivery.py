@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -424,3 +425,49 @@ async def test_results_lost_at_shutdown_are_in_their_sources_counts(
     assert len(errors) == 1 and "60 result(s) could not be delivered and are lost" in errors[0], stderr
     line = _source_line(stderr, "demo")
     assert "60 processed, 0 dropped; sinks dropped 60 result(s)" in line, line
+
+
+async def test_results_a_full_spool_could_not_keep_are_in_their_sources_counts(
+    mosquitto: Callable[..., ManagedBroker],
+    tmp_path: Path,
+    small_disk: Callable[[int], tuple[tuple[str, ...], Path]],
+) -> None:
+    """The spool's disk is full and the broker stays away: what the spool kept waits for the next run, the
+    rest is lost (exit 5), and the per-source line counts exactly those lost (sink_dropped)."""
+    prefix, state = small_disk(96)  # room for the database and its shared memory, and a few results
+    broker = mosquitto("allow_anonymous true")
+    broker.stop()  # its port now refuses connections
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true")
+    cfg.write_text(
+        cfg.read_text()
+        .replace(str(tmp_path / "state"), str(state))
+        .replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 2')
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *prefix,
+        sys.executable,
+        "-m",
+        "streamprep",
+        "run",
+        "--config",
+        str(cfg),
+        "--fps",
+        "10",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 90)
+    stderr = err.decode()
+    assert proc.returncode == 5, stderr
+    assert "cannot be written" in stderr, "the spool filled its disk"
+    errors = [x for x in stderr.splitlines() if x.startswith("streamprep: error:")]
+    assert len(errors) == 1, stderr
+    lost = re.search(
+        r"(\d+) result\(s\) could not be delivered and are lost \(the spool could not be written\)", errors[0]
+    )
+    assert lost is not None, errors[0]
+    kept = re.search(r"MQTT: (\d+) result\(s\) not yet delivered .* kept in the spool", stderr)
+    assert kept is not None, stderr
+    assert int(lost.group(1)) + int(kept.group(1)) == 120, "each result is either kept or lost"
+    line = _source_line(stderr, "demo")
+    assert f"120 processed, 0 dropped; sinks dropped {lost.group(1)} result(s)" in line, line
