@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -263,3 +266,39 @@ def test_a_reader_that_goes_away_is_no_error() -> None:
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "status=0"
     assert "error" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("wait_for_broker", [False, True])
+def test_a_broker_that_never_answers_connect_is_one_line(tmp_path: Path, wait_for_broker: bool) -> None:
+    """A listener that accepts the TCP connection and never says a word (no CONNACK): no asyncio traceback."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    port = listener.getsockname()[1]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'drain_timeout_s = 3\n[output.mqtt]\nurl = "mqtt://127.0.0.1:{port}"\nconnect_timeout_s = 1\n'
+        f"wait_for_broker = {str(wait_for_broker).lower()}\n"
+    )
+    try:
+        proc = streamprep("run", str(DEMO), "--fps", "2", "--config", str(cfg), timeout=60)
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert accepted, "streamprep connected to the listener"
+    assert "Exception in callback" not in proc.stderr and "CancelledError" not in proc.stderr, proc.stderr
+    if wait_for_broker:  # it waits, retries, and at the end says what was lost, once
+        assert proc.returncode == 5, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert f"MQTT broker mqtt://127.0.0.1:{port} unreachable: timed out" in proc.stderr
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("streamprep: error:")]
+        assert len(errors) == 1 and "lost" in errors[0], proc.stderr
+    else:
+        assert_one_clear_line(proc, 5, f"127.0.0.1:{port}", "unreachable: timed out")

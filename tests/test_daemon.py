@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import socket
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS
+from conftest import RECORDINGS, Broker
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 PAN = RECORDINGS / "pan_1080p.mp4"
@@ -201,3 +202,103 @@ def test_malloc_arenas_are_capped_on_glibc_unless_the_environment_says() -> None
     env["MALLOC_ARENA_MAX"] = "4"
     left = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert left.stdout.strip() == "False", "an explicit MALLOC_ARENA_MAX wins"
+
+
+def _two_signals_with_mqtt(broker: Broker, state: Path, sig: signal.Signals) -> tuple[int, str]:
+    """One run publishing to ``broker`` (spooling in ``state``), stopped by two ``sig`` 0-100 ms apart."""
+    daemon = Daemon("run", str(DEMO), "--fps", "5", "--realtime", "--mqtt", broker.url, "--state-dir", str(state))
+    daemon.wait_for("online (")
+    time.sleep(random.uniform(0.0, 0.8))  # the fault's timing, spread over the run (not a synchronisation)
+    daemon.signal(sig)
+    time.sleep(random.uniform(0.0, 0.1))
+    daemon.signal(sig)
+    sent = time.monotonic()
+    try:
+        code = daemon.finish(8)  # the hard bound: a second signal ends the process, whatever a task does
+    except subprocess.TimeoutExpired:
+        daemon.process.kill()
+        daemon.finish()
+        pytest.fail(f"still running 8 s after the second {sig.name}:\n{daemon.stderr}")
+    assert time.monotonic() - sent < 8
+    return code, daemon.stderr
+
+
+def _check_two_signals(code: int, stderr: str, sig: signal.Signals) -> None:
+    assert_no_traceback(stderr)
+    # the second signal stops it at once (130); only when the run had finished and its outcome was decided
+    # before the second signal arrived is the exit the first signal's (0)
+    assert code == (130 if f"second {sig.name}: stopping now" in stderr else 0), stderr
+    assert_accounted(stderr, "demo_720p")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_two_signals_with_an_mqtt_sink_always_end_the_process(
+    broker: Broker, tmp_path: Path, sig: signal.Signals
+) -> None:
+    for i in range(3):
+        _check_two_signals(*_two_signals_with_mqtt(broker, tmp_path / f"state{i}", sig), sig)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_two_signals_with_an_mqtt_sink_many_times(broker: Broker, tmp_path: Path) -> None:
+    codes = []
+    for i in range(40):
+        code, stderr = _two_signals_with_mqtt(broker, tmp_path / f"state{i}", signal.SIGTERM)
+        _check_two_signals(code, stderr, signal.SIGTERM)
+        codes.append(code)
+    assert 130 in codes, "no second signal came during a run (the test did not test it)"
+
+
+def _mapped(pid: int, fragment: str) -> bool:
+    """Whether the process has loaded a file whose path holds ``fragment`` (a shared library: an import)."""
+    try:
+        return fragment in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("loading", ["_multiarray_umath", "cv2", "libavcodec"])
+def test_a_sigterm_while_the_heavy_imports_load_exits_0_with_one_line(tmp_path: Path, loading: str) -> None:
+    """SIGTERM in the first moments, while numpy, OpenCV and PyAV are being loaded (before
+    anything of the pipeline exists): a clean exit 0 and the one log line, never death by the signal (143)."""
+    out = tmp_path / "r.jsonl"
+    daemon = Daemon("run", str(DEMO), "--out", str(out))
+    deadline = time.monotonic() + 60
+    while not _mapped(daemon.process.pid, loading):
+        assert daemon.process.poll() is None and time.monotonic() < deadline, daemon.stderr
+        time.sleep(0.001)
+    time.sleep(random.uniform(0.0, 0.05))  # the fault's timing (not a synchronisation)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.finish() == 0, daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    assert sum("SIGTERM during start-up" in line for line in daemon.stderr.splitlines()) == 1, daemon.stderr
+    assert not out.exists() or out.read_text() == "", "nothing was processed"
+
+
+def test_a_stop_still_held_up_after_the_second_signal_ends_at_the_hard_deadline(tmp_path: Path) -> None:
+    """Whatever still holds the stop up (here: an output nobody reads, whose sink takes seconds to let go)
+    cannot keep the process past the hard deadline after a second signal: it counts, summarizes, exits 130."""
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened, never read: the output blocks
+    try:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text("drain_timeout_s = 60\n")
+        daemon = Daemon(
+            "run", str(PAN), "--config", str(cfg), "--out", str(fifo), prefix=("env", "STREAMPREP_HARD_EXIT_S=0.3")
+        )
+        daemon.wait_for("finished (end of file)")
+        daemon.signal(signal.SIGTERM)
+        daemon.wait_for("stopping: sources closed")
+        daemon.signal(signal.SIGTERM)
+        second = time.monotonic()
+        assert daemon.finish(30) == 130, daemon.stderr
+        took = time.monotonic() - second
+    finally:
+        os.close(reader)
+    assert "the stop did not finish 0.3 s after the second signal: leaving now" in daemon.stderr
+    assert took < 2.5, f"{took:.1f} s after the second signal"  # the deadline, a second for the loop, output
+    assert_no_traceback(daemon.stderr)
+    assert sum("source pan_1080p: " in x and " sampled, " in x for x in daemon.stderr.splitlines()) == 1
+    assert_accounted(daemon.stderr, "pan_1080p")

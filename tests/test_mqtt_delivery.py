@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -354,3 +355,119 @@ async def test_a_full_disk_under_the_spool_loses_nothing(
     assert "Traceback" not in stderr
     assert [r["seq"] for r in sub.unique()] == list(range(120)), "every result, in order"
     assert "120 processed, 0 dropped" in stderr
+
+
+async def _read_until(proc: asyncio.subprocess.Process, fragment: bytes, seen: list[bytes], timeout: float) -> None:
+    """Collect ``proc``'s stderr lines into ``seen`` until one holds ``fragment``."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while not any(fragment in line for line in seen):
+        line = await asyncio.wait_for(proc.stderr.readline(), max(0.1, deadline - time.monotonic()))
+        assert line, f"no {fragment!r} in:\n" + b"".join(seen).decode()
+        seen.append(line)
+
+
+async def test_what_was_spooled_during_an_outage_is_delivered_by_the_drain(
+    mosquitto: Callable[..., ManagedBroker], tmp_path: Path
+) -> None:
+    """The broker is away while the whole file is processed (everything goes to the spool in state_dir) and
+    comes back only once the run is draining: the drain reads the spool and publishes all of it."""
+    broker = mosquitto("allow_anonymous true", "persistence true")
+    async with Subscriber(broker):
+        pass  # the subscriber's persistent session now exists on the broker
+    broker.stop()
+    # events, and their JPEG snapshots: big rows, slow to read back from the spool
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true", "[events]", "[events.snapshots]", "publish = true")
+    cfg.write_text(cfg.read_text().replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 20'))
+    proc = await streamprep("run", "--config", str(cfg), "--fps", "5")
+    seen: list[bytes] = []
+    await _read_until(proc, b"still to deliver", seen, 60)  # every result is spooled, the sink is draining
+    broker.start()
+    back = time.monotonic()
+    async with Subscriber(broker) as sub:
+        await sub.wait_for(lambda: len(sub.unique()) >= 60, 18, "all 60 spooled results, during the drain")
+        took = time.monotonic() - back
+        _, rest = await asyncio.wait_for(proc.communicate(), 30)
+    stderr = (b"".join(seen) + rest).decode()
+    assert proc.returncode == 0, stderr
+    assert [r["seq"] for r in sub.unique()] == list(range(60)), "every result, in order"
+    assert "drain deadline" not in stderr and "kept in the spool" not in stderr, stderr
+    assert "streamprep/dev/demo/events" in sub.other, "the spooled events were published too"
+    assert any(t.endswith("/snapshot") for t in sub.other), "and their snapshots"
+    # reconnecting takes at most backoff_cap_s (0.5 s); publishing 60 results and their events well under a
+    # second. (Before the fix the drain spun without reading the spool, for seconds, up to its deadline.)
+    assert took < 3.0, f"the spool took {took:.1f} s to reach the subscriber after the broker came back"
+    with sqlite3.connect(tmp_path / "state" / "mqtt-outbox.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0, "the spool is empty afterwards"
+
+
+def _source_line(stderr: str, source: str) -> str:
+    return next(x for x in stderr.splitlines() if f"source {source}: " in x and " sampled, " in x)
+
+
+async def test_results_lost_at_shutdown_are_in_their_sources_counts(
+    mosquitto: Callable[..., ManagedBroker], tmp_path: Path
+) -> None:
+    """No state_dir and a broker that stays away: the results are lost at shutdown (exit 5), and the
+    per-source summary line says so, the same number as the error line."""
+    broker = mosquitto("allow_anonymous true")
+    broker.stop()  # its port now refuses connections
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'device = "dev"\ndrain_timeout_s = 2\n[[sources]]\nurl = "{DEMO}"\nid = "demo"\npolicy = "block"\n'
+        f'[output.mqtt]\nurl = "{broker.url}"\nwait_for_broker = true\nbackoff_cap_s = 0.5\n'
+    )
+    proc = await streamprep("run", "--config", str(cfg), "--fps", "5")
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == 5, stderr
+    errors = [x for x in stderr.splitlines() if x.startswith("streamprep: error:")]
+    assert len(errors) == 1 and "60 result(s) could not be delivered and are lost" in errors[0], stderr
+    line = _source_line(stderr, "demo")
+    assert "60 processed, 0 dropped; sinks dropped 60 result(s)" in line, line
+
+
+async def test_results_a_full_spool_could_not_keep_are_in_their_sources_counts(
+    mosquitto: Callable[..., ManagedBroker],
+    tmp_path: Path,
+    small_disk: Callable[[int], tuple[tuple[str, ...], Path]],
+) -> None:
+    """The spool's disk is full and the broker stays away: what the spool kept waits for the next run, the
+    rest is lost (exit 5), and the per-source line counts exactly those lost (sink_dropped)."""
+    prefix, state = small_disk(96)  # room for the database and its shared memory, and a few results
+    broker = mosquitto("allow_anonymous true")
+    broker.stop()  # its port now refuses connections
+    cfg = write_config(tmp_path, broker, "wait_for_broker = true")
+    cfg.write_text(
+        cfg.read_text()
+        .replace(str(tmp_path / "state"), str(state))
+        .replace('device = "dev"', 'device = "dev"\ndrain_timeout_s = 2')
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *prefix,
+        sys.executable,
+        "-m",
+        "streamprep",
+        "run",
+        "--config",
+        str(cfg),
+        "--fps",
+        "10",
+        stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 90)
+    stderr = err.decode()
+    assert proc.returncode == 5, stderr
+    assert "cannot be written" in stderr, "the spool filled its disk"
+    errors = [x for x in stderr.splitlines() if x.startswith("streamprep: error:")]
+    assert len(errors) == 1, stderr
+    lost = re.search(
+        r"(\d+) result\(s\) could not be delivered and are lost \(the spool could not be written\)", errors[0]
+    )
+    assert lost is not None, errors[0]
+    kept = re.search(r"MQTT: (\d+) result\(s\) not yet delivered .* kept in the spool", stderr)
+    assert kept is not None, stderr
+    assert int(lost.group(1)) + int(kept.group(1)) == 120, "each result is either kept or lost"
+    line = _source_line(stderr, "demo")
+    assert f"120 processed, 0 dropped; sinks dropped {lost.group(1)} result(s)" in line, line

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamprep.ops import logs
+from streamprep.ops.signals import forget_early, install_early
 from streamprep.values.errors import ConfigError, SinkError, StreamprepError, internal_error
 from streamprep.values.redact import redact_text
 from streamprep.version import __version__
@@ -26,7 +27,7 @@ DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "yunet", "classifica
 
 if TYPE_CHECKING:
     from streamprep.config import schema as config_mod
-    from streamprep.ops.daemon import Signals
+    from streamprep.ops.signals import Signals
 
 log = logging.getLogger("streamprep")
 
@@ -196,16 +197,16 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
     return config_mod.parse(config_mod.merge(data, flags), where)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from streamprep.flow.threads import limit_malloc_arenas
-    from streamprep.ops.daemon import Signals, StartupInterrupted
+def _run(args: argparse.Namespace, signals: Signals) -> int:
+    from streamprep.ops.signals import StartupInterrupted
 
-    # a crash in native code (a decoder, the inference runtime) leaves every thread's Python stack in the log
-    faulthandler.enable()
-    signals = Signals()
-    signals.install()  # before anything slow: a stop while models load exits cleanly
-    limit_malloc_arenas()  # before any thread starts: memory stays flat on long runs
     try:
+        from streamprep.flow.threads import limit_malloc_arenas
+
+        # a crash in native code (a decoder, the inference runtime) leaves every thread's Python stack in the log
+        faulthandler.enable()
+        limit_malloc_arenas()  # before any thread starts: memory stays flat on long runs
+        signals.checkpoint()
         return _serve(args, signals)
     except StartupInterrupted as exc:
         log.info("%s during start-up: stopped before processing anything", exc.signal.name)
@@ -387,14 +388,22 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # first of all (``python -m streamprep`` did it even before importing this module): a stop signal from
+    # now on is remembered, and `run` stops cleanly on it however early it came
+    signals = install_early()
+    forget_early()  # handed over: a later main() in this process installs its own
     words = list(argv if argv is not None else sys.argv[1:])
     debug = "--debug" in words
     logs.setup("auto", "debug" if debug else "info")
     try:
         args = _parser().parse_args(words)
     except StreamprepError as exc:
+        signals.release()
         return _error_line(exc, debug)
+    if args.command != "run":
+        signals.release()  # the other commands keep Python's own handling (Ctrl-C ends `top`)
     args.argv = words  # `run --workers N` starts its workers with it
+    args.signals = signals
     code = _dispatch(args, debug)
     if args.command == "run":
         from streamprep.flow.threads import exit_if_threads_linger
@@ -414,7 +423,7 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     """Run the command; errors become one line and an exit code."""
     try:
         if args.command == "run":
-            return _run(args)
+            return _run(args, args.signals)
         if args.command == "preprocess":
             return _preprocess(args)
         if args.command == "record":

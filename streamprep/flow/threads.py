@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 log = logging.getLogger("streamprep")
 
@@ -123,6 +123,12 @@ def exit_if_threads_linger(code: int, grace: float = 1.0) -> None:
     if not left:
         return
     log.debug("exiting without interpreter teardown; still running: %s", ", ".join(left))
+    leave_now(code)
+
+
+def leave_now(code: int) -> NoReturn:
+    """Flush the logs and standard streams, then end the process with ``code`` without interpreter
+    teardown (what is still running cannot hold it up or crash it)."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):

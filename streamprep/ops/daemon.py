@@ -1,26 +1,32 @@
 """Running the pipeline as a daemon: signals, reload, sd_notify, the companions, the end-of-run summary.
 
 ``streamprep run`` and the library's ``open()`` both come through here. Signals are handled from the first
-moment (:class:`Signals`): a SIGTERM while models are still loading stops cleanly with exit 0, a SIGHUP then
-is applied once running. Inside the event loop the first SIGINT/SIGTERM drains (one deadline), a second
-stops at once with exit 130 after counting what it abandons, and SIGHUP re-reads the config.
+moment (:class:`~streamprep.ops.signals.Signals`, installed by the entry points before any heavy import): a SIGTERM
+while streamprep starts stops cleanly with exit 0, a SIGHUP then is applied once running. Inside the event
+loop the first SIGINT/SIGTERM drains (one deadline), a second stops at once with exit 130 after counting what
+it abandons (and should anything still hold the process up :data:`HARD_EXIT_S` later, it leaves then, counts
+and summary first), and SIGHUP re-reads the config.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import os
 import signal
 import sys
-import types
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from streamprep.config.schema import Config
+from streamprep.flow.threads import leave_now
 from streamprep.inference.model import LoadedModel, load_model
 from streamprep.ops.logs import CallbackHandler
 from streamprep.ops.service import Notifier, default_status_socket, status_companion, systemd_companion
+from streamprep.ops.signals import EXIT_ABORTED, Signals, StartupInterrupted
 from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
@@ -31,82 +37,10 @@ from streamprep.values.redact import redact_text
 
 log = logging.getLogger("streamprep")
 
-EXIT_ABORTED = 130
 TRIM_EVERY_S = 60.0
 ANNOTATE_QUEUE = 16  # results (with their frames) that may wait for each sink when frames are kept
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_ALL = (*_STOP_SIGNALS, signal.SIGHUP)
-
-
-class StartupInterrupted(BaseException):
-    """A stop signal arrived before the pipeline was running."""
-
-    def __init__(self, sig: signal.Signals) -> None:
-        super().__init__(sig.name)
-        self.signal = sig
-
-
-class Signals:
-    """SIGINT, SIGTERM and SIGHUP for the whole life of ``run``.
-
-    Before the event loop runs, signals are remembered: start-up looks at them between its steps
-    (:meth:`checkpoint` raises :class:`StartupInterrupted` after a stop signal; raising from the handler
-    itself could land inside a library's import or initialisation and be turned into another error). A
-    SIGHUP is applied once running. Inside the loop they become calls of ``on_stop``/``on_reload``.
-    """
-
-    def __init__(self) -> None:
-        self.reload_pending = False
-        self.stop_requested: signal.Signals | None = None
-        self.stops = 0
-
-    def install(self) -> None:
-        """Handle signals now, before anything slow starts."""
-        for sig in _STOP_SIGNALS:
-            signal.signal(sig, self._early_stop)
-        signal.signal(signal.SIGHUP, self._early_reload)
-
-    def _early_stop(self, signum: int, _frame: types.FrameType | None) -> None:
-        self.stops += 1
-        if self.stop_requested is None:
-            self.stop_requested = signal.Signals(signum)
-
-    def checkpoint(self) -> None:
-        """Between two steps of start-up: stop here if a stop signal came."""
-        if self.stop_requested is not None:
-            raise StartupInterrupted(self.stop_requested)
-
-    def _early_reload(self, _signum: int, _frame: types.FrameType | None) -> None:
-        self.reload_pending = True
-
-    def _late(self, signum: int, _frame: types.FrameType | None) -> None:
-        if signum in _STOP_SIGNALS:
-            self.stops += 1
-
-    def attach(
-        self, loop: asyncio.AbstractEventLoop, on_stop: Callable[[signal.Signals], None], on_reload: Callable[[], None]
-    ) -> None:
-        for sig in _STOP_SIGNALS:
-            loop.add_signal_handler(sig, on_stop, sig)
-        loop.add_signal_handler(signal.SIGHUP, on_reload)
-
-    def detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The loop is about to end: signals are only counted from now on. (Left to the loop, its handlers
-        would be removed as it closes, leaving the default action, death, in place.)"""
-        for sig in _ALL:
-            with contextlib.suppress(ValueError, RuntimeError):
-                loop.remove_signal_handler(sig)
-        self.settle()
-
-    def settle(self) -> None:
-        for sig in _ALL:
-            signal.signal(sig, self._late)
-
-    def ignore(self) -> None:
-        """The run is over and its outcome decided: a late signal must not change the exit status (an
-        ignored signal also stays ignored while the interpreter exits)."""
-        for sig in _ALL:
-            signal.signal(sig, signal.SIG_IGN)
+HARD_EXIT_S = 5.0  # after a second stop signal, the process ends by then whatever a task or thread does
+_HARD_EXIT_ENV = "STREAMPREP_HARD_EXIT_S"  # another value for it (the tests make it short to reach it)
 
 
 @dataclass(frozen=True)
@@ -209,10 +143,13 @@ class Daemon:
         self.notifier = Notifier()
         self.pipeline: Pipeline | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
+        self._deadline: threading.Timer | None = None  # armed by a second stop signal
+        self._leaving = threading.Lock()  # the deadline's summary is printed once
 
     def run(self) -> Outcome:
         """Load the models, open the sinks, run until done or stopped; signals are handled throughout
-        (before the loop runs, a stop signal raises :class:`StartupInterrupted`)."""
+        (before the loop runs, a stop signal raises :class:`StartupInterrupted`). A second stop signal,
+        whenever it comes before the outcome is decided, makes it exit 130."""
         try:
             models = self._models
             if models is None:
@@ -222,10 +159,56 @@ class Daemon:
                     self.signals.checkpoint()
             log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
             self.signals.checkpoint()
-            return asyncio.run(self._serve(models))
+            outcome = asyncio.run(self._serve(models))
         finally:
             self.signals.settle()
             self.notifier.close()
+        if self.signals.stops >= 2 and not outcome.aborted:  # the second came as the loop was ending
+            name = self.signals.last_stop.name if self.signals.last_stop else "signal"
+            log.warning("second %s: stopping now", name)
+            outcome = dataclasses.replace(outcome, aborted=True)
+        self.signals.ignore()  # decided: a later signal changes nothing
+        if self._deadline is not None:
+            with self._leaving:  # not while the deadline is printing its summary (then it ends the process)
+                self._deadline.cancel()
+        return outcome
+
+    def _arm_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The second stop signal: the process ends within :data:`HARD_EXIT_S` whatever a task or a thread
+        does. Should the stop not have finished by then, the counts are brought up to date on the loop (or,
+        if the loop does not answer within a second, taken as they are), summarized, and the process leaves
+        with exit 130 (see :func:`streamprep.flow.threads.leave_now`)."""
+        if self._deadline is not None:
+            return
+        try:
+            seconds = float(os.environ.get(_HARD_EXIT_ENV, HARD_EXIT_S))
+        except ValueError:
+            seconds = HARD_EXIT_S
+
+        def expire() -> None:
+            if not self._leaving.acquire(blocking=False):
+                return
+            log.error("the stop did not finish %.1f s after the second signal: leaving now", seconds)
+            pipeline = self.pipeline
+            if pipeline is not None:
+                counted = threading.Event()
+
+                def on_loop() -> None:
+                    with contextlib.suppress(Exception):
+                        pipeline.abandon()
+                    counted.set()
+
+                with contextlib.suppress(RuntimeError):  # a closed loop
+                    loop.call_soon_threadsafe(on_loop)
+                counted.wait(1.0)
+                with contextlib.suppress(Exception):
+                    summarize(Outcome(pipeline.report(), aborted=True))
+            leave_now(EXIT_ABORTED)
+
+        self._deadline = threading.Timer(seconds, expire)
+        self._deadline.name = "stop deadline"
+        self._deadline.daemon = True
+        self._deadline.start()
 
     async def _serve(self, models: dict[str, LoadedModel]) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -234,6 +217,7 @@ class Daemon:
         opened: list[Sink] = []
         stop = asyncio.Event()
         aborted = False
+        running = False  # pipeline.run is being awaited: a second signal cancels it
 
         def on_stop(sig: signal.Signals) -> None:
             nonlocal aborted
@@ -247,7 +231,8 @@ class Daemon:
             if stop.is_set():
                 log.warning("second %s: stopping now", sig.name)
                 aborted = True
-                if main is not None:
+                self._arm_deadline(loop)
+                if main is not None and running:  # (else it has finished: cancelling would only lose it)
                     main.cancel()
                 return
             log.info("%s received: stopping", sig.name)
@@ -276,15 +261,17 @@ class Daemon:
             if self.signals.reload_pending:
                 self.signals.reload_pending = False
                 self._tasks.add(loop.create_task(self._apply_reload()))
+            running = True
             try:
                 report = await pipeline.run(stop, companions(self.cfg, pipeline, self.notifier, self._dashboard))
+                running = False
             except asyncio.CancelledError:
                 if not aborted:
                     raise
                 return Outcome(pipeline.report(), aborted=True)
             except BaseExceptionGroup as group:
                 raise first_error(group) from None
-            return Outcome(report, aborted=False)
+            return Outcome(report, aborted=aborted)
         except asyncio.CancelledError:
             if self.pipeline is None and stop.is_set():
                 return Outcome(None, aborted=False)

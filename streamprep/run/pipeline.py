@@ -212,12 +212,18 @@ class Pipeline:
 
     async def _abort(self) -> None:
         """Stopped at once (the run was cancelled): count what is abandoned, let the sinks go quickly."""
-        self._stopping = self._cut_short = True
-        self._account_cut_short()
-        self.fanout.abandon()
+        self.abandon()
         for sink in self.sinks:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sink.shutdown(), _SHUTDOWN_TIMEOUT)
+        self.supervisor.sync()
+
+    def abandon(self) -> None:
+        """Stopped at once: what is in flight or waiting for a sink is counted as dropped (``stopped`` and
+        ``sink_dropped``), and the counts are brought up to date, without waiting for anything."""
+        self._stopping = self._cut_short = True
+        self._account_cut_short()
+        self.fanout.abandon()
         self.supervisor.sync()
 
     def _close_executors(self) -> None:

@@ -19,8 +19,9 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aiomqtt
@@ -50,8 +51,25 @@ class _QuietDisconnect(logging.Filter):
 _CLIENT_LOG = logging.getLogger("streamprep.mqtt.client")
 _CLIENT_LOG.addFilter(_QuietDisconnect())
 
+T = TypeVar("T")
+
 CREDENTIAL_NAME = "mqtt-password"  # the name to give systemd's LoadCredential=
 _DROP_LOG_INTERVAL = 10.0  # seconds between two warnings about dropped results
+_BACKSTOP_S = 1.0  # added to aiomqtt's own timeout of a connect; the most a failed one's goodbye may take
+
+
+async def _honouring_cancel(step: Awaitable[T]) -> T:
+    """Await ``step``, then raise CancelledError if this task was cancelled meanwhile.
+
+    Python 3.11's ``asyncio.wait_for`` (which aiomqtt uses for every publish and connect, as does this module)
+    returns the result instead of raising when the cancellation meets a future that has just completed: the
+    cancellation is lost, the task lives on, and whatever waits for it (the run's TaskGroup after a second
+    signal) waits forever. ``cancelling()`` still says the task was cancelled."""
+    result = await step
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return result
 
 
 def read_password(cfg: MqttConfig, url_password: str | None) -> str | None:
@@ -123,7 +141,7 @@ class MqttSink(Sink):
         return f"{self._prefix}/{self._device}/status"
 
     def _describe(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, TimeoutError) or str(exc) == "Operation timed out":  # ours, or aiomqtt's
             return "timed out"
         text = str(exc) or type(exc).__name__
         if self._password:
@@ -155,18 +173,21 @@ class MqttSink(Sink):
     async def _connect(self) -> None:
         client = self._new_client()
         try:
-            await asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s)
-            await client.publish(self.device_topic, b"online", qos=1, retain=True)
+            # aiomqtt times the CONNACK out itself (``timeout``) and then resets its state; cancelling it in the
+            # middle instead leaves a cancelled future that its socket callbacks trip over later (an asyncio
+            # traceback, "Exception in callback None()"), so this bound is only a backstop behind its own
+            await _honouring_cancel(asyncio.wait_for(client.__aenter__(), self.cfg.connect_timeout_s + _BACKSTOP_S))
+            await _honouring_cancel(client.publish(self.device_topic, b"online", qos=1, retain=True))
             # until none is left: a status that changes while these go out is not connected yet, so not
             # published by retain(); it must go out here, or the broker would keep the older one
             sent: dict[str, bytes] = {}
             while pending := [(t, p) for t, p in self._retained.items() if sent.get(t) is not p]:
                 for topic, payload in pending:
-                    await client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+                    await _honouring_cancel(client.publish(topic, payload, qos=self.cfg.qos_status, retain=True))
                     sent[topic] = payload
         except (aiomqtt.MqttError, OSError, TimeoutError, ssl.SSLError) as exc:
-            with contextlib.suppress(Exception):
-                await client.__aexit__(None, None, None)
+            with contextlib.suppress(Exception):  # the socket is closed at once; a broker that never answers
+                await asyncio.wait_for(client.__aexit__(None, None, None), _BACKSTOP_S)  # does not ack that
             raise SinkError(f"MQTT broker {self.name} unreachable: {self._describe(exc)}") from None
         self._client = client
         self.connected = True
@@ -240,7 +261,7 @@ class MqttSink(Sink):
         self._retained[topic] = payload
         if self._client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
-                await self._client.publish(topic, payload, qos=self.cfg.qos_status, retain=True)
+                await _honouring_cancel(self._client.publish(topic, payload, qos=self.cfg.qos_status, retain=True))
 
     async def send_event(self, item: EventOutput) -> None:
         """Events (and their snapshots) through the outbox, in order; counts as retained state."""
@@ -285,8 +306,10 @@ class MqttSink(Sink):
     async def _publish(self, message: Message) -> None:
         assert self._client is not None
         try:
-            await self._client.publish(
-                message.topic, message.payload, qos=message.qos, timeout=self.cfg.publish_timeout_s
+            await _honouring_cancel(
+                self._client.publish(
+                    message.topic, message.payload, qos=message.qos, timeout=self.cfg.publish_timeout_s
+                )
             )
         except BaseException:
             self.outbox.release()
@@ -295,22 +318,27 @@ class MqttSink(Sink):
         self.sent += 1
 
     async def _next_or_closing(self) -> Message | None:
-        if self.outbox.peek() is not None:
+        """The next message to publish; None once closing with nothing left. While anything waits (in
+        memory or in the spool, which may take a read), it is awaited, closing or not: that is the drain."""
+        if len(self.outbox) or self.outbox.peek() is not None:
             return await self.outbox.next()
         getter = asyncio.ensure_future(self.outbox.next())
         closer = asyncio.ensure_future(self._closing.wait())
-        await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
-        closer.cancel()
-        if getter.done():
-            return getter.result()
-        getter.cancel()
-        return None
+        try:
+            await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # cancelled too: neither may outlive this call
+            closer.cancel()
+            if not getter.done():
+                getter.cancel()
+        return getter.result() if getter.done() and not getter.cancelled() else None
 
     async def _pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
     async def close(self) -> None:
-        """Stop taking results; ``serve`` drains the outbox, then ends."""
+        """Stop taking results; ``serve`` drains the outbox (memory and spool), then ends."""
+        if len(self.outbox):
+            log.info("MQTT: %d result(s) still to deliver to %s before stopping", len(self.outbox), self.name)
         self._closing.set()
 
     async def shutdown(self) -> None:
@@ -329,6 +357,12 @@ class MqttSink(Sink):
             )
         if self.outbox.dropped:
             log.error("MQTT: %d result(s) dropped (outbox full or spool unwritable)", self.outbox.dropped)
-        if lost := self.outbox.in_memory:
+        if lost := self.outbox.unsent():
+            results = [m for m in lost if m.topic.endswith("/results")]
+            for message in results:  # in its source's counts (sink_dropped), as the summary line shows them
+                self._dropped(message.source)
             why = "no state_dir to spool them to" if self.outbox.path is None else "the spool could not be written"
-            raise SinkError(f"MQTT broker {self.name}: {lost} result(s) could not be delivered and are lost ({why})")
+            more = f" and {len(lost) - len(results)} event message(s)" if len(lost) > len(results) else ""
+            raise SinkError(
+                f"MQTT broker {self.name}: {len(results)} result(s){more} could not be delivered and are lost ({why})"
+            )

@@ -158,6 +158,10 @@ class Outbox:
     def in_memory(self) -> int:
         return len(self._memory)
 
+    def unsent(self) -> list[Message]:
+        """What waits in memory (after :meth:`close`: what no spool kept, so is lost)."""
+        return list(self._memory)
+
     @property
     def closed(self) -> bool:
         return self._closed
