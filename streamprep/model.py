@@ -36,6 +36,7 @@ class LoadedModel:
     views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
     in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
     retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
+    warnings: tuple[str, ...] = ()  # what is assumed or missing (preprocessing, labels): each one line
 
     def new_batch(self) -> Any:
         """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
@@ -107,9 +108,12 @@ def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
     )
 
 
-def load_model(cfg: ModelConfig) -> LoadedModel:
+def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
     """Load and check everything about a model before any frame flows; errors name what is wrong. A model
-    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.remote`)."""
+    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.remote`).
+
+    What is assumed or missing (preprocessing nobody declared, labels) is in ``warnings``, and logged here
+    unless ``warn`` is false (:func:`streamprep.validate.preflight` reports them itself: once)."""
     remote: KServeEngine | None = None
     engine: LoadableEngine
     if cfg.backend == "kserve":
@@ -162,10 +166,13 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     decoder = build_decoder(cfg.decoder, info, options, spec)
     name = cfg.name or info.name
     assumed = contract.assumed_fields(spec, provenance)
+    warnings: list[str] = []
     if assumed:
-        log.warning("%s", contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
+        warnings.append(contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
     if not labels and decoder.kind in ("detection", "classification"):
-        log.warning("%s", contract.labels_warning(name, cfg.local_files or info.path))
+        warnings.append(contract.labels_warning(name, cfg.local_files or info.path))
+    for line in warnings if warn else ():
+        log.warning("%s", line)
     low = None
     if cfg.tta and decoder.kind == "detection":
         lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
@@ -198,6 +205,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         views=views,
         in_flight=remote.max_in_flight if remote is not None else 1,
         retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
+        warnings=tuple(warnings),
     )
 
 
