@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamprep import contract
-from streamprep.config import ModelConfig
+from streamprep.config import BUNDLED_MODELS, ModelConfig
 from streamprep.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.errors import ConfigError, ModelError
 from streamprep.inference import Engine, LoadableEngine, OnnxEngine
@@ -68,6 +70,85 @@ class LoadedModel:
         }
 
 
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped with streamprep (``streamprep inspect --list``): what ``--model NAME`` takes."""
+
+    name: str
+    task: str  # from streamprep/models/README.md
+    input: str  # the ONNX file's own input: name, shape, type
+    labels: int
+    licence: str  # its licence, and the file with the text
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "input": self.input,
+            "labels": self.labels,
+            "licence": self.licence,
+        }
+
+
+def _catalogue() -> dict[str, tuple[str, str]]:
+    """``{file name: (task, licence)}`` from the table in the bundled models' README."""
+    out: dict[str, tuple[str, str]] = {}
+    try:
+        text = (BUNDLED_MODELS / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`") and ".onnx`" in cells[0]:
+            file = cells[0].split("`")[1]
+            out[file] = (cells[1].split(";")[0].replace("`", "").strip(), cells[2].replace("`", ""))
+    return out
+
+
+def bundled_models() -> list[BundledModel]:
+    """The models in :data:`~streamprep.config.BUNDLED_MODELS`, by name, each with its task, input, labels
+    and licence."""
+    import onnx  # reads the graph's inputs without making a session
+
+    catalogue = _catalogue()
+    out = []
+    for path in sorted(BUNDLED_MODELS.glob("*.onnx")):
+        task, licence = catalogue.get(path.name, ("", "see streamprep/models/README.md"))
+        graph = onnx.load(str(path), load_external_data=False).graph
+        weights = {i.name for i in graph.initializer}
+        first = next(i for i in graph.input if i.name not in weights)
+        tensor = first.type.tensor_type
+        shape = ",".join(str(d.dim_value) if d.dim_value else "N" for d in tensor.shape.dim)
+        kind = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        beside = path.with_suffix(".labels.txt")
+        labels = len(read_labels(beside)) if beside.is_file() else 0
+        out.append(BundledModel(path.stem, task, f"{first.name} [{shape}] {kind}", labels, licence))
+    return out
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in BUNDLED_MODELS.glob("*.onnx"))
+
+
+def nearest_models(name: str) -> list[str]:
+    """Bundled models' names close to ``name``: those it begins (``fastestdet`` → ``fastestdet_352``),
+    then the most similar (difflib)."""
+    stem = Path(name).name.removesuffix(".onnx").lower()
+    names = bundled_names()
+    found = [n for n in names if stem and n.lower().startswith(stem)]
+    found += [n for n in difflib.get_close_matches(stem, names, n=3, cutoff=0.5) if n not in found]
+    return found[:3]
+
+
+def missing_model(path: Path) -> ModelError:
+    """The error for a model file that is not there: with the bundled names nearest to it."""
+    near = nearest_models(str(path))
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return ModelError(
+        f"model {path}: no such file, nor a bundled model's name{hint} (`streamprep inspect --list` lists them)"
+    )
+
+
 def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
     """From the config, else ``<model>.labels.txt`` beside the model, else the model's ``names`` metadata."""
     if cfg.labels is not None:
@@ -122,6 +203,8 @@ def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
         engine = remote = connect(cfg)
         where = remote.location
     else:
+        if not cfg.path.exists():
+            raise missing_model(cfg.path)
         engine = _engine(cfg)
         where = str(cfg.path)
     info = engine.info
