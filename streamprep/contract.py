@@ -62,6 +62,16 @@ def labels_warning(name: str, path: Path) -> str:
     )
 
 
+def remote_labels_warning(name: str, location: str) -> str:
+    """One line for a model on an inference server that gives no class names, and no local copy beside them."""
+    return (
+        f"model {name}: no labels, so classes are reported as class_0, class_1, ...: the server ({location}) "
+        "gives none (no labels or names parameter in its model configuration or metadata) and [model] has no "
+        "path; set labels = FILE (one name per line) in [model], or give the labels to the server as a labels "
+        "parameter of the model"
+    )
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(str(v) for v in value) + "]"

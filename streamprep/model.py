@@ -161,8 +161,12 @@ def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
 
 
 def labels_from_metadata(metadata: dict[str, str]) -> tuple[str, ...]:
-    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list."""
-    text = metadata.get("names")
+    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list; or ``labels``
+    (an inference server's model parameter): a JSON list, or one name per line."""
+    labels = metadata.get("labels", "").strip()
+    if labels and not labels.startswith("["):
+        return tuple(line.strip() for line in labels.splitlines() if line.strip())
+    text = labels or metadata.get("names")
     if not text:
         return ()
     try:
@@ -253,7 +257,10 @@ def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
     if assumed:
         warnings.append(contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
     if not labels and decoder.kind in ("detection", "classification"):
-        warnings.append(contract.labels_warning(name, cfg.local_files or info.path))
+        if remote is not None and cfg.local_files is None:
+            warnings.append(contract.remote_labels_warning(name, remote.location))
+        else:
+            warnings.append(contract.labels_warning(name, cfg.local_files or info.path))
     for line in warnings if warn else ():
         log.warning("%s", line)
     low = None
