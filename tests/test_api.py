@@ -14,10 +14,10 @@ import pytest
 from conftest import RECORDINGS, SSD, photo
 
 import streamprep
-from streamprep.errors import ConfigError, ModelError, SourceLostError, SourceOpenError
-from streamprep.frames import Frame, SourceState
-from streamprep.model import load_model
+from streamprep.inference.model import load_model
 from streamprep.sources.base import SourceCounts
+from streamprep.values.errors import ConfigError, ModelError, SourceLostError, SourceOpenError
+from streamprep.values.frames import Frame, SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 LIVE = "lavfi:testsrc2=size=1280x720:rate=30,realtime"

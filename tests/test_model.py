@@ -10,8 +10,8 @@ import pytest
 from conftest import RECORDINGS
 
 import streamprep
-from streamprep.errors import ModelError
-from streamprep.model import bundled_models, nearest_models
+from streamprep.inference.model import bundled_models, nearest_models
+from streamprep.values.errors import ModelError
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 BUNDLED = ["fastestdet_352", "mobilenet_v2_224_int8", "ssd_mobilenet_v2_fpnlite_256_int8", "yunet_n_320"]

@@ -22,12 +22,12 @@ from conftest import RECORDINGS, SSD, ListSink, replay, stable
 from servers.triton import TRITON_PYTHON, TritonServer
 from test_mqtt_delivery import make_ca_and_server_cert
 
-from streamprep.config import parse
-from streamprep.errors import ConfigError, ModelError, ServerUnavailable
-from streamprep.frames import DropReason, SourceState
-from streamprep.model import labels_from_metadata, load_model
-from streamprep.pipeline import Pipeline
-from streamprep.remote import auth_headers, server_model
+from streamprep.config.schema import parse
+from streamprep.inference.model import labels_from_metadata, load_model
+from streamprep.inference.remote import auth_headers, server_model
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.errors import ConfigError, ModelError, ServerUnavailable
+from streamprep.values.frames import DropReason, SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 VFR = RECORDINGS / "vfr_720p.mp4"
@@ -143,7 +143,7 @@ def test_credentials_come_from_the_environment_files_or_systemd_and_become_heade
 def test_a_missing_tritonclient_is_one_clear_error() -> None:
     code = (
         "import sys; sys.modules['tritonclient'] = None\n"
-        "from streamprep.cli import main\n"
+        "from streamprep.cli.main import main\n"
         "raise SystemExit(main(['inspect', '--config', sys.argv[1]]))\n"
     )
     cfg = Path(os.environ.get("TMPDIR", "/tmp")) / f"remote-missing-{os.getpid()}.toml"
@@ -175,7 +175,7 @@ def test_a_remote_model_without_path_takes_its_labels_from_the_server(
     triton: TritonServer, protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = triton.grpc_url if protocol == "grpc" else triton.http_url
-    with caplog.at_level(logging.WARNING, logger="streamprep.model"):
+    with caplog.at_level(logging.WARNING, logger="streamprep.inference.model"):
         model = load_model(parse({"model": remote_by_name(url, "labelled")}).model)
     assert model.labels == load_model(parse({}).model).labels and len(model.labels) == 81
     assert not [r for r in caplog.records if "no labels" in r.getMessage()]
@@ -184,7 +184,7 @@ def test_a_remote_model_without_path_takes_its_labels_from_the_server(
 def test_a_remote_model_without_labels_anywhere_says_what_is_missing_once(
     triton: TritonServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="streamprep.model"):
+    with caplog.at_level(logging.WARNING, logger="streamprep.inference.model"):
         model = load_model(parse({"model": remote_by_name(triton.grpc_url, "ssd")}).model)
     assert model.labels == ()
     said = [r.getMessage() for r in caplog.records if "no labels" in r.getMessage()]

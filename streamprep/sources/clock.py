@@ -39,7 +39,7 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
-from streamprep.frames import CaptureClock
+from streamprep.values.frames import CaptureClock
 
 log = logging.getLogger(__name__)
 
