@@ -1,22 +1,31 @@
 """streamprep as a library: results (or bare tensors) from video, in a few lines.
 
+    import asyncio
     import streamprep
 
     for result in streamprep.stream("video.mp4", fps=5):           # a synchronous iterator
         print(result.source, result.pts, result.detections)
 
-    async with streamprep.open(["rtsp://cam/1", "rtsp://cam/2"], model="fastestdet_352") as run:
-        async for result in run:                                    # the same, async
-            print(run.snapshot().sources)
+    async def main() -> None:                                       # the same, async
+        async with streamprep.open(["rtsp://cam/1", "rtsp://cam/2"], model="fastestdet_352") as run:
+            async for result in run:
+                print(run.snapshot().sources)
 
-    for batch in streamprep.tensors("video.mp4", "my_model.onnx", batch=8):   # your own inference
-        outputs = my_session.run(batch.tensor)
-        boxes = batch.slots[0].to_source(my_boxes)                  # back to source pixels
+    asyncio.run(main())
+
+    for batch in streamprep.tensors("video.mp4", "ssd_mobilenet_v2_fpnlite_256_int8", batch=8):  # your inference
+        print(batch.tensor.shape, batch.slots[0].to_source([[64, 64, 192, 192]]))  # back to source pixels
 
 Everything the command line can do is here: the same supervision, sampling, batching, preprocessing and
 accounting. Options are the config's keys (top level or ``[model]``), by name. It is bounded by default:
 a consumer slower than a live source makes that source's results drop (counted in ``snapshot()``), it never
 makes memory grow; results from files wait for the consumer instead, so none is lost.
+
+Errors: one that stops the whole run (a model that cannot be loaded) is raised at once. A source that
+fails (a missing, corrupt or video-less file) does not stop the others: their results all come, and when
+the run ends the iterator raises the first failure, a :class:`~streamprep.values.errors.SourceError` (the others
+are notes on it, and all are in ``run.report.failures``). With one source that is at once. Leaving the loop
+early (``break``, ``run.cancel()``) raises nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from streamprep.preprocess.spec import PreprocessSpec
 from streamprep.run.pipeline import Pipeline, RunReport
 from streamprep.sinks.base import Sink
 from streamprep.sources.base import Source
+from streamprep.sources.python import FrameSource
 from streamprep.values.errors import ConfigError
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import Frame, Result, SourceStatus, Tensor
@@ -105,7 +115,16 @@ def configure(
             raise ConfigError(f"{key}: not an option (options are the config's top-level and [model] keys)")
     if model_table:
         data["model"] = model_table
-    return parse(data), custom
+    cfg = parse(data)
+    for source in custom.values():
+        if isinstance(source, FrameSource):
+            source.sample_to(cfg.fps)
+        elif cfg.fps is not None:
+            raise ConfigError(
+                f"fps: source {source.id} is your own Source, which samples its frames itself; fps reaches "
+                "paths, URLs and FrameSource only (wrap your frames in streamprep.FrameSource, or leave fps out)"
+            )
+    return cfg, custom
 
 
 class _Consumer(Sink):
@@ -214,8 +233,17 @@ class Run:
     async def __anext__(self) -> Result:
         item = await self._consumer.queue.get()
         if item is None:
+            await self._finish()
             raise StopAsyncIteration
         return item  # type: ignore[return-value]  # an Event too when the config has [events]
+
+    async def _finish(self) -> None:
+        """The results have all come out: wait for the run's end, and raise the first source that failed
+        (the others are in its notes, all of them in :attr:`report`) unless the caller stopped the run."""
+        if self._task is None or self.report is not None:
+            return
+        self.report = await self._task
+        raise_failures(self.report, stopped=self._consumer.abandoned)
 
     def snapshot(self) -> Snapshot:
         """The run's counters now: per source state, decoded, sampled, processed, dropped; sinks; timings."""
@@ -237,8 +265,19 @@ class Run:
     ) -> None:
         self.stop()
         self._consumer.abandon()
-        if self._task is not None:
+        if self._task is not None and self.report is None:
             self.report = await self._task
+
+
+def raise_failures(report: RunReport, stopped: bool = False) -> None:
+    """Raise the first source failure of a run the caller read to its end: one failing source does not stop
+    the others (their results all came first), but it is never silent. The other failures are notes on it."""
+    if stopped or not report.failures:
+        return
+    first, *others = report.failures
+    for other in others:
+        first.add_note(f"also failed: {other}")
+    raise first
 
 
 def open(
@@ -281,7 +320,8 @@ def stream(
 
     The pipeline runs in a thread of its own; leaving the loop (``break``, an exception, closing the
     iterator) stops it and waits for it to finish. Errors that stop the whole run (a model that cannot
-    be loaded, say) are raised here; a source that fails is in the report and its status.
+    be loaded, say) are raised here; a source that fails raises its
+    :class:`~streamprep.values.errors.SourceError` here once the other sources' results have all come.
     """
     cfg, custom = configure(sources, model, fps, **options)
     return _iterate(lambda: Run(cfg, custom, frames=frames, buffer=buffer, sinks=sinks), buffer)

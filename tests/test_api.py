@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from conftest import RECORDINGS, SSD, photo
@@ -15,8 +17,9 @@ import streamprep
 from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
 from streamprep.preprocess.spec import PreprocessSpec
-from streamprep.values.errors import ConfigError, ModelError
-from streamprep.values.frames import SourceState
+from streamprep.sources.base import SourceCounts
+from streamprep.values.errors import ConfigError, ModelError, SourceLostError, SourceOpenError
+from streamprep.values.frames import Frame, SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 LIVE = "lavfi:testsrc2=size=1280x720:rate=30,realtime"
@@ -145,9 +148,80 @@ def test_a_generator_source_that_gives_something_else_fails_alone() -> None:
         yield np.zeros((10, 10), dtype=np.float32)
 
     source = streamprep.FrameSource(frames(), id="bad")
-    results = list(streamprep.stream([source, DEMO], fps=1))
+    results: list[streamprep.Result] = []
+    with pytest.raises(SourceLostError, match="source bad: frame 1: expected an H×W×3 uint8 BGR array"):
+        for result in streamprep.stream([source, DEMO], fps=1):
+            results.append(result)
     assert len([r for r in results if r.source == "bad"]) == 1
-    assert len([r for r in results if r.source == "demo_720p"]) == 12
+    assert len([r for r in results if r.source == "demo_720p"]) == 12, "the other source's results all came first"
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "no video"])
+def test_a_source_that_cannot_be_opened_is_raised_where_you_iterate(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    if kind == "corrupt":
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(4096))
+    elif kind == "no video":
+        with av.open(str(path), "w") as container:  # an audio track only
+            stream = container.add_stream("aac", rate=16000)
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), dtype=np.float32), format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            for packet in [*stream.encode(frame), *stream.encode(None)]:
+                container.mux(packet)
+    with pytest.raises(SourceOpenError) as raised:
+        list(streamprep.stream(path))
+    assert raised.value.source == "clip" and str(path) in str(raised.value)
+
+
+def test_one_failing_source_lets_the_others_finish_then_is_raised(tmp_path: Path) -> None:
+    results: list[streamprep.Result] = []
+    with pytest.raises(SourceOpenError, match="no such file") as raised:
+        for result in streamprep.stream([tmp_path / "a.mp4", DEMO, tmp_path / "b.mp4"], fps=1):
+            results.append(result)
+    assert len(results) == 12 and {r.source for r in results} == {"demo_720p"}
+    assert raised.value.source == "a"
+    assert any("source b" in note for note in getattr(raised.value, "__notes__", []))
+
+
+async def test_open_raises_a_failed_source_at_the_end_and_keeps_the_report(tmp_path: Path) -> None:
+    async with streamprep.open([DEMO, tmp_path / "missing.mp4"], fps=1) as run:
+        results = []
+        with pytest.raises(SourceOpenError, match=r"source missing: .*no such file"):
+            async for result in run:
+                results.append(result)
+    assert len(results) == 12
+    assert run.report is not None and [f.source for f in run.report.failures] == ["missing"]
+
+
+async def test_leaving_early_raises_nothing_about_sources(tmp_path: Path) -> None:
+    async with streamprep.open([tmp_path / "missing.mp4", LIVE], fps=5) as run:
+        async for _ in run:
+            break
+    assert run.report is not None
+
+
+def test_a_generator_source_is_sampled_to_the_runs_fps() -> None:
+    image = photo("chelsea")
+    source = streamprep.FrameSource(((image, i * 0.1) for i in range(10)), id="ten")  # 10 frames a second
+    results = list(streamprep.stream(source, fps=2))
+    assert [r.pts for r in results] == [0.0, 0.5]
+    assert source.counts.decoded == 10 and source.counts.sampled == 2
+    own = streamprep.FrameSource(((image, i * 0.1) for i in range(10)), id="own", fps=5)
+    assert [r.pts for r in streamprep.stream(own, fps=2)] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+
+
+def test_fps_with_a_source_that_samples_itself_is_refused() -> None:
+    class Mine:
+        id = "mine"
+        live = False
+        counts = SourceCounts()
+
+        async def frames(self) -> AsyncIterator[Frame]:
+            return
+            yield
+
+    with pytest.raises(ConfigError, match="fps: source mine is your own Source"):
+        streamprep.stream(Mine(), fps=2)
 
 
 def test_a_snapshot_taken_after_the_run_needs_no_event_loop() -> None:

@@ -16,7 +16,7 @@ from servers.groundtruth import ClockReadingEngine, Reading
 from streamprep.config.schema import parse
 from streamprep.inference.model import load_model
 from streamprep.run.pipeline import Pipeline
-from streamprep.sources.clock import CameraCheck, Capture, CaptureClocks
+from streamprep.sources.clock import CameraCheck, Capture, CaptureClocks, is_loopback
 from streamprep.values.frames import Result
 
 
@@ -105,20 +105,28 @@ async def test_without_sender_reports_ages_count_from_arrival(clock_server: Call
     assert all(result.timings.age_ms >= 0 for result, _ in arrival)
 
 
-async def test_camera_clock_not_synchronised_is_ignored(
+async def test_a_local_senders_clock_is_ignored_without_a_warning(
     clock_server: Callable[..., RtspServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     server = clock_server("--camera-clock", "running-time")  # its sender reports say it is 1900
-    caplog.set_level(logging.WARNING, logger="streamprep.sources.clock")
+    caplog.set_level(logging.INFO, logger="streamprep.sources.clock")
 
-    def warned(results: list[Result]) -> bool:
-        return len(results) >= 10 and any("camera clock ignored" in r.getMessage() for r in caplog.records)
+    def said(results: list[Result]) -> bool:
+        return len(results) >= 10 and any("not wall time" in r.getMessage() for r in caplog.records)
 
-    results, engine = await run_camera(server.url(), warned)
+    results, engine = await run_camera(server.url(), said)
     assert {r.capture_clock for r in results} == {"arrival"}
-    warning = next(r.getMessage() for r in caplog.records if "camera clock ignored" in r.getMessage())
-    assert "before the frames arrived" in warning and "source cam" in warning
+    lines = [r for r in caplog.records if "not wall time" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelno == logging.INFO and "source cam" in lines[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "a loopback camera is nothing to warn about"
     assert all(error_ms(result, reading) <= 2.0 for result, reading in paired(results, engine, "arrival"))
+
+
+def test_a_sender_on_this_machine_is_loopback() -> None:
+    assert is_loopback("rtsp://127.0.0.1:8554/cam") and is_loopback("rtsp://user@localhost/x")
+    assert is_loopback("rtsp://[::1]:554/x") and is_loopback("rtsp://127.0.1.1/x")
+    assert not is_loopback("rtsp://192.0.2.10/stream1") and not is_loopback("/dev/video0")
+    assert not is_loopback(None) and not is_loopback("rtsp://[bad/x")
 
 
 @pytest.mark.parametrize("realtime", [False, True], ids=["replay", "paced"])

@@ -96,12 +96,15 @@ def test_check_lists_assumptions_and_strict_refuses_them(tmp_path: Path) -> None
     model = bare(FASTESTDET, tmp_path)
     lenient = streamprep("check", str(DEMO), "--model", str(model))
     assert lenient.returncode == 0, lenient.stderr
-    assert "model default: assumed, not declared: color, scaling, resize" in lenient.stdout
-    assert "no labels" in lenient.stdout
+    warned = [line for line in lenient.stdout.splitlines() if line.startswith("warning: ")]
+    assert len([w for w in warned if "preprocessing assumed" in w]) == 1, lenient.stdout
+    assert "color = rgb, scaling = unit, resize = stretch" in lenient.stdout
+    assert len([w for w in warned if "no labels" in w]) == 1, lenient.stdout
+    assert "assumed" not in lenient.stderr and "no labels" not in lenient.stderr, "said once, on stdout"
     strict = streamprep("check", str(DEMO), "--model", str(model), "--strict")
     assert strict.returncode == 2
     errors = [line for line in strict.stderr.splitlines() if line.startswith("streamprep: error:")]
-    assert len(errors) == 1 and "color, scaling, resize" in errors[0]
+    assert len(errors) == 1 and "color = rgb, scaling = unit, resize = stretch" in errors[0]
     assert "Traceback" not in strict.stderr
     declared = streamprep("check", str(DEMO), "--model", str(FASTESTDET), "--strict")
     assert declared.returncode == 0, declared.stderr

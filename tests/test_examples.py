@@ -60,3 +60,22 @@ def test_annotate(tmp_path: Path) -> None:
     image = frames[0].to_ndarray(format="bgr24")
     green = (image[:, :, 1] > 200) & (image[:, :, 0] < 80) & (image[:, :, 2] < 80)
     assert green.sum() > 1000, "boxes are drawn"
+
+
+def test_readme_stream() -> None:
+    lines = example("readme_stream.py", cwd=ROOT).splitlines()
+    assert len(lines) == 12
+    assert lines[0] == "demo_720p 0.0 [('person', 0.95)]"
+    assert lines[4].startswith("demo_720p 4.0 [('cat',") and lines[8].startswith("demo_720p 8.0 [('cup',")
+
+
+def test_readme_open() -> None:
+    lines = example("readme_open.py", cwd=ROOT).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("demo_720p online") and lines[1].startswith("lavfi_testsrc2_size_1280x720_rate_30")
+    assert all(" sampled, " in line and " processed, " in line for line in lines)
+
+
+def test_readme_tensors() -> None:
+    lines = example("readme_tensors.py", cwd=ROOT).splitlines()
+    assert lines == [f"(4, 256, 256, 3) uint8 demo_720p {pts} [[320. 180. 960. 540.]]" for pts in ("0.0", "4.0", "8.0")]

@@ -63,6 +63,8 @@ def test_probe_write_makes_the_model_declared(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
+    assert "streamprep probe" not in proc.stderr, "probe does not tell its user to run probe"
+    assert "WARNING" not in proc.stderr, proc.stderr  # assumed fields and labels are what the probe reports
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("probe fastestdet_352: grid decoder")
     assert any(line.startswith("1    bgr    unit") for line in lines), proc.stdout

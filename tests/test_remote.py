@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from servers.triton import TRITON_PYTHON, TritonServer
 from test_mqtt_delivery import make_ca_and_server_cert
 
 from streamprep.config.schema import parse
-from streamprep.inference.model import load_model
+from streamprep.inference.model import labels_from_metadata, load_model
 from streamprep.inference.remote import auth_headers, server_model
 from streamprep.run.pipeline import Pipeline
 from streamprep.values.errors import ConfigError, ModelError, ServerUnavailable
@@ -44,9 +45,11 @@ def require_triton() -> None:
 
 @pytest.fixture(scope="module")
 def triton() -> Iterator[TritonServer]:
-    """One Triton for the module: ``ssd`` (the bundled SSD, max_batch_size 4) and ``embed`` (no image input)."""
+    """One Triton for the module: ``ssd`` (the bundled SSD, max_batch_size 4), ``labelled`` (the same, with its
+    labels in its model configuration) and ``embed`` (no image input)."""
     require_triton()
-    server = TritonServer(["--model", f"ssd={SSD}:4", "--vector", "embed"])
+    labelled = ["--model", f"labelled={SSD}:4", "--labels", f"labelled={SSD.with_suffix('.labels.txt')}"]
+    server = TritonServer(["--model", f"ssd={SSD}:4", *labelled, "--vector", "embed"])
     server.start()
     yield server
     server.kill()
@@ -159,6 +162,49 @@ def test_a_missing_tritonclient_is_one_clear_error() -> None:
 
 
 # -- against the real server
+
+
+def remote_by_name(url: str, model: str) -> dict[str, Any]:
+    """A model known only by its name on the server: no local copy (``path``), so no sidecar or labels file."""
+    pre = {"color": "rgb", "scaling": "none", "resize": "stretch"}
+    return {"backend": "kserve", "decoder": "ssd", "preprocess": pre, "kserve": {"url": url, "model": model}}
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_remote_model_without_path_takes_its_labels_from_the_server(
+    triton: TritonServer, protocol: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = triton.grpc_url if protocol == "grpc" else triton.http_url
+    with caplog.at_level(logging.WARNING, logger="streamprep.inference.model"):
+        model = load_model(parse({"model": remote_by_name(url, "labelled")}).model)
+    assert model.labels == load_model(parse({}).model).labels and len(model.labels) == 81
+    assert not [r for r in caplog.records if "no labels" in r.getMessage()]
+
+
+def test_a_remote_model_without_labels_anywhere_says_what_is_missing_once(
+    triton: TritonServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="streamprep.inference.model"):
+        model = load_model(parse({"model": remote_by_name(triton.grpc_url, "ssd")}).model)
+    assert model.labels == ()
+    said = [r.getMessage() for r in caplog.records if "no labels" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"the server ({triton.grpc_url}/ssd) gives none" in said[0] and "labels = FILE" in said[0]
+    assert ".labels.txt" not in said[0], "no file beside a model that is not here"
+
+
+def test_server_parameters_of_every_form_give_labels() -> None:
+    local = load_model(parse({}).model).engine.info
+    metadata = {
+        "inputs": [{"name": i.name, "datatype": "UINT8", "shape": ["-1", "256", "256", "3"]} for i in local.inputs],
+        "outputs": [],
+        "parameters": {"labels": ["person", "cat"]},  # Open Inference Protocol: plain JSON values
+    }
+    found = server_model("m", metadata, None, {}, "http://h/m")
+    assert labels_from_metadata(found.info.metadata) == ("person", "cat")
+    config = {"config": {"parameters": {"labels": {"string_value": "dog\ncup\n"}}}}  # Triton: one per line
+    found = server_model("m", metadata, config, {}, "http://h/m")
+    assert labels_from_metadata(found.info.metadata) == ("dog", "cup"), "the server's configuration wins"
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

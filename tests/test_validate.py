@@ -148,3 +148,55 @@ def test_the_decoder_names_in_help_are_the_configs() -> None:
     from streamprep.config.schema import DECODERS
 
     assert set(DECODER_NAMES) == set(DECODERS)
+
+
+def test_check_names_the_empty_password_files_the_installer_leaves(tmp_path: Path) -> None:
+    creds = tmp_path / "etc"
+    creds.mkdir()
+    for name in ("door-password", "mqtt-password"):  # as scripts/install-service.sh creates them: 0 bytes
+        (creds / name).write_bytes(b"")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[[sources]]\nid = "door"\nurl = "rtsp://viewer@192.0.2.10:554/stream1"\n'
+        'password_credential = "door-password"\n\n'
+        '[output.mqtt]\nurl = "mqtt://127.0.0.1:1883"\nusername = "edge-01"\n'
+    )
+    proc = streamprep("check", "--config", str(config), "--credentials", str(creds))
+    assert proc.returncode != 0, proc.stdout
+    said = error_line(proc) + "\n" + proc.stdout
+    assert f"source door: password_credential: {creds / 'door-password'} is empty" in said
+    assert f"output.mqtt.password: {creds / 'mqtt-password'} is empty" in said
+    (creds / "door-password").write_text("s3cret\n")
+    (creds / "mqtt-password").write_text("other\n")
+    filled = streamprep("check", "--config", str(config), "--credentials", str(creds))
+    assert filled.returncode == 0, filled.stderr
+    assert "empty" not in filled.stdout + filled.stderr and "s3cret" not in filled.stdout + filled.stderr
+
+
+def test_an_empty_broker_password_without_a_user_is_a_warning_and_strict_refuses_it(tmp_path: Path) -> None:
+    creds = tmp_path / "etc"
+    creds.mkdir()
+    (creds / "mqtt-password").write_bytes(b"")  # the unit loads it; an anonymous broker needs none
+    config = tmp_path / "config.toml"
+    config.write_text(f'[[sources]]\nurl = "{DEMO}"\n\n[output.mqtt]\nurl = "mqtt://127.0.0.1:1883"\n')
+    lenient = streamprep("check", "--config", str(config), "--credentials", str(creds))
+    assert lenient.returncode == 0, lenient.stderr
+    warned = [line for line in lenient.stdout.splitlines() if "is empty" in line]
+    assert warned == [
+        f"warning: output.mqtt.password: {creds / 'mqtt-password'} is empty: read as no password "
+        "(fill it in if one is needed)"
+    ]
+    strict = streamprep("check", "--config", str(config), "--credentials", str(creds), "--strict")
+    assert strict.returncode == 2 and "mqtt-password is empty" in error_line(strict)
+
+
+def test_run_says_each_model_warning_once_and_nothing_about_software_decoding(tmp_path: Path) -> None:
+    bare = tmp_path / "mine.onnx"  # a user's own model: no sidecar, no labels
+    bare.write_bytes((SSD.parent / "fastestdet_352.onnx").read_bytes())
+    proc = streamprep("run", str(DEMO), "--model", str(bare), "--fps", "0.5", "--out", str(tmp_path / "out.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len([x for x in lines if "preprocessing assumed" in x]) == 1, proc.stderr
+    assert len([x for x in lines if "no labels" in x]) == 1, proc.stderr
+    assert not [x for x in lines if "assumed, not declared:" in x], "no second, shorter copy"
+    assert not [x for x in lines if "hardware decode" in x], "software decoding is the normal case: not a line"

@@ -113,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("model", type=Path, nargs="?", help="ONNX model (default: the bundled SSD detector)")
     ins.add_argument("--config", type=Path, help="apply [model] overrides from this config")
     ins.add_argument("--json", action="store_true", help="print JSON")
+    ins.add_argument("--list", action="store_true", help="list the bundled models, the names --model takes")
 
     rec = sub.add_parser("record", help="copy a stream into a file without re-encoding, for replay")
     rec.add_argument("source", metavar="SOURCE", help="stream URL, camera or file")
@@ -363,8 +364,19 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from streamprep.inference.model import load_model
+    from streamprep.inference.model import bundled_models, load_model
 
+    if args.list:
+        models = bundled_models()
+        if args.json:
+            print(json.dumps([m.describe() for m in models], indent=2))
+            return 0
+        rows = [("name", "task", "input", "labels", "licence")]
+        rows += [(m.name, m.task, m.input, str(m.labels), m.licence) for m in models]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(cell.ljust(widths[i]) if i < 4 else cell for i, cell in enumerate(row)).rstrip())
+        return 0
     desc = load_model(_model_config(args)).describe()
     if args.json:
         print(json.dumps(desc, indent=2))

@@ -18,10 +18,10 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from streamprep.config import budget
 from streamprep.config.schema import Config, SourceConfig
-from streamprep.inference import contract
 from streamprep.inference.model import LoadedModel, load_model
 from streamprep.sources.live import LiveOptions, classify, open_input
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
@@ -70,7 +70,69 @@ def preflight(
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
         _source(found, spec, sid, sizes.get(sid), probe_sources)
     _outputs(found)
+    _credentials(found)
     return found
+
+
+def _credential(name: str) -> Path | None:
+    """``$CREDENTIALS_DIRECTORY/name`` (systemd's LoadCredential=, or ``check --credentials DIR``) if it exists."""
+    where = os.environ.get("CREDENTIALS_DIRECTORY")
+    path = Path(where.split(":")[0]) / name if where else None
+    return path if path is not None and path.is_file() else None
+
+
+def _empty(path: Path) -> bool:
+    try:
+        return path.is_file() and not path.read_bytes().strip()
+    except OSError:
+        return False  # unreadable: reported where it is read
+
+
+def _credentials(found: Preflight) -> None:
+    """Empty password and token files (``scripts/install-service.sh`` creates them empty, to be filled in).
+
+    A file the config names (``password_file``, ``password_credential``), or one that goes with a user name,
+    is an error: the empty password would be sent and refused. An empty ``$CREDENTIALS_DIRECTORY`` file
+    that is only there because the unit loads it (an MQTT broker or inference server without passwords) is
+    a warning: it is read as no password (an error with ``check --strict``). ``run`` is not refused: a
+    camera with a wrong password fails alone, a broker or server refuses it with its own error."""
+    from streamprep.inference.remote import PASSWORD_CREDENTIAL, TOKEN_CREDENTIAL
+    from streamprep.sinks.mqtt import CREDENTIAL_NAME
+
+    cfg = found.cfg
+    fill = "put the password in it, e.g. systemd-ask-password | sudo tee FILE"
+    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        if spec.password_credential is not None:
+            path, key = _credential(spec.password_credential), "password_credential"
+        elif spec.password_env is None:
+            path, key = spec.password_file, "password_file"
+        else:
+            continue
+        if path is not None and _empty(path):
+            found.problem(SourceOpenError(sid, f"{key}: {path} is empty ({fill.replace('FILE', str(path))})"), False)
+    checks: list[tuple[str, Path | None, bool]] = []  # (key, file, whether empty is a mistake)
+    mqtt = cfg.output.mqtt
+    if mqtt is not None and not urlsplit(mqtt.url).password and mqtt.password_env is None:
+        named = mqtt.password_file is not None
+        path = mqtt.password_file if named else _credential(CREDENTIAL_NAME)
+        checks.append(("output.mqtt.password", path, named or mqtt.username is not None))
+    for key in cfg.used_models():
+        k = cfg.model_for(key).kserve
+        if k is None:
+            continue
+        where = f"model {key}: kserve"
+        if k.username is not None and k.password_env is None:
+            checks.append((f"{where}.password", k.password_file or _credential(PASSWORD_CREDENTIAL), True))
+        if k.token_env is None and k.username is None:
+            token = k.token_file or _credential(TOKEN_CREDENTIAL)
+            checks.append((f"{where}.token", token, k.token_file is not None))
+    for key, path, mistake in checks:
+        if path is None or not _empty(path):
+            continue
+        if mistake:
+            found.problem(ConfigError(f"{key}: {path} is empty ({fill.replace('FILE', str(path))})"), fatal=False)
+        else:
+            found.warnings.append(f"{key}: {path} is empty: read as no password (fill it in if one is needed)")
 
 
 def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Callable[[], None]) -> None:
@@ -78,7 +140,7 @@ def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Call
     for key in cfg.used_models():
         checkpoint()
         try:
-            model = load(cfg.model_for(key))
+            model = load(cfg.model_for(key), warn=False)  # its warnings are reported from here, once
         except StreamprepError as exc:
             found.problem(exc)
             continue
@@ -88,8 +150,7 @@ def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Call
             f"model {key}: {model.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
             f"{type(model.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
         )
-        lines, _ = contract.review(key, model, strict=False)
-        found.warnings.extend(lines)
+        found.warnings.extend(w for w in model.warnings if w not in found.warnings)
 
 
 def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int] | None, probe: bool) -> None:

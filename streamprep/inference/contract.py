@@ -12,12 +12,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, Scaling
-
-if TYPE_CHECKING:
-    from streamprep.inference.model import LoadedModel
 
 # Fields whose assumed value changes the tensor, in the order they are reported.
 NUMERIC_FIELDS = ("color", "scaling", "mean", "std", "resize")
@@ -65,24 +62,14 @@ def labels_warning(name: str, path: Path) -> str:
     )
 
 
-def review(key: str, model: LoadedModel, strict: bool) -> tuple[list[str], list[str]]:
-    """What ``streamprep check`` says about one loaded model's contract: ``(lines to print, problems)``.
-
-    Problems (assumed fields) are returned only with ``strict``; without it they are just listed.
-    """
-    lines: list[str] = []
-    problems: list[str] = []
-    fields = model.assumed
-    if fields:
-        lines.append(f"model {key}: assumed, not declared: {', '.join(fields)}")
-        if strict:
-            problems.append(
-                f"model {key}: preprocessing assumed, not declared: {', '.join(fields)} "
-                "(declare them in the sidecar or [model.preprocess])"
-            )
-    if not model.labels and model.decoder.kind in ("detection", "classification"):
-        lines.append(f"model {key}: no labels (classes reported as class_N)")
-    return lines, problems
+def remote_labels_warning(name: str, location: str) -> str:
+    """One line for a model on an inference server that gives no class names, and no local copy beside them."""
+    return (
+        f"model {name}: no labels, so classes are reported as class_0, class_1, ...: the server ({location}) "
+        "gives none (no labels or names parameter in its model configuration or metadata) and [model] has no "
+        "path; set labels = FILE (one name per line) in [model], or give the labels to the server as a labels "
+        "parameter of the model"
+    )
 
 
 def _show(value: Any) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamprep.config.schema import ModelConfig
+from streamprep.config.schema import BUNDLED_MODELS, ModelConfig
 from streamprep.inference import contract
 from streamprep.inference.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.inference.onnx import Engine, LoadableEngine, OnnxEngine
@@ -36,6 +38,7 @@ class LoadedModel:
     views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
     in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
     retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
+    warnings: tuple[str, ...] = ()  # what is assumed or missing (preprocessing, labels): each one line
 
     def new_batch(self) -> Any:
         """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
@@ -67,6 +70,85 @@ class LoadedModel:
         }
 
 
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped with streamprep (``streamprep inspect --list``): what ``--model NAME`` takes."""
+
+    name: str
+    task: str  # from streamprep/models/README.md
+    input: str  # the ONNX file's own input: name, shape, type
+    labels: int
+    licence: str  # its licence, and the file with the text
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "input": self.input,
+            "labels": self.labels,
+            "licence": self.licence,
+        }
+
+
+def _catalogue() -> dict[str, tuple[str, str]]:
+    """``{file name: (task, licence)}`` from the table in the bundled models' README."""
+    out: dict[str, tuple[str, str]] = {}
+    try:
+        text = (BUNDLED_MODELS / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return out
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`") and ".onnx`" in cells[0]:
+            file = cells[0].split("`")[1]
+            out[file] = (cells[1].split(";")[0].replace("`", "").strip(), cells[2].replace("`", ""))
+    return out
+
+
+def bundled_models() -> list[BundledModel]:
+    """The models in :data:`~streamprep.config.schema.BUNDLED_MODELS`, by name, each with its task, input, labels
+    and licence."""
+    import onnx  # reads the graph's inputs without making a session
+
+    catalogue = _catalogue()
+    out = []
+    for path in sorted(BUNDLED_MODELS.glob("*.onnx")):
+        task, licence = catalogue.get(path.name, ("", "see streamprep/models/README.md"))
+        graph = onnx.load(str(path), load_external_data=False).graph
+        weights = {i.name for i in graph.initializer}
+        first = next(i for i in graph.input if i.name not in weights)
+        tensor = first.type.tensor_type
+        shape = ",".join(str(d.dim_value) if d.dim_value else "N" for d in tensor.shape.dim)
+        kind = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        beside = path.with_suffix(".labels.txt")
+        labels = len(read_labels(beside)) if beside.is_file() else 0
+        out.append(BundledModel(path.stem, task, f"{first.name} [{shape}] {kind}", labels, licence))
+    return out
+
+
+def bundled_names() -> list[str]:
+    return sorted(p.stem for p in BUNDLED_MODELS.glob("*.onnx"))
+
+
+def nearest_models(name: str) -> list[str]:
+    """Bundled models' names close to ``name``: those it begins (``fastestdet`` → ``fastestdet_352``),
+    then the most similar (difflib)."""
+    stem = Path(name).name.removesuffix(".onnx").lower()
+    names = bundled_names()
+    found = [n for n in names if stem and n.lower().startswith(stem)]
+    found += [n for n in difflib.get_close_matches(stem, names, n=3, cutoff=0.5) if n not in found]
+    return found[:3]
+
+
+def missing_model(path: Path) -> ModelError:
+    """The error for a model file that is not there: with the bundled names nearest to it."""
+    near = nearest_models(str(path))
+    hint = f"; did you mean {' or '.join(near)}?" if near else ""
+    return ModelError(
+        f"model {path}: no such file, nor a bundled model's name{hint} (`streamprep inspect --list` lists them)"
+    )
+
+
 def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
     """From the config, else ``<model>.labels.txt`` beside the model, else the model's ``names`` metadata."""
     if cfg.labels is not None:
@@ -79,8 +161,12 @@ def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
 
 
 def labels_from_metadata(metadata: dict[str, str]) -> tuple[str, ...]:
-    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list."""
-    text = metadata.get("names")
+    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list; or ``labels``
+    (an inference server's model parameter): a JSON list, or one name per line."""
+    labels = metadata.get("labels", "").strip()
+    if labels and not labels.startswith("["):
+        return tuple(line.strip() for line in labels.splitlines() if line.strip())
+    text = labels or metadata.get("names")
     if not text:
         return ()
     try:
@@ -107,9 +193,12 @@ def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
     )
 
 
-def load_model(cfg: ModelConfig) -> LoadedModel:
+def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
     """Load and check everything about a model before any frame flows; errors name what is wrong. A model
-    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.inference.remote`)."""
+    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.inference.remote`).
+
+    What is assumed or missing (preprocessing nobody declared, labels) is in ``warnings``, and logged here
+    unless ``warn`` is false (:func:`streamprep.config.validate.preflight` reports them itself: once)."""
     remote: KServeEngine | None = None
     engine: LoadableEngine
     if cfg.backend == "kserve":
@@ -118,6 +207,8 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         engine = remote = connect(cfg)
         where = remote.location
     else:
+        if not cfg.path.exists():
+            raise missing_model(cfg.path)
         engine = _engine(cfg)
         where = str(cfg.path)
     info = engine.info
@@ -162,10 +253,16 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     decoder = build_decoder(cfg.decoder, info, options, spec)
     name = cfg.name or info.name
     assumed = contract.assumed_fields(spec, provenance)
+    warnings: list[str] = []
     if assumed:
-        log.warning("%s", contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
+        warnings.append(contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
     if not labels and decoder.kind in ("detection", "classification"):
-        log.warning("%s", contract.labels_warning(name, cfg.local_files or info.path))
+        if remote is not None and cfg.local_files is None:
+            warnings.append(contract.remote_labels_warning(name, remote.location))
+        else:
+            warnings.append(contract.labels_warning(name, cfg.local_files or info.path))
+    for line in warnings if warn else ():
+        log.warning("%s", line)
     low = None
     if cfg.tta and decoder.kind == "detection":
         lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
@@ -198,6 +295,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         views=views,
         in_flight=remote.max_in_flight if remote is not None else 1,
         retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
+        warnings=tuple(warnings),
     )
 
 

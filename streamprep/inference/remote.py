@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import http.client
 import importlib
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -132,7 +133,8 @@ def server_model(
     """
     config = (config or {}).get("config", config) or {}
     max_batch = int(config.get("max_batch_size", 0) or 0)
-    params = {k: str(v.get("string_value", "")) for k, v in (config.get("parameters") or {}).items()}
+    params = _parameters(metadata.get("parameters"))  # KServe v2 / Open Inference Protocol model metadata
+    params.update(_parameters(config.get("parameters")))  # Triton's model configuration
 
     def tensors(kind: str) -> list[tuple[str, tuple[int | None, ...], str]]:
         found = []
@@ -161,6 +163,17 @@ def server_model(
         providers=(f"kserve {location}",),
     )
     return ServerModel(model, max_batch or None, batched)
+
+
+def _parameters(given: Any) -> dict[str, str]:
+    """Parameters as strings: Triton's ``{"string_value": ...}``, gRPC's ``{"string_param": ...}``, or plain
+    values (the Open Inference Protocol's JSON)."""
+    out: dict[str, str] = {}
+    for key, value in (given or {}).items() if isinstance(given, dict) else ():
+        if isinstance(value, dict):
+            value = next((v for k, v in value.items() if k in ("string_value", "string_param")), "")
+        out[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    return out
 
 
 class KServeEngine:

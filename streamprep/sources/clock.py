@@ -26,18 +26,22 @@ their capture at most ``AHEAD_TOLERANCE_S`` after their arrival and at most ``BE
 is dropped for the rest of the connection as soon as a frame's capture time lies more than
 ``AHEAD_TOLERANCE_S`` after its arrival (a frame cannot arrive before it was captured) or more than
 ``JUMP_LIMIT_S`` before it (the camera's clock jumped). Either way one line is logged with the figures,
-and the frames carry ``arrival`` instead. A camera clock less than ``BEHIND_LIMIT_S`` behind ours cannot be
+and the frames carry ``arrival`` instead (a sender on this machine, a test server or a restreamer, is not a
+camera whose clock can be expected to be wall time: there that line is an info, not a warning). A camera
+clock less than ``BEHIND_LIMIT_S`` behind ours cannot be
 told from a slow network; its ages are too high by its error.
 """
 
 from __future__ import annotations
 
 import collections
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
+from urllib.parse import urlsplit
 
 from streamprep.values.frames import CaptureClock
 
@@ -79,12 +83,29 @@ class _Stamped:
         return getattr(self._container, name)
 
 
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url``'s host is this machine (``127.0.0.0/8``, ``::1``, ``localhost``)."""
+    try:
+        host = urlsplit(url or "").hostname
+    except ValueError:
+        return False
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class CameraCheck:
     """Whether to believe a camera's clock, from ``transit`` = arrival - camera capture time, frame by frame
     (see the module's docstring). ``rejected`` says why it is not believed; that lasts until reconnect."""
 
-    def __init__(self, source_id: str) -> None:
+    def __init__(self, source_id: str, expected: bool = True) -> None:
         self.source_id = source_id
+        self.expected = expected  # False: a sender on this machine, whose clock is ours or no wall clock at all
         self.believed = False
         self.rejected: str | None = None
         self._settling: list[float] = []
@@ -118,6 +139,11 @@ class CameraCheck:
     def _reject(self, transit: float) -> None:
         where = "after the frames arrived" if transit < 0 else "before the frames arrived"
         self.rejected = f"its capture times lie {abs(transit):.3f} s {where}"
+        if not self.expected:  # a test server or a restreamer here: its sender reports carry no wall clock
+            log.info(
+                "source %s: the local sender's clock is not wall time; ages count from packet arrival", self.source_id
+            )
+            return
         log.warning(
             "source %s: camera clock ignored until reconnect: %s (not synchronised with this machine?); "
             "ages count from packet arrival",
@@ -137,7 +163,7 @@ class CaptureClocks:
         self._container = container
         self._time_base: Fraction | None = stream.time_base
         self._arrivals: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self.check = CameraCheck(source_id)
+        self.check = CameraCheck(source_id, expected=not is_loopback(getattr(container, "name", None)))
 
     def stamped(self) -> _Stamped:
         """The container, with every packet's arrival noted for :meth:`capture`."""

@@ -1,6 +1,7 @@
 """Hardware video decoding where the machine has it, software everywhere else.
 
-At start, :func:`probe` picks a device once per setting and logs what it chose and why:
+At start, :func:`probe` picks a device once per setting (one info line when a device is used, a warning
+when a device asked for by name is not usable, else a debug line saying why not):
 ``hwaccel = "auto"`` tries NVIDIA NVDEC (CUDA), VA-API, Intel Quick Sync and VideoToolbox in that order
 (each only if the FFmpeg inside PyAV was built with it and a device actually opens); ``"off"`` decodes in
 software; a device type (``"cuda"``, ``"vaapi"``, ``"qsv"``, ``"videotoolbox"``...) tries that one only.
@@ -100,8 +101,13 @@ def probe(setting: str) -> HwChoice:
         if choice is not None:
             return choice
         choice = _chosen[setting] = _probe(setting)
-    level = logging.WARNING if setting not in ("auto", "off") and choice.device is None else logging.INFO
-    log.log(level, "hardware decode: %s", choice.reason)
+    if choice.device is not None:
+        log.info("hardware decode: %s (%s)", choice.device, LABELS.get(choice.device, choice.device))
+        log.debug("hardware decode: %s", choice.reason)
+    elif setting not in ("auto", "off"):  # a device was asked for by name and cannot be had
+        log.warning("hardware decode: %s", choice.reason)
+    else:  # software, as on most machines: nothing to say unless asked (--debug)
+        log.debug("hardware decode: %s", choice.reason)
     return choice
 
 

@@ -35,7 +35,7 @@ class FrameSource:
 
     ``frames``: an iterable or async iterable of BGR ``H×W×3`` uint8 arrays, or of ``(array, seconds)``.
     ``live``: latest-frame semantics (a camera); otherwise every sampled frame is processed (a replay).
-    ``fps``: sample to this rate (default: the run's ``fps`` does not reach here; set it on the source).
+    ``fps``: sample to this rate (default: the run's ``fps``, ``streamprep.stream(source, fps=5)``).
     """
 
     def __init__(
@@ -51,9 +51,16 @@ class FrameSource:
         self.live = live
         self.counts = SourceCounts()
         self._frames = frames
+        self.fps = fps
         self._sampler = Sampler(fps)
         self._rate = rate
         self._first_seq = 0
+
+    def sample_to(self, fps: float | None) -> None:
+        """The run's ``fps``, for a source created without its own (an explicit ``fps=`` wins)."""
+        if self.fps is None and fps is not None:
+            self.fps = fps
+            self._sampler = Sampler(fps)
 
     def _frame(self, item: Any, index: int, started: float) -> Frame | None:
         image, seconds = item if isinstance(item, tuple) else (item, None)

@@ -359,7 +359,7 @@ def _short(c: Candidate) -> str:
 def probe(path: Path, images: Path | None = None) -> Verdict:
     """Probe the model at ``path`` on the bundled photos (or those in ``images``)."""
     photos = load_photos(images or PHOTOS)
-    model = load_model(ModelConfig(path=path))
+    model = load_model(ModelConfig(path=path), warn=False)  # what it would assume is what the probe finds out
     info = model.engine.info
     decoder = resolve("auto", info, DecoderOptions(labels=model.labels))
     kind = model.decoder.kind

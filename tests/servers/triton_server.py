@@ -8,12 +8,16 @@ served with the same input and output names, dtypes and shapes as the file, so a
 own ONNX Runtime backend would show it. Prints ``STREAMPREP-TRITON-READY`` once every model is loaded.
 
     triton_server.py --http-port 8000 --grpc-port 8001 --model ssd=PATH:8 [--vector embed] \
-        [--grpc-tls CERT KEY] [--token SECRET]
+        [--grpc-tls CERT KEY] [--token SECRET] [--labels ssd=LABELS.txt]
+
+``--labels`` gives a model its class names the way a client can read them: a ``labels`` parameter of its
+model configuration (a JSON list; Triton's ``label_filename`` stays on the server, no client can read it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ import numpy as np
 import onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import ModelConfig, Tensor
+from pytriton.models.model import Model
 from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
 READY = "STREAMPREP-TRITON-READY"  # one write: found even inside a line of tritonserver's log
@@ -73,6 +78,20 @@ def vector_model() -> tuple[Any, list[Tensor], list[Tensor]]:
     return infer, [Tensor(name="x", dtype=np.float32, shape=(128,))], [Tensor(name="y", dtype=np.float32, shape=(1,))]
 
 
+def with_labels(labels: dict[str, Path]) -> None:
+    """Put each model's labels in its configuration's ``parameters`` (pytriton has no option for it)."""
+    original = Model._get_triton_model_config
+
+    def config(self: Model) -> Any:
+        made = original(self)
+        if self.model_name in labels:
+            names = [x.strip() for x in labels[self.model_name].read_text().splitlines() if x.strip()]
+            made.backend_parameters["labels"] = json.dumps(names)
+        return made
+
+    Model._get_triton_model_config = config  # type: ignore[method-assign]
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--http-port", type=int, required=True)
@@ -83,7 +102,9 @@ def main() -> None:
     p.add_argument("--grpc-tls", nargs=2, metavar=("CERT", "KEY"), help="gRPC over TLS with this certificate")
     p.add_argument("--token", help="require the header triton-access-token: TOKEN for inference")
     p.add_argument("--workspace", type=Path, help="pytriton's workspace (default: a new temporary one)")
+    p.add_argument("--labels", action="append", default=[], help="NAME=FILE: the model's labels, one per line")
     args = p.parse_args()
+    with_labels({name: Path(file) for name, _, file in (spec.partition("=") for spec in args.labels)})
     config = TritonConfig(
         http_address="127.0.0.1",
         http_port=args.http_port,
