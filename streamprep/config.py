@@ -22,7 +22,7 @@ from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, uni
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
 from streamprep.redact import redact_url
-from streamprep.topics import topic_level
+from streamprep.topics import NAME_MAX, check_name, topic_level
 
 DEFAULT_MODEL_KEY = "default"
 DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")  # streamprep.decoders
@@ -90,7 +90,7 @@ class SourceConfig(_Strict):
     """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
 
     url: str = Field(min_length=1)
-    id: str | None = Field(None, min_length=1, max_length=64)
+    id: str | None = None  # a name (streamprep.topics.check_name); default: from the URL
     fps: float | None = Field(None, gt=0, le=1000)
     queue_size: int | None = Field(None, ge=1, le=1024)
     policy: DropPolicy | None = None
@@ -167,10 +167,10 @@ class SourceConfig(_Strict):
 
     _finite_fps = field_validator("fps", mode="before")(_finite)
 
-    @field_validator("id")
+    @field_validator("id", "model")
     @classmethod
-    def _printable_id(cls, v: str | None) -> str | None:
-        return v if v is None else _printable(v)
+    def _names(cls, v: str | None) -> str | None:
+        return v if v is None else check_name(v)
 
 
 KSERVE_SCHEMES = ("grpc", "grpcs", "http", "https")
@@ -264,6 +264,11 @@ class ModelConfig(_Strict):
                     return candidate
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return v if v is None else check_name(v)
+
     @field_validator("tta")
     @classmethod
     def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -327,6 +332,19 @@ class MqttConfig(_Strict):
     outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
     # each source's retained status is published again with its counts this often (0: only on changes)
     status_interval_s: float = Field(10.0, ge=0, le=3600)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _levels(cls, v: str) -> str:
+        """Levels of the topic, each a name (empty levels are MQTT's own: ``/a``), at most 4 names long."""
+        if len(v) > 4 * NAME_MAX:
+            raise ValueError(f"{v[:24]!r}... is {len(v)} characters long; at most {4 * NAME_MAX}")
+        for level in v.split("/"):
+            if level:
+                check_name(level)
+            if "+" in level or "#" in level:
+                raise ValueError(f"{v!r}: '+' and '#' are MQTT wildcards, not allowed in a topic")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -405,8 +423,18 @@ class Config(_Strict):
 
     @field_validator("device")
     @classmethod
-    def _printable_device(cls, v: str) -> str:
-        return _printable(v)
+    def _device_name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("models")
+    @classmethod
+    def _model_keys(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for key in v:
+            try:
+                check_name(key)
+            except ValueError as exc:
+                raise ValueError(f"the name {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
@@ -466,18 +494,10 @@ class Config(_Strict):
         return out
 
 
-def _printable(name: str) -> str:
-    """Names end up in logs, topics and file names: no control characters (a newline would forge log lines)."""
-    bad = next((c for c in name if ord(c) < 32 or ord(c) == 127), None)
-    if bad is not None:
-        raise ValueError(f"{name!r} contains a control character ({bad!r}); use printable characters only")
-    return name
-
-
 def _default_id(url: str) -> str:
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", url)
     stem = m.group(1) if m else Path(url).stem
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[: NAME_MAX - 8] or "source"  # room for "-N" to make it unique
 
 
 def _format(exc: ValidationError, where: str) -> str:

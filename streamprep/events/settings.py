@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from streamprep.events.geometry import Line, Zone, polygon_area, resolve
 from streamprep.events.tracking import TrackerSettings
+from streamprep.topics import check_name
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -23,6 +24,13 @@ class _Strict(BaseModel):
 def _name(v: str) -> str:
     if not _NAME.match(v):
         raise ValueError("must be 1-64 letters, digits, '_' or '-' (it becomes an MQTT topic level)")
+    return v
+
+
+def _labels(v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Labels name topic levels of the counts (``.../zones/<zone>/<label>``): names like any other."""
+    for label in v or ():
+        check_name(label)
     return v
 
 
@@ -46,6 +54,8 @@ class ZoneConfig(_Strict):
     @classmethod
     def _check_name(cls, v: str) -> str:
         return _name(v)
+
+    _check_labels = field_validator("labels")(_labels)
 
     @field_validator("polygon")
     @classmethod
@@ -71,6 +81,8 @@ class LineConfig(_Strict):
     @classmethod
     def _check_name(cls, v: str) -> str:
         return _name(v)
+
+    _check_labels = field_validator("labels")(_labels)
 
     @field_validator("points")
     @classmethod
@@ -113,6 +125,8 @@ class EventsConfig(_Strict):
     score_margin: float = Field(0.05, ge=0, le=1)  # a better score is an update only by this much
     snapshots: SnapshotConfig = SnapshotConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+
+    _check_labels = field_validator("labels")(_labels)
 
     @model_validator(mode="after")
     def _scores(self) -> EventsConfig:
