@@ -500,9 +500,13 @@ def _default_id(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[: NAME_MAX - 8] or "source"  # room for "-N" to make it unique
 
 
+ERRORS_SHOWN = 10  # problems named in one config error; the rest are counted
+
+
 def _format(exc: ValidationError, where: str) -> str:
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:ERRORS_SHOWN]:
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if not err["loc"] and re.match(r"^[\w.]+: ", msg):  # the message names its key itself
@@ -511,6 +515,8 @@ def _format(exc: ValidationError, where: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{where}{key}: {msg}" if key else f"{where}{msg}")
+    if len(errors) > ERRORS_SHOWN:
+        lines.append(f"... and {len(errors) - ERRORS_SHOWN} more")
     return "; ".join(lines)
 
 

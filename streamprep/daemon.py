@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from streamprep.config import Config
-from streamprep.errors import StreamprepError
+from streamprep.errors import StreamprepError, print_error
 from streamprep.fanout import RESULTS_QUEUE
 from streamprep.logs import CallbackHandler
 from streamprep.model import LoadedModel, load_model
@@ -341,8 +341,8 @@ def summarize(outcome: Outcome, errors: Sequence[str] = (), quiet: bool = False)
     if report.cut_short:
         log.warning("the run was cut short: frames in flight were dropped (counted as stopped)")
     for failure in report.failures:
-        print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
+        print_error(str(failure))
     for line in report.sink_failures:
-        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)
+        print_error(line)
     for line in errors:
-        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)
+        print_error(line)

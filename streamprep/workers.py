@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from streamprep.config import Config
-from streamprep.errors import ConfigError, SinkError, StreamprepError
+from streamprep.errors import ConfigError, SinkError, StreamprepError, print_error
 from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 from streamprep.redact import redact_text
 from streamprep.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
@@ -427,7 +427,7 @@ class WorkerPool:
         shown = ", ".join(f"worker {w.index}: {w.code}" for w in self.workers if w.code is not None)
         log.info("workers ended (%s; %d restart(s)): exit status %d", shown or "none started", restarts, code)
         if self.output_failure is not None:
-            print(f"streamprep: error: {redact_text(self.output_failure)}", file=sys.stderr)
+            print_error(self.output_failure)
         return code
 
     async def _all_ended(self) -> None:

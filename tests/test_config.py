@@ -151,3 +151,12 @@ def test_a_bundled_model_can_be_named() -> None:
     for name in ("fastestdet_352", "fastestdet_352.onnx"):
         assert parse({"model": {"path": name}}).model.path == BUNDLED_MODELS / "fastestdet_352.onnx"
     assert parse({"model": {"path": "nothing_like_it"}}).model.path == Path("nothing_like_it")
+
+
+def test_an_error_naming_700_000_unknown_keys_names_ten_and_counts_the_rest() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse({f"k{i}": 1 for i in range(700_000)})
+    message = str(caught.value)
+    assert message.startswith("k0: unknown key; k1: unknown key;") and message.endswith(
+        "k9: unknown key; ... and 699990 more"
+    )
