@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -420,3 +422,45 @@ def test_cli_events_flag_and_one_error_line(tmp_path: Path) -> None:
     kinds = [r["type"] for r in rows if r["schema"] == "streamprep.event/1"]
     assert kinds.count("new") == kinds.count("end") >= 3
     assert sum(r["schema"] == "streamprep.result/2" for r in rows) == 36
+
+
+@pytest.mark.parametrize("kib", [4, 64], ids=["full", "filling"])
+def test_a_full_snapshot_disk_is_said_once_and_no_event_names_a_file_not_written(
+    tmp_path: Path, small_disk: Callable[[int], tuple[tuple[str, ...], Path]], kib: int
+) -> None:
+    """A real disk that is full (4 KiB: every snapshot write fails with ENOSPC) or fills up (64 KiB: the first
+    crops fit, then writes fail): events name exactly the files that are there."""
+    prefix, disk = small_disk(kib)
+    data = scene_config(tmp_path / "state", 5.0, snapshots={"dir": str(disk / "snaps"), "full_frame": True})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nfps = 5.0\n[model]\nscore_threshold = 0.3\n'
+        f'[[sources]]\nurl = "{CLIP}"\nid = "yard"\n'
+        f'[[sources.zones]]\nname = "mat"\npolygon = {json.dumps(data["sources"][0]["zones"][0]["polygon"])}\n'
+        f"[events]\nlabels = {json.dumps(LABELS)}\nnew_track_score = 0.5\n"
+        f'[events.snapshots]\ndir = "{disk / "snaps"}"\nfull_frame = true\n'
+    )
+    listing = tmp_path / "left-on-disk.txt"  # the tmpfs lives as long as the command: list it from inside
+    script = f'"$@"; rc=$?; (cd "{disk / "snaps"}" && find . -type f) > "{listing}"; exit $rc'
+    command = [sys.executable, "-m", "streamprep", "run", "--config", str(cfg), "--out", "-"]
+    proc = subprocess.run([*prefix, "sh", "-c", script, "sh", *command], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    events = [r for r in rows if r["schema"] == "streamprep.event/1"]
+    validator = jsonschema.Draft202012Validator(json.loads(EVENT_SCHEMA_FILE.read_text()))
+    for e in events:
+        validator.validate(e)
+    assert [e["type"] for e in events].count("new") == 4
+    on_disk = {line.removeprefix("./") for line in listing.read_text().splitlines()}
+    named = {e["snapshot"][k] for e in events if "snapshot" in e for k in ("path", "full_path") if e["snapshot"][k]}
+    assert named <= on_disk, f"events name files that are not there: {sorted(named - on_disk)}"
+    assert not [f for f in on_disk if f.endswith(".tmp")], "a failed write leaves no .tmp behind"
+    said = [line for line in proc.stderr.splitlines() if "snapshot" in line and "ERROR" in line]
+    assert len(said) == 1 and "No space left on device" in said[0], proc.stderr
+    (summary,) = [line for line in proc.stderr.splitlines() if "could not be written" in line]
+    failed = int(re.search(r"snapshots: (\d+) file\(s\) could not be written", summary)[1])  # type: ignore[index]
+    if kib == 4:
+        assert not named and not [e for e in events if "snapshot" in e], "nothing was written, nothing is named"
+        assert failed >= 8, "a crop and a full frame for each of the four visits at least, all counted"
+    else:
+        assert named and failed >= 1, "some written and named, some failed"
