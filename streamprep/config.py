@@ -22,7 +22,7 @@ from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, uni
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.queues import DropPolicy
 from streamprep.redact import redact_url
-from streamprep.topics import NAME_MAX, check_name, topic_level
+from streamprep.topics import NAME_MAX, check_name, check_prefix, topic_level
 
 DEFAULT_MODEL_KEY = "default"
 DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")  # streamprep.decoders
@@ -336,15 +336,7 @@ class MqttConfig(_Strict):
     @field_validator("topic_prefix")
     @classmethod
     def _levels(cls, v: str) -> str:
-        """Levels of the topic, each a name (empty levels are MQTT's own: ``/a``), at most 4 names long."""
-        if len(v) > 4 * NAME_MAX:
-            raise ValueError(f"{v[:24]!r}... is {len(v)} characters long; at most {4 * NAME_MAX}")
-        for level in v.split("/"):
-            if level:
-                check_name(level)
-            if "+" in level or "#" in level:
-                raise ValueError(f"{v!r}: '+' and '#' are MQTT wildcards, not allowed in a topic")
-        return v
+        return check_prefix(v)
 
     @field_validator("url")
     @classmethod

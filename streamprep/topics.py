@@ -35,3 +35,16 @@ def check_name(name: str) -> str:
     if (bad := _CONTROL.search(name)) is not None:
         raise ValueError(f"{name!r} contains a control character ({bad.group()!r}); use printable characters only")
     return name
+
+
+def check_prefix(prefix: str) -> str:
+    """``prefix`` if it may start topics (``topic_prefix``, Home Assistant's ``discovery_prefix``): levels that
+    are names (or empty, as in ``/a``), no wildcards, at most 4 × :data:`NAME_MAX` characters."""
+    if len(prefix) > 4 * NAME_MAX:
+        raise ValueError(f"{prefix[:24]!r}... is {len(prefix)} characters long; at most {4 * NAME_MAX}")
+    for level in prefix.split("/"):
+        if level:
+            check_name(level)
+        if "+" in level or "#" in level:
+            raise ValueError(f"{prefix!r}: '+' and '#' are MQTT wildcards, not allowed in a topic")
+    return prefix

@@ -55,6 +55,10 @@ def test_control_characters_in_names_are_refused(data: dict[str, object], key: s
             {"sources": [DEMO], "output": {"mqtt": {"url": "mqtt://h", "topic_prefix": "a/" + "p" * 129}}},
             "output.mqtt.topic_prefix",
         ),
+        (
+            {"sources": [DEMO], "events": {"homeassistant": {"discovery_prefix": "h" * 200}}},
+            "events.homeassistant.discovery_prefix",
+        ),
     ],
 )
 def test_every_name_is_at_most_128_characters(data: dict[str, object], key: str) -> None:

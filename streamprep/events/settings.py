@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from streamprep.events.geometry import Line, Zone, polygon_area, resolve
 from streamprep.events.tracking import TrackerSettings
-from streamprep.topics import check_name
+from streamprep.topics import check_name, check_prefix
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -107,6 +107,8 @@ class SnapshotConfig(_Strict):
 class HomeAssistantConfig(_Strict):
     enabled: bool = False
     discovery_prefix: str = Field("homeassistant", min_length=1)
+
+    _check_prefix = field_validator("discovery_prefix")(check_prefix)
 
 
 class EventsConfig(_Strict):
