@@ -46,7 +46,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
     for s in cur.sources:
         p = before.get(s.source)
         sources.add_row(
-            printable(s.source),
+            Text(printable(s.source)),
             Text(s.state, style=_STATE_STYLE.get(s.state, "")),
             _rate(s.decoded, p.decoded if p else None, dt),
             _rate(s.sampled, p.sampled if p else None, dt),
@@ -68,7 +68,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
     for k in cur.sinks:
         was = before_sinks.get(k.name)
         sinks.add_row(
-            printable(k.name),
+            Text(printable(k.name)),
             Text("yes" if k.connected else "no", style="green" if k.connected else "red"),
             _rate(k.sent, was.sent if was else None, dt),
             str(k.outbox),
