@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +27,7 @@ from streamprep.errors import ConfigError
 from streamprep.events.engine import EventEngine
 from streamprep.events.geometry import Line, Zone, inside, resolve, segments_cross
 from streamprep.events.settings import EventsConfig
-from streamprep.events.snapshots import SnapshotStore, crop_region, to_bgr
+from streamprep.events.snapshots import WAIT_S, SnapshotStore, crop_region, to_bgr
 from streamprep.events.values import EVENT_SCHEMA_FILE, Event, LineCount, ZoneCount, event_to_dict
 from streamprep.frames import Box, Detection, Result, Timings
 from streamprep.model import load_model
@@ -464,3 +466,26 @@ def test_a_full_snapshot_disk_is_said_once_and_no_event_names_a_file_not_written
         assert failed >= 8, "a crop and a full frame for each of the four visits at least, all counted"
     else:
         assert named and failed >= 1, "some written and named, some failed"
+
+
+def test_a_hung_snapshot_write_holds_the_engine_once_not_for_every_snapshot(tmp_path: Path) -> None:
+    """A FIFO where the writer's .tmp goes: open() blocks until a reader comes, like a hung disk."""
+    store = SnapshotStore(tmp_path, max_bytes=1_000_000)
+    (tmp_path / "s").mkdir()
+    fifo = tmp_path / "s" / "a.jpg.tmp"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    assert not store.wait_written(store.save("s/a.jpg", b"a" * 100))
+    assert WAIT_S <= time.monotonic() - start < WAIT_S + 5, "waited its bound, no longer"
+    start = time.monotonic()
+    behind = store.save("s/b.jpg", b"b" * 100)
+    assert not store.wait_written(behind) and time.monotonic() - start < 0.5, "stalled: no second wait"
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the disk comes back
+    try:
+        assert behind.wait(10) and store.flush(10)
+        assert os.read(reader, 1000) == b"a" * 100
+    finally:
+        os.close(reader)
+    assert store.wait_written(store.save("s/c.jpg", b"c")), "writing again: waited for and written"
+    store.close()
+    assert (tmp_path / "s" / "b.jpg").read_bytes() == b"b" * 100

@@ -340,9 +340,9 @@ class EventEngine:
         # an event names only files that are there: after a failed (or too slow) write it names the snapshot of
         # an earlier best frame if one was written (the failed write left that file as it was), else none;
         # the next event that carries a snapshot tries again
-        if not crop_written.wait():
+        if not self.store.wait_written(crop_written):
             return
-        full_path = f"{name}-full.jpg" if full_written is not None and full_written.wait() else None
+        full_path = f"{name}-full.jpg" if full_written is not None and self.store.wait_written(full_written) else None
         visit.snapshot = SnapshotRef(f"{name}.jpg", full_path, best.pts, best.box, best.score)
         visit.snapshot_of = best
 

@@ -42,6 +42,10 @@ class Pending:
         self.ok = ok
         self._done.set()
 
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
     def wait(self, timeout: float = WAIT_S) -> bool:
         """True once the file is written; False if it failed, was dropped, or is not written within ``timeout``."""
         return self._done.wait(timeout) and self.ok
@@ -142,6 +146,7 @@ class SnapshotStore:
         self._total = 0
         self._queue: queue.Queue[tuple[str, bytes, Pending] | None] = queue.Queue(_QUEUE)
         self._first_failure: str | None = None
+        self._stalled = False  # a wait timed out: until a write completes, the engine does not wait again
         self._idle = threading.Condition()
         self._pending = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -169,6 +174,15 @@ class SnapshotStore:
             pending.settle(False)
             log.warning("snapshot writer is behind: %s not written (%d dropped so far)", relative, self.dropped)
         return pending
+
+    def wait_written(self, pending: Pending) -> bool:
+        """Whether the file is written, waiting up to :data:`WAIT_S` for it, or not at all while the writer is
+        stalled (a hung disk must not hold the inference thread for every snapshot)."""
+        if pending.wait(0.0 if self._stalled else WAIT_S):
+            return True
+        if not pending.done:
+            self._stalled = True
+        return False
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued file is written; False if that took longer than ``timeout``."""
@@ -207,6 +221,7 @@ class SnapshotStore:
                         exc.strerror or exc,
                     )
             finally:
+                self._stalled = False
                 pending.settle(ok)
                 with self._idle:
                     self._pending -= 1
