@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from rich.console import Console
 
-from streamprep.fleet import Fleet, render
+from streamprep.ops.fleet import Fleet, render
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 SHARED = "$share/consumers/streamprep/+/+/results"

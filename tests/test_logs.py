@@ -9,10 +9,10 @@ import sys
 import pytest
 from rich.console import Console
 
-from streamprep.dashboard import render
-from streamprep.logs import CallbackHandler, JournalFormatter, JsonFormatter, TextFormatter
-from streamprep.metrics import Snapshot
-from streamprep.redact import LINE_MAX, one_line, printable
+from streamprep.ops.dashboard import render
+from streamprep.ops.logs import CallbackHandler, JournalFormatter, JsonFormatter, TextFormatter
+from streamprep.values.metrics import Snapshot
+from streamprep.values.redact import LINE_MAX, one_line, printable
 
 URL = "rtsp://admin:hunter2@cam/a\nERROR forged\x1b[2J\x9b31m"
 ESCAPED = "rtsp://admin:***@cam/a\\nERROR forged\\x1b[2J\\x9b31m"

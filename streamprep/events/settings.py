@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from streamprep.events.geometry import Line, Zone, polygon_area, resolve
 from streamprep.events.tracking import TrackerSettings
-from streamprep.topics import check_name, check_prefix
+from streamprep.values.names import check_name, check_prefix
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
