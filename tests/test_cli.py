@@ -302,3 +302,35 @@ def test_a_broker_that_never_answers_connect_is_one_line(tmp_path: Path, wait_fo
         assert len(errors) == 1 and "lost" in errors[0], proc.stderr
     else:
         assert_one_clear_line(proc, 5, f"127.0.0.1:{port}", "unreachable: timed out")
+
+
+HOSTILE = "a\nERROR forged line\x1b[2J\r\x07.mp4"  # a newline would forge a log line, ESC [ 2 J clears the screen
+
+
+@pytest.mark.parametrize(
+    ("command", "log_format"), [("check", "text"), ("run", "text"), ("run", "json"), ("run", "journal")]
+)
+def test_control_characters_in_a_path_are_escaped_everywhere(tmp_path: Path, command: str, log_format: str) -> None:
+    proc = streamprep(command, str(tmp_path / HOSTILE), "--log-format", log_format, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    raw = [c for c in proc.stderr if c != "\n" and (ord(c) < 32 or 127 <= ord(c) < 160)]
+    assert raw == [], f"no raw control character reaches the terminal: {raw}"
+    lines = proc.stderr.splitlines()
+    assert not [line for line in lines if line.startswith("ERROR forged")], "no forged line"
+    errors = [line for line in lines if line.startswith("streamprep: error:")]
+    assert len(errors) == 1 and "a\\nERROR forged line\\x1b[2J\\r\\x07.mp4: no such file" in errors[0], errors
+    if command == "run":
+        if log_format == "json":  # every log line is JSON; its message is escaped as the other formats' are
+            lines = [json.loads(line)["msg"] for line in lines if line not in errors]
+        logged = [line for line in lines if "\\nERROR forged line\\x1b[2J" in line and line not in errors]
+        assert logged, "the path is logged too (escaped)"
+        if log_format == "journal":
+            assert all(line.startswith("<") for line in lines if line not in errors), "every line has a priority"
+
+
+def test_an_error_naming_700_000_unknown_keys_is_one_short_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("".join(f"k{i} = 1\n" for i in range(20_000)) + f"{'x' * 100_000} = 1\n")
+    proc = streamprep("check", "--config", str(cfg), timeout=120)
+    assert_one_clear_line(proc, 2, f"{cfg}: k0: unknown key", "... and 19991 more")
+    assert len(proc.stderr) < 4200, "the first ten problems, the count of the rest, and no more than 4000 characters"

@@ -35,6 +35,58 @@ def test_control_characters_in_names_are_refused(data: dict[str, object], key: s
 
 
 @pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ({"device": "d" * 70_000, "sources": [DEMO]}, "device"),
+        ({"sources": [{"url": DEMO, "id": "i" * 129}]}, "sources.0.id"),
+        ({"sources": [DEMO], "models": {"m" * 200: {}}}, "models"),
+        ({"sources": [DEMO], "model": {"name": "n" * 300}}, "model.name"),
+        ({"sources": [DEMO], "events": {"labels": ["l" * 129]}}, "events.labels"),
+        (
+            {
+                "sources": [
+                    {"url": DEMO, "zones": [{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]], "labels": ["x" * 200]}]}
+                ],
+                "events": {},
+            },
+            "sources.0.zones.0.labels",
+        ),
+        (
+            {"sources": [DEMO], "output": {"mqtt": {"url": "mqtt://h", "topic_prefix": "a/" + "p" * 129}}},
+            "output.mqtt.topic_prefix",
+        ),
+        (
+            {"sources": [DEMO], "events": {"homeassistant": {"discovery_prefix": "h" * 200}}},
+            "events.homeassistant.discovery_prefix",
+        ),
+    ],
+)
+def test_every_name_is_at_most_128_characters(data: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: .* characters long; names are at most 128") as caught:
+        parse(data)
+    assert len(str(caught.value)) < 200, "the message quotes only the start of the name"
+
+
+def test_a_name_of_128_characters_is_accepted_and_a_long_file_name_gives_a_short_id(tmp_path: Path) -> None:
+    long_file = tmp_path / f"{'f' * 200}.mp4"
+    cfg = parse({"device": "d" * 128, "sources": [{"url": DEMO, "id": "i" * 128}, str(long_file)]})
+    assert [len(i) for i in cfg.source_ids()] == [128, 120]
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_check_and_run_refuse_a_70000_character_device_naming_the_key(tmp_path: Path, command: str) -> None:
+    """It used to pass ``check`` and then fail ``run --mqtt`` with an internal error from the MQTT client."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'device = "{"d" * 70_000}"\nsources = ["{DEMO}"]\n[output]\nmqtt = "mqtt://127.0.0.1:9"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", command, "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"streamprep: error: {cfg}: device: 'dddd") and len(line) < 300, line
+
+
+@pytest.mark.parametrize(
     ("roi", "message"),
     [
         ([0.5, 0.5, 0.6, 0.6], "x \\+ width = 1.1 goes past the right edge"),
@@ -103,3 +155,12 @@ def test_a_bundled_model_can_be_named() -> None:
     for name in ("fastestdet_352", "fastestdet_352.onnx"):
         assert parse({"model": {"path": name}}).model.path == BUNDLED_MODELS / "fastestdet_352.onnx"
     assert parse({"model": {"path": "nothing_like_it"}}).model.path == Path("nothing_like_it")
+
+
+def test_an_error_naming_700_000_unknown_keys_names_ten_and_counts_the_rest() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse({f"k{i}": 1 for i in range(700_000)})
+    message = str(caught.value)
+    assert message.startswith("k0: unknown key; k1: unknown key;") and message.endswith(
+        "k9: unknown key; ... and 699990 more"
+    )

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,9 @@ from conftest import RECORDINGS, ListSink
 
 from streamprep.config.schema import parse
 from streamprep.events.engine import EventEngine
-from streamprep.events.geometry import Line, Zone
+from streamprep.events.geometry import Line, Zone, inside, resolve, segments_cross
 from streamprep.events.settings import EventsConfig
-from streamprep.events.snapshots import SnapshotStore, crop_region, to_bgr
+from streamprep.events.snapshots import WAIT_S, SnapshotStore, crop_region, to_bgr
 from streamprep.inference.model import load_model
 from streamprep.run.pipeline import Pipeline
 from streamprep.values.errors import ConfigError
@@ -64,13 +68,17 @@ class Run:
 
 
 def run_scene(tmp: Path, fps: float, **events: Any) -> Run:
-    cfg = parse(scene_config(tmp, fps, **events))
+    return run_config(tmp, scene_config(tmp, fps, **events))
+
+
+def run_config(tmp: Path, data: dict[str, Any]) -> Run:
+    cfg = parse(data)
     sink = ListSink()
     report = asyncio.run(asyncio.wait_for(Pipeline(cfg, load_model(cfg.model), [sink]).run(), 120))
     assert not report.failures
     evs = [e for e in sink.events if isinstance(e, Event)]
     counts = [e for e in sink.events if isinstance(e, ZoneCount | LineCount)]
-    return Run(fps, tmp, list(sink.results), evs, counts)
+    return Run(cfg.fps or 0.0, tmp, list(sink.results), evs, counts)
 
 
 @pytest.fixture(scope="module", params=[5.0, 15.0], ids=["5fps", "15fps"])
@@ -151,6 +159,72 @@ def test_zone_entry_and_exit(scene: Run) -> None:
     assert cat_end.entered_zones == ("mat",)
     occupancy = [(c.label, c.count) for c in scene.counts if isinstance(c, ZoneCount)]
     assert occupancy == [("cat", 0), ("cup", 0), ("person", 0), ("cat", 1), ("cat", 0)]
+
+
+def test_a_zone_that_ends_at_the_frame_edge_holds_objects_clipped_there(tmp_path: Path) -> None:
+    """demo_720p: the person's and the cat's boxes reach y = 720, where the README's ``driveway`` shape ends."""
+    data = {
+        "fps": 5.0,
+        "model": {"score_threshold": 0.3},
+        "sources": [
+            {
+                "url": str(RECORDINGS / "demo_720p.mp4"),
+                "id": "demo",
+                "zones": [{"name": "bottom", "polygon": [[0.25, 0.5], [0.75, 0.5], [0.75, 1.0], [0.25, 1.0]]}],
+            }
+        ],
+        "events": {"labels": ["person", "cat"], "snapshots": {"enabled": False}},
+    }
+    run = run_config(tmp_path, data)
+    by_label = {evs[0].label: evs for evs in visits(run).values()}
+    assert set(by_label) == {"person", "cat"}
+    for label, events in by_label.items():
+        assert events[-1].entered_zones == ("bottom",), f"the {label} stands in the zone"
+        assert not [e for e in events if e.left], f"the {label} never leaves it while in view"
+    at_edge = [e for evs in by_label.values() for e in evs[:-1] if e.box[3] == 720.0]
+    assert at_edge and all(e.zones == ("bottom",) for e in at_edge), "boxes clipped at y = 720 are inside"
+
+
+CONVEX = ((100.0, 50.0), (300.0, 80.0), (280.0, 250.0), (90.0, 200.0))
+CONCAVE = ((0.0, 0.0), (4.0, 0.0), (4.0, 4.0), (2.0, 2.0), (0.0, 4.0))  # a notch from the top down to (2, 2)
+
+
+@pytest.mark.parametrize(
+    "polygon", [CONVEX, CONCAVE, resolve(((0.25, 0.5), (0.75, 0.5), (0.75, 1), (0.25, 1)), 1280, 720)]
+)
+def test_every_point_of_a_zones_boundary_is_inside(polygon: tuple[tuple[float, float], ...]) -> None:
+    n = len(polygon)
+    for i in range(n):
+        (x1, y1), (x2, y2) = polygon[i], polygon[(i + 1) % n]
+        assert inside(polygon, (x1, y1)) and inside(polygon[::-1], (x1, y1)), f"vertex {i}"
+        for t in (0.5, 1 / 3, 0.1, 0.999):
+            p = (x1 + t * (x2 - x1), y1 + t * (y2 - y1))
+            assert inside(polygon, p) and inside(polygon[::-1], p), f"edge {i} at {t:g}: {p}"
+        # a pixel off the edge, away from the polygon: outside
+        nx, ny = y2 - y1, x1 - x2  # a normal; which side is out depends on the winding
+        length = (nx * nx + ny * ny) ** 0.5
+        mid = ((x1 + x2) / 2, (y1 + y2) / 2)
+        off = [(mid[0] + s * nx / length, mid[1] + s * ny / length) for s in (1.0, -1.0)]
+        assert sorted(inside(polygon, p) for p in off) == [False, True], f"edge {i}: one side in, one out"
+
+
+def test_points_near_but_off_a_zone_are_decided_by_the_even_odd_rule() -> None:
+    assert inside(CONCAVE, (1.0, 1.0)) and inside(CONCAVE, (3.5, 3.0))
+    assert not inside(CONCAVE, (2.0, 3.0)), "in the notch"
+    assert not inside(CONCAVE, (2.0, 2.0 + 1e-6)), "just below the notch's vertex (y down): in the notch"
+    assert not inside(CONCAVE, (4.0 + 1e-6, 2.0)) and not inside(CONCAVE, (-1.0, 0.0))
+    assert inside(resolve(((0.1, 0.1), (0.7, 0.1), (0.7, 0.9), (0.1, 0.9)), 1280, 720), (1280 * 7 / 10, 360.0))
+
+
+def test_a_crossing_along_the_frame_edge_counts() -> None:
+    """A line from the top to the bottom edge; the object walks along the bottom, its box clipped at y = 600."""
+    line = Line("l", ((0.5, 0.0), (0.5, 1.0)), None, 3)
+    eng = EventEngine("s", EventsConfig(min_hits=2), [], [line], "run")
+    events = feed(eng, [(x, 600.0) for x in range(200, 620, 30)])
+    assert [(e.type, e.direction) for e in events if e.type == "crossing"] == [("crossing", "negative")]
+    assert segments_cross((390.0, 600.0), (410.0, 600.0), (400.0, 0.0), (400.0, 600.0))
+    assert segments_cross((390.0, 600.0), (400.0, 600.0), (400.0, 0.0), (400.0, 600.0)), "ends on its end"
+    assert not segments_cross((390.0, 601.0), (410.0, 601.0), (400.0, 0.0), (400.0, 600.0)), "round the end"
 
 
 def difference(crop: np.ndarray, frame: np.ndarray, region: tuple[int, int, int, int]) -> float:
@@ -350,3 +424,68 @@ def test_cli_events_flag_and_one_error_line(tmp_path: Path) -> None:
     kinds = [r["type"] for r in rows if r["schema"] == "streamprep.event/1"]
     assert kinds.count("new") == kinds.count("end") >= 3
     assert sum(r["schema"] == "streamprep.result/2" for r in rows) == 36
+
+
+@pytest.mark.parametrize("kib", [4, 64], ids=["full", "filling"])
+def test_a_full_snapshot_disk_is_said_once_and_no_event_names_a_file_not_written(
+    tmp_path: Path, small_disk: Callable[[int], tuple[tuple[str, ...], Path]], kib: int
+) -> None:
+    """A real disk that is full (4 KiB: every snapshot write fails with ENOSPC) or fills up (64 KiB: the first
+    crops fit, then writes fail): events name exactly the files that are there."""
+    prefix, disk = small_disk(kib)
+    data = scene_config(tmp_path / "state", 5.0, snapshots={"dir": str(disk / "snaps"), "full_frame": True})
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nfps = 5.0\n[model]\nscore_threshold = 0.3\n'
+        f'[[sources]]\nurl = "{CLIP}"\nid = "yard"\n'
+        f'[[sources.zones]]\nname = "mat"\npolygon = {json.dumps(data["sources"][0]["zones"][0]["polygon"])}\n'
+        f"[events]\nlabels = {json.dumps(LABELS)}\nnew_track_score = 0.5\n"
+        f'[events.snapshots]\ndir = "{disk / "snaps"}"\nfull_frame = true\n'
+    )
+    listing = tmp_path / "left-on-disk.txt"  # the tmpfs lives as long as the command: list it from inside
+    script = f'"$@"; rc=$?; (cd "{disk / "snaps"}" && find . -type f) > "{listing}"; exit $rc'
+    command = [sys.executable, "-m", "streamprep", "run", "--config", str(cfg), "--out", "-"]
+    proc = subprocess.run([*prefix, "sh", "-c", script, "sh", *command], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    events = [r for r in rows if r["schema"] == "streamprep.event/1"]
+    validator = jsonschema.Draft202012Validator(json.loads(EVENT_SCHEMA_FILE.read_text()))
+    for e in events:
+        validator.validate(e)
+    assert [e["type"] for e in events].count("new") == 4
+    on_disk = {line.removeprefix("./") for line in listing.read_text().splitlines()}
+    named = {e["snapshot"][k] for e in events if "snapshot" in e for k in ("path", "full_path") if e["snapshot"][k]}
+    assert named <= on_disk, f"events name files that are not there: {sorted(named - on_disk)}"
+    assert not [f for f in on_disk if f.endswith(".tmp")], "a failed write leaves no .tmp behind"
+    said = [line for line in proc.stderr.splitlines() if "snapshot" in line and "ERROR" in line]
+    assert len(said) == 1 and "No space left on device" in said[0], proc.stderr
+    (summary,) = [line for line in proc.stderr.splitlines() if "could not be written" in line]
+    failed = int(re.search(r"snapshots: (\d+) file\(s\) could not be written", summary)[1])  # type: ignore[index]
+    if kib == 4:
+        assert not named and not [e for e in events if "snapshot" in e], "nothing was written, nothing is named"
+        assert failed >= 8, "a crop and a full frame for each of the four visits at least, all counted"
+    else:
+        assert named and failed >= 1, "some written and named, some failed"
+
+
+def test_a_hung_snapshot_write_holds_the_engine_once_not_for_every_snapshot(tmp_path: Path) -> None:
+    """A FIFO where the writer's .tmp goes: open() blocks until a reader comes, like a hung disk."""
+    store = SnapshotStore(tmp_path, max_bytes=1_000_000)
+    (tmp_path / "s").mkdir()
+    fifo = tmp_path / "s" / "a.jpg.tmp"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    assert not store.wait_written(store.save("s/a.jpg", b"a" * 100))
+    assert WAIT_S <= time.monotonic() - start < WAIT_S + 5, "waited its bound, no longer"
+    start = time.monotonic()
+    behind = store.save("s/b.jpg", b"b" * 100)
+    assert not store.wait_written(behind) and time.monotonic() - start < 0.5, "stalled: no second wait"
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the disk comes back
+    try:
+        assert behind.wait(10) and store.flush(10)
+        assert os.read(reader, 1000) == b"a" * 100
+    finally:
+        os.close(reader)
+    assert store.wait_written(store.save("s/c.jpg", b"c")), "writing again: waited for and written"
+    store.close()
+    assert (tmp_path / "s" / "b.jpg").read_bytes() == b"b" * 100

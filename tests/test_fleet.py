@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 from conftest import RECORDINGS, InBackground, ManagedBroker
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from rich.console import Console
 
 from streamprep.ops.fleet import Fleet, render
 
@@ -237,3 +239,17 @@ def test_fleet_takes_only_status_topics(topic: str, payload: bytes, devices: dic
     fleet = Fleet("streamprep")
     fleet.take(topic, payload)
     assert {k: (v.state, list(v.sources)) for k, v in fleet.devices.items()} == devices
+
+
+def test_names_and_reasons_from_the_broker_are_shown_escaped_never_obeyed() -> None:
+    """Anyone who may publish under the prefix may send names with ANSI escapes, newlines or rich markup."""
+    fleet = Fleet("streamprep")
+    body = {"source": "s\x1b[2J", "state": "failed\r", "reason": "rtsp://u:pw@h/\nERROR x", "at": 1.0}
+    fleet.take("streamprep/d[bold]\x1b]0;t\x07/s/status", json.dumps(body).encode())
+    fleet.take("streamprep/e/status", b"online\x1b[31m")
+    console = Console(width=300, record=True, file=io.StringIO())
+    console.print(render(fleet))
+    text = console.export_text()
+    assert not [c for c in text if c != "\n" and (ord(c) < 32 or 127 <= ord(c) < 160)], "no raw control character"
+    for shown in ("d[bold]\\x1b]0;t\\x07", "s\\x1b[2J", "failed\\r", "rtsp://u:***@h/\\nERROR x", "online\\x1b[31m"):
+        assert shown in text

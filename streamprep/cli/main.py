@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from streamprep.ops import logs
 from streamprep.ops.signals import forget_early, install_early
-from streamprep.values.errors import ConfigError, SinkError, StreamprepError, internal_error
-from streamprep.values.redact import redact_text
+from streamprep.values.errors import ConfigError, SinkError, StreamprepError, internal_error, print_error
+from streamprep.values.redact import one_line
 from streamprep.version import __version__
 
 DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "yunet", "classification", "raw")  # see config.DECODERS
@@ -262,7 +262,7 @@ def _check(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     found = preflight(cfg, probe_sources=args.probe_sources)
     for line in found.notes:
-        print(line)
+        print(one_line(line))
     if cfg.workers > 1:
         from streamprep.ops.workers import plan, shares
 
@@ -270,14 +270,14 @@ def _check(args: argparse.Namespace) -> int:
         for k, share in enumerate(shares(ids, plan(ids, cfg.workers), cfg.workers)):
             print(f"worker {k}: {', '.join(share) if share else 'no sources (not started)'}")
     for line in found.warnings:
-        print(f"warning: {redact_text(line)}")
+        print(f"warning: {one_line(line)}")
     problems = list(found.problems)
     if args.strict and found.warnings and not problems:
         more = f" (and {len(found.warnings) - 1} more warning(s) above)" if len(found.warnings) > 1 else ""
         problems.append(ConfigError(f"--strict: {found.warnings[0]}{more}"))
     if problems:
         for problem in problems[1:]:
-            print(f"problem: {redact_text(str(problem))}")
+            print(f"problem: {one_line(str(problem))}")
         raise problems[0]
     print("config ok")
     return 0
@@ -427,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _error_line(exc: StreamprepError, debug: bool) -> int:
     if debug:
         log.exception("failed")
-    print(f"streamprep: error: {redact_text(str(exc))}", file=sys.stderr)
+    print_error(str(exc))
     return exc.exit_code
 
 
@@ -468,7 +468,7 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:
     except Exception as exc:
         if debug:
             log.exception("failed")
-        print(f"streamprep: error: {internal_error(exc)}", file=sys.stderr)
+        print_error(internal_error(exc))
         return 1
 
 

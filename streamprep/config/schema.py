@@ -21,7 +21,7 @@ from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, uni
 from streamprep.flow.queues import DropPolicy
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.values.errors import ConfigError
-from streamprep.values.names import topic_level
+from streamprep.values.names import NAME_MAX, check_name, check_prefix, topic_level
 from streamprep.values.redact import redact_url
 
 DEFAULT_MODEL_KEY = "default"
@@ -91,8 +91,8 @@ class SourceConfig(_Strict):
 
     # a file, rtsp://, rtsps://, rtmp://, http(s):// (HLS), udp://, srt:// URL, /dev/videoN or lavfi:GRAPH
     url: str = Field(min_length=1)
-    # used in topics and results; default: the file stem or host (made unique)
-    id: str | None = Field(None, min_length=1, max_length=64)
+    # used in topics and results (1-128 characters, no control characters); default: the file stem or host
+    id: str | None = None
     fps: float | None = Field(None, gt=0, le=1000)  # sample this source to this frame rate; default: the top-level fps
     # frames waiting; default: queue_size (files) or live_queue_size (live)
     queue_size: int | None = Field(None, ge=1, le=1024)
@@ -184,10 +184,10 @@ class SourceConfig(_Strict):
 
     _finite_fps = field_validator("fps", mode="before")(_finite)
 
-    @field_validator("id")
+    @field_validator("id", "model")
     @classmethod
-    def _printable_id(cls, v: str | None) -> str | None:
-        return v if v is None else _printable(v)
+    def _names(cls, v: str | None) -> str | None:
+        return v if v is None else check_name(v)
 
 
 KSERVE_SCHEMES = ("grpc", "grpcs", "http", "https")
@@ -284,6 +284,11 @@ class ModelConfig(_Strict):
                     return candidate
         return v
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        return v if v is None else check_name(v)
+
     @field_validator("tta")
     @classmethod
     def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -350,6 +355,11 @@ class MqttConfig(_Strict):
     outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
     # each source's retained status is published again with its counts this often (0: only on changes)
     status_interval_s: float = Field(10.0, ge=0, le=3600)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _levels(cls, v: str) -> str:
+        return check_prefix(v)
 
     @field_validator("url")
     @classmethod
@@ -430,8 +440,18 @@ class Config(_Strict):
 
     @field_validator("device")
     @classmethod
-    def _printable_device(cls, v: str) -> str:
-        return _printable(v)
+    def _device_name(cls, v: str) -> str:
+        return check_name(v)
+
+    @field_validator("models")
+    @classmethod
+    def _model_keys(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for key in v:
+            try:
+                check_name(key)
+            except ValueError as exc:
+                raise ValueError(f"the name {exc}") from None
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
@@ -491,23 +511,19 @@ class Config(_Strict):
         return out
 
 
-def _printable(name: str) -> str:
-    """Names end up in logs, topics and file names: no control characters (a newline would forge log lines)."""
-    bad = next((c for c in name if ord(c) < 32 or ord(c) == 127), None)
-    if bad is not None:
-        raise ValueError(f"{name!r} contains a control character ({bad!r}); use printable characters only")
-    return name
-
-
 def _default_id(url: str) -> str:
     m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", url)
     stem = m.group(1) if m else Path(url).stem
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem)[: NAME_MAX - 8] or "source"  # room for "-N" to make it unique
+
+
+ERRORS_SHOWN = 10  # problems named in one config error; the rest are counted
 
 
 def _format(exc: ValidationError, where: str) -> str:
     lines = []
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:ERRORS_SHOWN]:
         key = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if not err["loc"] and re.match(r"^[\w.]+: ", msg):  # the message names its key itself
@@ -516,6 +532,8 @@ def _format(exc: ValidationError, where: str) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         lines.append(f"{where}{key}: {msg}" if key else f"{where}{msg}")
+    if len(errors) > ERRORS_SHOWN:
+        lines.append(f"... and {len(errors) - ERRORS_SHOWN} more")
     return "; ".join(lines)
 
 

@@ -331,12 +331,18 @@ class EventEngine:
             return
         name = f"{topic_level(self.source)}/{visit.event_id}"
         crop = render_crop(image, best.pixel_format, best.box, s.margin, s.quality)
-        self.store.save(f"{name}.jpg", crop)
-        full_path = None
+        crop_written = self.store.save(f"{name}.jpg", crop)
+        full_written = None
         if s.full_frame:
             caption = f"{visit.label} {best.score:.2f}"
-            self.store.save(f"{name}-full.jpg", render_full(image, best.pixel_format, best.box, caption, s.quality))
-            full_path = f"{name}-full.jpg"
+            full = render_full(image, best.pixel_format, best.box, caption, s.quality)
+            full_written = self.store.save(f"{name}-full.jpg", full)
+        # an event names only files that are there: after a failed (or too slow) write it names the snapshot of
+        # an earlier best frame if one was written (the failed write left that file as it was), else none;
+        # the next event that carries a snapshot tries again
+        if not self.store.wait_written(crop_written):
+            return
+        full_path = f"{name}-full.jpg" if full_written is not None and self.store.wait_written(full_written) else None
         visit.snapshot = SnapshotRef(f"{name}.jpg", full_path, best.pts, best.box, best.score)
         visit.snapshot_of = best
 

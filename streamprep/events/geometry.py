@@ -13,6 +13,7 @@ from negative to positive, ``"negative"`` the other way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,11 +33,34 @@ def polygon_area(points: Sequence[Point]) -> float:
     return sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1] for i in range(n)) / 2
 
 
+def _tolerance(*points: Point) -> float:
+    """How far from exact a point may be and still count as on a segment: a billionth of the coordinates'
+    scale (about a millionth of a pixel on a 1080p frame), so coordinates from fractions (``0.6 * 1280``)
+    that are off in the last bit still count as on the edge they lie on."""
+    return 1e-9 * max(1.0, *(abs(c) for p in points for c in p))
+
+
+def on_segment(a: Point, b: Point, p: Point) -> bool:
+    """Whether ``p`` lies on the segment ``ab`` (its end points included), within :func:`_tolerance`."""
+    eps = _tolerance(a, b, p)
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    length = math.hypot(dx, dy)
+    if length <= eps:
+        return math.hypot(p[0] - a[0], p[1] - a[1]) <= eps
+    if abs(side(a, b, p)) > eps * length:  # |cross| / length is the distance from the line through a and b
+        return False
+    along = (p[0] - a[0]) * dx + (p[1] - a[1]) * dy  # the projection, times length
+    return -eps * length <= along <= length * length + eps * length
+
+
 def inside(polygon: Sequence[Point], p: Point) -> bool:
-    """Even-odd rule; a point on the boundary may fall either way."""
+    """Whether ``p`` is in the polygon: on its boundary (an edge or a vertex) counts as inside, so a zone that
+    ends at the frame's edge holds an object whose box is clipped there; elsewhere the even-odd rule."""
     x, y = p
-    result = False
     n = len(polygon)
+    if any(on_segment(polygon[i], polygon[(i + 1) % n], p) for i in range(n)):
+        return True
+    result = False
     for i in range(n):
         x1, y1 = polygon[i]
         x2, y2 = polygon[(i + 1) % n]
@@ -51,7 +75,10 @@ def side(a: Point, b: Point, c: Point) -> float:
 
 
 def segments_cross(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
-    """Whether the segment p1p2 meets the segment q1q2 (touching counts)."""
+    """Whether the segment p1p2 meets the segment q1q2 (touching counts, within :func:`_tolerance`: a path
+    that ends on the line, or passes through an end of it at the frame's edge, meets it)."""
+    if any(on_segment(*seg, p) for seg, p in (((q1, q2), p1), ((q1, q2), p2), ((p1, p2), q1), ((p1, p2), q2))):
+        return True
     d1, d2 = side(q1, q2, p1), side(q1, q2, p2)
     d3, d4 = side(p1, p2, q1), side(p1, p2, q2)
     return d1 * d2 <= 0 and d3 * d4 <= 0

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from streamprep.events.geometry import Line, Zone, polygon_area, resolve
 from streamprep.events.tracking import TrackerSettings
+from streamprep.values.names import check_name, check_prefix
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -23,6 +24,13 @@ class _Strict(BaseModel):
 def _name(v: str) -> str:
     if not _NAME.match(v):
         raise ValueError("must be 1-64 letters, digits, '_' or '-' (it becomes an MQTT topic level)")
+    return v
+
+
+def _labels(v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Labels name topic levels of the counts (``.../zones/<zone>/<label>``): names like any other."""
+    for label in v or ():
+        check_name(label)
     return v
 
 
@@ -46,6 +54,8 @@ class ZoneConfig(_Strict):
     @classmethod
     def _check_name(cls, v: str) -> str:
         return _name(v)
+
+    _check_labels = field_validator("labels")(_labels)
 
     @field_validator("polygon")
     @classmethod
@@ -72,6 +82,8 @@ class LineConfig(_Strict):
     def _check_name(cls, v: str) -> str:
         return _name(v)
 
+    _check_labels = field_validator("labels")(_labels)
+
     @field_validator("points")
     @classmethod
     def _two_points(cls, v: tuple[tuple[float, float], tuple[float, float]]) -> tuple[tuple[float, float], ...]:
@@ -97,6 +109,8 @@ class HomeAssistantConfig(_Strict):
     enabled: bool = False  # retained discovery configs: zone counts and occupancy, line counters
     discovery_prefix: str = Field("homeassistant", min_length=1)  # Home Assistant's discovery topic prefix
 
+    _check_prefix = field_validator("discovery_prefix")(check_prefix)
+
 
 class EventsConfig(_Strict):
     """``[events]``: present means tracking and events are on (``--events`` on the command line)."""
@@ -114,6 +128,8 @@ class EventsConfig(_Strict):
     score_margin: float = Field(0.05, ge=0, le=1)  # a better score is an update only by this much
     snapshots: SnapshotConfig = SnapshotConfig()  # [events.snapshots]
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()  # [events.homeassistant]: MQTT discovery
+
+    _check_labels = field_validator("labels")(_labels)
 
     @model_validator(mode="after")
     def _scores(self) -> EventsConfig:

@@ -2,12 +2,15 @@
 
 Rendering runs where the event engine runs (a worker thread, never the event loop). Files are written by
 :class:`SnapshotStore`'s own thread, atomically (write, then rename), and the directory is kept under a
-total size by removing the oldest files first.
+total size by removing the oldest files first. The engine waits (a bounded time) for its files to be
+written: an event names a snapshot only once the file is there. A failed write leaves no ``.tmp`` behind;
+the first failure is logged, the others are counted (``failed``) and summed up when the store closes.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import queue
@@ -23,6 +26,29 @@ log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
 _QUEUE = 64  # snapshot files waiting to be written; beyond this they are dropped (counted)
+WAIT_S = 2.0  # how long the engine waits for a snapshot to be written before its event goes without it
+
+
+class Pending:
+    """One file given to the store: ``wait`` says whether it was written."""
+
+    __slots__ = ("_done", "ok")
+
+    def __init__(self) -> None:
+        self._done = threading.Event()
+        self.ok = False
+
+    def settle(self, ok: bool) -> None:
+        self.ok = ok
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float = WAIT_S) -> bool:
+        """True once the file is written; False if it failed, was dropped, or is not written within ``timeout``."""
+        return self._done.wait(timeout) and self.ok
 
 
 def _planes(image: Image) -> tuple[Image, Image, Image]:
@@ -118,7 +144,9 @@ class SnapshotStore:
         self.removed = 0
         self._files: collections.OrderedDict[Path, int] = collections.OrderedDict()  # oldest first
         self._total = 0
-        self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue(_QUEUE)
+        self._queue: queue.Queue[tuple[str, bytes, Pending] | None] = queue.Queue(_QUEUE)
+        self._first_failure: str | None = None
+        self._stalled = False  # a wait timed out: until a write completes, the engine does not wait again
         self._idle = threading.Condition()
         self._pending = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -130,18 +158,31 @@ class SnapshotStore:
         self._thread = threading.Thread(target=self._run, name="snapshot writer", daemon=True)
         self._thread.start()
 
-    def save(self, relative: str, data: bytes) -> None:
-        """Queue a file to be written (replacing one of the same name); never blocks."""
+    def save(self, relative: str, data: bytes) -> Pending:
+        """Queue a file to be written (replacing one of the same name); never blocks. The answer says when
+        (and whether) it is written."""
+        pending = Pending()
         with self._idle:
             self._pending += 1
         try:
-            self._queue.put_nowait((relative, data))
+            self._queue.put_nowait((relative, data, pending))
         except queue.Full:
             with self._idle:
                 self._pending -= 1
                 self._idle.notify_all()
             self.dropped += 1
+            pending.settle(False)
             log.warning("snapshot writer is behind: %s not written (%d dropped so far)", relative, self.dropped)
+        return pending
+
+    def wait_written(self, pending: Pending) -> bool:
+        """Whether the file is written, waiting up to :data:`WAIT_S` for it, or not at all while the writer is
+        stalled (a hung disk must not hold the inference thread for every snapshot)."""
+        if pending.wait(0.0 if self._stalled else WAIT_S):
+            return True
+        if not pending.done:
+            self._stalled = True
+        return False
 
     def flush(self, timeout: float) -> bool:
         """Wait until every queued file is written; False if that took longer than ``timeout``."""
@@ -155,16 +196,33 @@ class SnapshotStore:
         except queue.Full:
             return
         self._thread.join(timeout)
+        if self.failed:
+            log.warning(
+                "snapshots: %d file(s) could not be written under %s (the first: %s); their events name none",
+                self.failed,
+                self.root,
+                self._first_failure,
+            )
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            relative, data = item
+            relative, data, pending = item
+            ok = False
             try:
                 self._write(self.root / relative, data)
+                ok = True
             except OSError as exc:
                 self.failed += 1
-                log.error("snapshot %s: %s", relative, exc.strerror or exc)
+                if self._first_failure is None:
+                    self._first_failure = f"{relative}: {exc.strerror or exc}"
+                    log.error(
+                        "snapshot %s: %s (further failures are counted, and summed up at the end)",
+                        relative,
+                        exc.strerror or exc,
+                    )
             finally:
+                self._stalled = False
+                pending.settle(ok)
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()
@@ -172,9 +230,14 @@ class SnapshotStore:
     def _write(self, path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
         self._total -= self._files.pop(path, 0)
         self._files[path] = len(data)
         self._total += len(data)

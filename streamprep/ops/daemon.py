@@ -31,7 +31,7 @@ from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
-from streamprep.values.errors import StreamprepError
+from streamprep.values.errors import StreamprepError, print_error
 from streamprep.values.metrics import SourceSnapshot
 from streamprep.values.redact import redact_text
 
@@ -334,8 +334,8 @@ def summarize(outcome: Outcome, errors: Sequence[str] = (), quiet: bool = False)
     if report.cut_short:
         log.warning("the run was cut short: frames in flight were dropped (counted as stopped)")
     for failure in report.failures:
-        print(f"streamprep: error: {redact_text(str(failure))}", file=sys.stderr)
+        print_error(str(failure))
     for line in report.sink_failures:
-        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)
+        print_error(line)
     for line in errors:
-        print(f"streamprep: error: {redact_text(line)}", file=sys.stderr)
+        print_error(line)

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from streamprep.ops import logs
 from streamprep.values.metrics import Snapshot
+from streamprep.values.redact import printable
 
 _CLOCK = {"camera": "cam", "arrival": "arr", "decode": "dec"}  # what the age counts from
 _STATE_STYLE = {"online": "green", "connecting": "yellow", "stalled": "red", "offline": "red", "failed": "bold red"}
@@ -45,7 +46,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
     for s in cur.sources:
         p = before.get(s.source)
         sources.add_row(
-            s.source,
+            Text(printable(s.source)),
             Text(s.state, style=_STATE_STYLE.get(s.state, "")),
             _rate(s.decoded, p.decoded if p else None, dt),
             _rate(s.sampled, p.sampled if p else None, dt),
@@ -67,7 +68,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
     for k in cur.sinks:
         was = before_sinks.get(k.name)
         sinks.add_row(
-            k.name,
+            Text(printable(k.name)),
             Text("yes" if k.connected else "no", style="green" if k.connected else "red"),
             _rate(k.sent, was.sent if was else None, dt),
             str(k.outbox),
@@ -75,7 +76,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
         )
     errors = Text("recent errors\n", style="bold")
     for line in cur.errors[-4:] or ("none",):
-        errors.append(line[:200] + "\n", style="red" if line != "none" else "dim")
+        errors.append(printable(line[:200]) + "\n", style="red" if line != "none" else "dim")
     results = _rate(cur.frames, prev.frames if prev else None, dt)
     header = Text.assemble((title, "bold cyan"), f"   {len(cur.sources)} sources   {results} results/s")
     return Group(header, sources, pipeline, sinks, errors)

@@ -32,7 +32,7 @@ from streamprep.config.schema import MqttConfig
 from streamprep.values.errors import ConfigError, SinkError
 from streamprep.values.frames import SourceState, SourceStatus
 from streamprep.values.metrics import SourceSnapshot
-from streamprep.values.redact import redact_text, redact_url
+from streamprep.values.redact import printable, redact_text, redact_url, safe_text
 
 log = logging.getLogger(__name__)
 
@@ -148,21 +148,21 @@ def render(fleet: Fleet, now: float | None = None) -> Any:
     ):
         table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for _, device in sorted(fleet.devices.items()):
-        device_state = Text(device.state, style="green" if device.state == "online" else "red")
+        device_state = Text(printable(device.state), style="green" if device.state == "online" else "red")
         if not device.sources:
-            table.add_row(device.device, device_state, "-", "", "", "", "", "", "")
+            table.add_row(Text(printable(device.device)), device_state, "-", "", "", "", "", "", "")
         for _, s in sorted(device.sources.items()):
             age = f"{max(0.0, now - s.at):.0f} s" if s.at is not None else "-"
             table.add_row(
-                device.device,
+                Text(printable(device.device)),  # names and reasons come from the broker: shown, never obeyed
                 device_state,
-                s.source,
-                Text(s.state, style=_STATE_STYLE.get(s.state, "")),
+                Text(printable(s.source)),
+                Text(printable(s.state), style=_STATE_STYLE.get(s.state, "")),
                 str(s.counts.get("sampled", "-")),
                 str(s.counts.get("processed", "-")),
                 str(s.counts.get("dropped", "-")),
                 age,
-                redact_text(s.reason),
+                Text(safe_text(s.reason)),
             )
     return table
 

@@ -13,7 +13,9 @@ The command line prints ``str(error)`` as one line and exits with ``error.exit_c
     │   └── ServerUnavailable           its inference server cannot serve it right now (while running)
     └── SinkError              exit 5   results cannot be delivered (file, broker)
 
-Messages never contain secrets: URLs pass through :func:`streamprep.values.redact.redact_url` first.
+Messages never contain secrets: URLs pass through :func:`streamprep.values.redact.redact_url` first. Where they are
+shown (the error line, logs) they pass through :func:`streamprep.values.redact.one_line`: secrets masked again,
+control characters escaped, cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -73,11 +75,22 @@ class SinkError(StreamprepError):
     exit_code = 5
 
 
+def print_error(message: str) -> None:
+    """The command line's error line, ``streamprep: error: MESSAGE`` on stderr: one line whatever the message
+    holds (secrets masked, control characters escaped, cut to a bounded length:
+    :func:`streamprep.values.redact.one_line`)."""
+    import sys
+
+    from streamprep.values.redact import one_line
+
+    print(f"streamprep: error: {one_line(message)}", file=sys.stderr)
+
+
 def internal_error(exc: BaseException) -> str:
     """One line for an exception streamprep did not expect: named as a bug, with the version, secrets masked."""
-    from streamprep.values.redact import redact_text
+    from streamprep.values.redact import one_line
     from streamprep.version import __version__
 
     first = (str(exc).strip().splitlines() or [""])[0]
     detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return f"internal error (a bug in streamprep {__version__}, please report it): {redact_text(detail)}"
+    return f"internal error (a bug in streamprep {__version__}, please report it): {one_line(detail)}"

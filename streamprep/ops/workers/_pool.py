@@ -34,7 +34,7 @@ from streamprep.ops.workers._shares import (
     write_plan,
 )
 from streamprep.sources import is_live
-from streamprep.values.errors import SinkError, StreamprepError
+from streamprep.values.errors import SinkError, StreamprepError, print_error
 from streamprep.values.frames import SourceState
 from streamprep.values.metrics import Snapshot, SourceSnapshot
 from streamprep.values.redact import redact_text
@@ -144,7 +144,7 @@ class WorkerPool:
         shown = ", ".join(f"worker {w.index}: {w.code}" for w in self.workers if w.code is not None)
         log.info("workers ended (%s; %d restart(s)): exit status %d", shown or "none started", restarts, code)
         if self.output_failure is not None:
-            print(f"streamprep: error: {redact_text(self.output_failure)}", file=sys.stderr)
+            print_error(self.output_failure)
         return code
 
     async def _all_ended(self) -> None:
