@@ -72,9 +72,10 @@ import av
 import numpy as np
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config.schema import ModelConfig, parse
+from streamprep.config.schema import parse
 from streamprep.inference.model import LoadedModel, load_model
 from streamprep.inference.onnx import Tensor
+from streamprep.inference.settings import ModelConfig
 from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import to_image

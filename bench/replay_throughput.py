@@ -82,8 +82,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config.schema import ModelConfig, parse
+from streamprep.config.schema import parse
 from streamprep.inference.model import LoadedModel, load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess import spec as spec_mod
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import DType, Layout, Scaling, SpecOverrides

@@ -3,7 +3,7 @@
 import onnxruntime as ort
 
 import streamprep
-from streamprep.config.schema import BUNDLED_MODELS
+from streamprep.inference.settings import BUNDLED_MODELS
 
 model = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])  # your own inference

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # ---- every module path the documentation refers to -------------------------------------------------------
 CONFIG_MODEL = "streamprep.config.schema:Config"  # the root of the TOML file
 CONFIG_PARSE = "streamprep.config.schema:parse"  # dict -> Config, raising ConfigError (what `run --config` uses)
-BUNDLED_MODELS = "streamprep.config.schema:BUNDLED_MODELS"
+BUNDLED_MODELS = "streamprep.inference.settings:BUNDLED_MODELS"
 CLI_PARSER = "streamprep.cli.main:_parser"  # builds the argparse parser of `streamprep`
 
 # Values for the keys that have no default (required ones, and a few tables that only exist when given),

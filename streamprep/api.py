@@ -44,11 +44,12 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamprep.config.schema import Config, ModelConfig, parse
+from streamprep.config.schema import Config, parse
 from streamprep.flow.queues import BoundedQueue
 from streamprep.inference.decoders.base import Decoded
 from streamprep.inference.model import LoadedModel, load_model
 from streamprep.inference.onnx import ModelInfo
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.geometry import Geometry
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec

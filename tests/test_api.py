@@ -14,8 +14,8 @@ import pytest
 from conftest import RECORDINGS, SSD, photo
 
 import streamprep
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.spec import PreprocessSpec
 from streamprep.sources.base import SourceCounts
 from streamprep.values.errors import ConfigError, ModelError, SourceLostError, SourceOpenError

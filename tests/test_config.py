@@ -150,7 +150,7 @@ def test_import_loads_nothing_heavy() -> None:
 
 
 def test_a_bundled_model_can_be_named() -> None:
-    from streamprep.config.schema import BUNDLED_MODELS
+    from streamprep.inference.settings import BUNDLED_MODELS
 
     for name in ("fastestdet_352", "fastestdet_352.onnx"):
         assert parse({"model": {"path": name}}).model.path == BUNDLED_MODELS / "fastestdet_352.onnx"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FASTESTDET, MODELS, RECORDINGS, SSD
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.spec import parse_overrides
 
 CLASSIFIER = MODELS / "mobilenet_v2_224_int8.onnx"

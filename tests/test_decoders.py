@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import FASTESTDET, SSD, photo
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import LoadedModel, load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.values.errors import ModelError
 from streamprep.values.frames import Detection
 

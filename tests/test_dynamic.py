@@ -18,8 +18,9 @@ import pytest
 from conftest import ListSink
 from synthetic import bright_box_model, clip, sidecar
 
-from streamprep.config.schema import ModelConfig, parse
+from streamprep.config.schema import parse
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, Layout, PreprocessSpec, Resize, Scaling
 from streamprep.run.pipeline import Pipeline

@@ -13,8 +13,8 @@ import cv2
 import pytest
 from conftest import DATA, MODELS, RECORDINGS
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.tools.probe import probe
 
 YUNET = MODELS / "yunet_n_320.onnx"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.sources import hwdecode
 from streamprep.sources.file import FileSource, decode, open_container, to_image

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 from conftest import FASTESTDET, SSD, photo
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess import ingraph
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling

@@ -14,8 +14,8 @@ import pytest
 from conftest import FASTESTDET, MODELS, SSD
 from onnx import TensorProto, helper, numpy_helper
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.tools.probe import PHOTOS, probe
 
 CLASSIFIER = MODELS / "mobilenet_v2_224_int8.onnx"

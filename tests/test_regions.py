@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import SSD
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.regions import (
     MotionDetector,
     MotionRegions,

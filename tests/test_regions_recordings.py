@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS, SSD
 
-from streamprep.config.schema import ModelConfig
 from streamprep.events.tracking import iou_matrix
 from streamprep.inference.model import LoadedModel, load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.regions import (
     MotionDetector,
     MotionRegions,

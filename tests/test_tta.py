@@ -11,9 +11,10 @@ import pytest
 from conftest import DATA, FASTESTDET, MODELS, RECORDINGS, SSD, ListSink
 from synthetic import bright_box_model, clip, sidecar
 
-from streamprep.config.schema import ModelConfig, parse
+from streamprep.config.schema import parse
 from streamprep.inference.decoders.base import DecoderOptions
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.inference.tta import View, Views, parse_views, weighted_box_fusion
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling

@@ -14,8 +14,8 @@ import pytest
 from conftest import DATA
 from onnx import TensorProto, helper
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.model import load_model
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.spec import PreprocessSpec
 from streamprep.tools.verify import verify
 

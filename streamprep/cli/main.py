@@ -17,16 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamprep.inference.decoders.names import DECODERS as DECODER_NAMES
 from streamprep.ops import logs
 from streamprep.ops.signals import forget_early, install_early
 from streamprep.values.errors import ConfigError, SinkError, StreamprepError, internal_error, print_error
 from streamprep.values.redact import one_line
 from streamprep.version import __version__
 
-DECODER_NAMES = ("auto", "ssd", "yolov5", "yolov8", "grid", "yunet", "classification", "raw")  # see config.DECODERS
-
 if TYPE_CHECKING:
     from streamprep.config import schema as config_mod
+    from streamprep.inference.settings import ModelConfig
     from streamprep.ops.signals import Signals
 
 log = logging.getLogger("streamprep")
@@ -304,7 +304,7 @@ def _top(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_config(args: argparse.Namespace) -> config_mod.ModelConfig:
+def _model_config(args: argparse.Namespace) -> ModelConfig:
     from streamprep.config import schema as config_mod
 
     data: dict[str, Any] = config_mod.load(args.config) if args.config else {}

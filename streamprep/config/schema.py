@@ -15,19 +15,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, unique_names
 from streamprep.flow.queues import DropPolicy
-from streamprep.preprocess.spec import SpecOverrides
+from streamprep.inference.settings import ModelConfig
+from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError
-from streamprep.values.names import NAME_MAX, check_name, check_prefix, topic_level
+from streamprep.values.names import NAME_MAX, check_name, topic_level
 from streamprep.values.redact import redact_url
+from streamprep.values.secrets import read_credential
+from streamprep.values.settings import Strict
 
 DEFAULT_MODEL_KEY = "default"
-DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")  # inference.decoders
-BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 
 
 SampleMode = Literal["exact", "keyframes"]
@@ -41,52 +41,13 @@ def _hwaccel_setting(v: str | None) -> str | None:
     return v
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def read_secret(key: str, env: str | None, file: Path | None, credential: str) -> str | None:
-    """A secret from an environment variable, a file, or ``$CREDENTIALS_DIRECTORY/credential`` (systemd)."""
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise ConfigError(f"{key}_env: environment variable {env} is not set")
-        return value
-    path = file
-    if path is None and (where := os.environ.get("CREDENTIALS_DIRECTORY")):
-        candidate = Path(where) / credential
-        path = candidate if candidate.is_file() else None
-    if path is None:
-        return None
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{key}_file: {path}: {exc.strerror or exc}") from None
-
-
-def read_credential(name: str, key: str) -> str:
-    """A systemd credential (``LoadCredential=NAME:FILE`` in the unit), from ``$CREDENTIALS_DIRECTORY``."""
-    where = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not where:
-        raise ConfigError(
-            f"{key}: {name!r} needs systemd's credentials (LoadCredential={name}:FILE in the unit); "
-            "CREDENTIALS_DIRECTORY is not set"
-        )
-    path = Path(where.split(":")[0]) / name
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        hint = f" (is LoadCredential={name}:FILE in the unit?)" if isinstance(exc, FileNotFoundError) else ""
-        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}{hint}") from None
-
-
 def _finite(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError("must be a finite number")
     return v
 
 
-class SourceConfig(_Strict):
+class SourceConfig(Strict):
     """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
 
     # a file, rtsp://, rtsps://, rtmp://, http(s):// (HLS), udp://, srt:// URL, /dev/videoN or lavfi:GRAPH
@@ -190,186 +151,7 @@ class SourceConfig(_Strict):
         return v if v is None else check_name(v)
 
 
-KSERVE_SCHEMES = ("grpc", "grpcs", "http", "https")
-
-
-class KServeConfig(_Strict):
-    """``[model.kserve]`` (with ``backend = "kserve"``): the model runs on a KServe v2 / Open Inference
-    Protocol server (NVIDIA Triton, KServe, Seldon MLServer, OpenVINO Model Server); see streamprep.inference.remote.
-
-    Credentials like the MQTT ones: ``username`` with ``password_env``/``password_file`` (HTTP Basic), or a
-    token from ``token_env``/``token_file`` (or ``$CREDENTIALS_DIRECTORY/kserve-token``) sent in
-    ``token_header`` (``authorization``: ``Bearer TOKEN``; any other header: the token as it is). Never logged.
-    """
-
-    url: str  # grpc://HOST[:8001], grpcs://HOST[:443], http://HOST[:8000][/PATH], https://HOST[:443][/PATH]
-    model: str = Field(min_length=1)  # the model's name on the server
-    version: str = ""  # empty: the server's choice (its version policy, usually the latest)
-    connect_timeout_s: float = Field(5.0, gt=0, le=300)  # at start: reaching the server and its metadata
-    timeout_s: float = Field(10.0, gt=0, le=600)  # one inference request
-    max_in_flight: int = Field(2, ge=1, le=64)  # batches sent and not yet answered
-    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # server away: file frames retried, backoff up to this
-    username: str | None = None  # HTTP Basic user, with password_env or password_file
-    password_env: str | None = None  # the password from this environment variable
-    password_file: Path | None = None  # ...or from this file
-    token_env: str | None = None  # a token from this environment variable
-    token_file: Path | None = None  # ...or from this file (default: $CREDENTIALS_DIRECTORY/kserve-token)
-    # sent as "Bearer TOKEN" in authorization; any other header gets the token as it is
-    token_header: str = Field("authorization", min_length=1)
-    ca_file: Path | None = None  # grpcs/https: verify the server against this CA
-    cert_file: Path | None = None  # client certificate
-    key_file: Path | None = None  # its key
-    tls_insecure: bool = False  # https only: skip certificate verification (testing only)
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in KSERVE_SCHEMES or not parts.hostname:
-            raise ValueError(
-                "must look like grpc://HOST[:PORT], grpcs://..., http://HOST[:PORT][/PATH] or https://... "
-                f"(got {redact_url(v)})"
-            )
-        return v
-
-    @model_validator(mode="after")
-    def _coherent(self) -> KServeConfig:
-        if self.tls_insecure and urlsplit(self.url).scheme == "grpcs":
-            raise ValueError("tls_insecure: gRPC cannot skip certificate verification; give ca_file instead")
-        if self.password_env is not None and self.password_file is not None:
-            raise ValueError("password_env and password_file: give one")
-        if self.token_env is not None and self.token_file is not None:
-            raise ValueError("token_env and token_file: give one")
-        if self.username is None and (self.password_env or self.password_file):
-            raise ValueError("a password needs a username")
-        token = self.token_env is not None or self.token_file is not None
-        if token and self.username is not None and self.token_header.lower() == "authorization":
-            raise ValueError("username and a token would both be the authorization header: give one")
-        return self
-
-
-class ModelConfig(_Strict):
-    path: Path = DEFAULT_MODEL  # an ONNX file, or a bundled model's name
-    backend: Literal["onnx", "kserve"] = "onnx"  # kserve: run it on an inference server ([model.kserve])
-    kserve: KServeConfig | None = None  # [model.kserve]: the inference server, with backend = "kserve"
-    name: str | None = None  # in results and logs; default: the file stem
-    batch: int = Field(1, ge=1, le=256)  # max frames per inference batch (a model with a fixed batch size caps it)
-    max_wait_ms: float = Field(10.0, ge=0, le=10_000)  # how long a batch waits to fill
-    # auto (recognised from the outputs) | ssd | yolov5 | yolov8 | grid | classification | yunet | raw
-    decoder: str = "auto"
-    labels: Path | None = None  # one label per line; default: <model>.labels.txt, else the model's names metadata
-    score_threshold: float = Field(0.5, ge=0, le=1)  # detections scoring less are dropped
-    iou_threshold: float = Field(0.45, ge=0, le=1)  # class-aware NMS overlap
-    max_detections: int = Field(100, ge=1, le=10_000)  # per frame, best first
-    top_k: int = Field(5, ge=1, le=1000)  # classification: classes reported per frame
-    raw_values: bool = False  # raw decoder: include the tensor values, not only their summary
-    # ONNX Runtime execution providers, in order of preference; unusable ones are logged and skipped
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    threads: int = Field(0, ge=0, le=256)  # ONNX Runtime intra-op threads (0: its default)
-    inter_op_threads: int = Field(0, ge=0, le=256)  # ONNX Runtime inter-op threads (0: its default)
-    optimization: Literal["disable", "basic", "extended", "all"] = "all"  # ONNX Runtime graph optimisation level
-    spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
-    tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
-    tta_fusion: Literal["wbf", "nms"] = "wbf"  # detector views fused by weighted box fusion or class-aware NMS
-    nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
-    preprocess: SpecOverrides = SpecOverrides()  # [model.preprocess]: overrides of what the model declares
-
-    @field_validator("path")
-    @classmethod
-    def _bundled(cls, v: Path) -> Path:
-        """A bare name that is no file here names a bundled model: ``fastestdet_352`` or ``fastestdet_352.onnx``."""
-        if not v.exists() and v.parent == Path("."):
-            for candidate in (BUNDLED_MODELS / v.name, BUNDLED_MODELS / f"{v.name}.onnx"):
-                if candidate.is_file():
-                    return candidate
-        return v
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str | None) -> str | None:
-        return v if v is None else check_name(v)
-
-    @field_validator("tta")
-    @classmethod
-    def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        from streamprep.inference.tta import parse_views  # tta imports the decoders, which import this module
-
-        parse_views(v)
-        return v
-
-    @field_validator("decoder")
-    @classmethod
-    def _known_decoder(cls, v: str) -> str:
-        if v not in DECODERS:
-            raise ValueError(f"unknown decoder {v!r}; choose one of {', '.join(DECODERS)}")
-        return v
-
-    @model_validator(mode="after")
-    def _backend(self) -> ModelConfig:
-        if self.backend == "kserve" and self.kserve is None:
-            raise ValueError("backend = \"kserve\" needs a kserve table with the server's url and the model's name")
-        if self.backend == "onnx" and self.kserve is not None:
-            raise ValueError('a kserve table needs backend = "kserve"')
-        if self.backend == "kserve" and self.preprocess.in_graph:
-            raise ValueError("preprocess.in_graph changes the ONNX file: a model on a server cannot use it")
-        return self
-
-    @property
-    def local_files(self) -> Path | None:
-        """Where the model's sidecar and labels are: beside ``path``. A remote model has them only when its
-        ``path`` is given (a local copy, or a bundled model's name); the file itself is not loaded."""
-        if self.backend == "onnx" or "path" in self.model_fields_set:
-            return self.path
-        return None
-
-
-class MqttConfig(_Strict):
-    """``[output.mqtt]``; ``mqtt = "URL"`` is short for ``[output.mqtt] url = "URL"``.
-
-    The password comes from the URL, ``password_env`` (an environment variable's name), ``password_file``,
-    or ``$CREDENTIALS_DIRECTORY/mqtt-password`` (systemd's LoadCredential), in that order; never log it.
-    """
-
-    url: str  # mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...
-    # default: streamprep-DEVICE (-workerK under --workers)
-    client_id: str | None = Field(None, min_length=1, max_length=128)
-    topic_prefix: str = Field("streamprep", min_length=1)  # topics are PREFIX/DEVICE/SOURCE/...
-    qos_results: Literal[0, 1, 2] = 1  # QoS of results and events
-    qos_status: Literal[0, 1, 2] = 1  # QoS of the retained statuses
-    keepalive_s: int = Field(30, ge=5, le=3600)  # MQTT keepalive
-    persistent_session: bool = False  # keep the broker session across reconnects (clean_start off)
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)  # connecting to the broker gives up after this
-    publish_timeout_s: float = Field(5.0, gt=0, le=120)  # a publish not acknowledged by then is sent again
-    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # reconnecting waits up to this
-    wait_for_broker: bool = False  # start even if the broker is unreachable (default: fail fast)
-    username: str | None = None  # the broker user (or in the URL)
-    password_env: str | None = None  # the password from this environment variable
-    password_file: Path | None = None  # ...or from this file (default: $CREDENTIALS_DIRECTORY/mqtt-password)
-    ca_file: Path | None = None  # verify the broker against this CA (TLS)
-    cert_file: Path | None = None  # client certificate (TLS)
-    key_file: Path | None = None  # its key
-    tls_insecure: bool = False  # skip certificate and host name verification (testing only)
-    # results waiting for the broker, in memory then spooled to state_dir
-    outbox_max: int = Field(10_000, ge=1, le=10_000_000)
-    # when the outbox is full: drop the oldest (counted) or slow the pipeline
-    outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
-    # each source's retained status is published again with its counts this often (0: only on changes)
-    status_interval_s: float = Field(10.0, ge=0, le=3600)
-
-    @field_validator("topic_prefix")
-    @classmethod
-    def _levels(cls, v: str) -> str:
-        return check_prefix(v)
-
-    @field_validator("url")
-    @classmethod
-    def _scheme(cls, v: str) -> str:
-        if not re.match(r"^mqtts?://[^/]+", v):
-            raise ValueError("must look like mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...")
-        return v
-
-
-class OutputConfig(_Strict):
+class OutputConfig(Strict):
     out: str | None = None  # a file path, or "-" for stdout
     mqtt: MqttConfig | None = None  # [output.mqtt]; mqtt = "URL" is short for [output.mqtt] url = "URL"
     annotate: Path | None = None  # an MP4 of the sampled frames with their boxes drawn (one per source)
@@ -380,15 +162,23 @@ class OutputConfig(_Strict):
         return {"url": v} if isinstance(v, str) else v
 
 
-class MetricsConfig(_Strict):
+class MetricsConfig(Strict):
     listen: str | None = None  # HOST:PORT for Prometheus, e.g. 127.0.0.1:9108; off when unset
 
 
-class StatusConfig(_Strict):
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``metrics.listen`` as (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"metrics.listen: {listen!r} must look like HOST:PORT (e.g. 127.0.0.1:9108)")
+    return host.strip("[]"), int(port)
+
+
+class StatusConfig(Strict):
     socket: Path | None = None  # unix socket for `streamprep top`; default $RUNTIME_DIRECTORY/status.sock
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(Strict):
     """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
 
     max_sources: int = Field(64, ge=1, le=100_000)  # sources in one config (more are refused)
@@ -397,12 +187,12 @@ class LimitsConfig(_Strict):
     threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
 
 
-class LoggingConfig(_Strict):
+class LoggingConfig(Strict):
     format: Literal["auto", "text", "journal", "json"] = "auto"  # auto: journal under systemd, else text
     level: Literal["debug", "info", "warning", "error"] = "info"  # the least severe level logged
 
 
-class Config(_Strict):
+class Config(Strict):
     # used in MQTT topics and results
     device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
     state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet

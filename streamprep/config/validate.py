@@ -241,7 +241,7 @@ def _outputs(found: Preflight) -> None:
         if cfg.state_dir is not None:
             _writable_dir(found, cfg.state_dir, "state_dir")
     if cfg.metrics.listen:
-        from streamprep.ops.exporter import parse_listen
+        from streamprep.config.schema import parse_listen
 
         try:
             parse_listen(cfg.metrics.listen)

@@ -8,17 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from streamprep.events.geometry import Line, Zone, polygon_area, resolve
 from streamprep.events.tracking import TrackerSettings
 from streamprep.values.names import check_name, check_prefix
+from streamprep.values.settings import Strict
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _name(v: str) -> str:
@@ -42,7 +39,7 @@ def _points(v: tuple[tuple[float, float], ...], at_least: int) -> tuple[tuple[fl
     return v
 
 
-class ZoneConfig(_Strict):
+class ZoneConfig(Strict):
     """A polygon in pixels, or in fractions of the frame when every coordinate is at most 1."""
 
     name: str  # letters, digits, _ and -: it becomes an MQTT topic level
@@ -69,7 +66,7 @@ class ZoneConfig(_Strict):
         return Zone(self.name, self.polygon, frozenset(self.labels) if self.labels else None, self.min_frames)
 
 
-class LineConfig(_Strict):
+class LineConfig(Strict):
     """A line from ``points[0]`` (P1) to ``points[1]`` (P2); crossing it counts where it passes between them."""
 
     name: str  # letters, digits, _ and -: it becomes an MQTT topic level
@@ -93,7 +90,7 @@ class LineConfig(_Strict):
         return Line(self.name, self.points, frozenset(self.labels) if self.labels else None, self.min_frames)
 
 
-class SnapshotConfig(_Strict):
+class SnapshotConfig(Strict):
     enabled: bool | None = None  # default: on when there is a directory (dir, or state_dir)
     dir: Path | None = None  # default: STATE_DIR/snapshots
     margin: float = Field(0.15, ge=0, le=2)  # crop margin around the box, as a fraction of its size
@@ -105,14 +102,14 @@ class SnapshotConfig(_Strict):
     publish_max_bytes: int = Field(262_144, ge=1024, le=100_000_000)
 
 
-class HomeAssistantConfig(_Strict):
+class HomeAssistantConfig(Strict):
     enabled: bool = False  # retained discovery configs: zone counts and occupancy, line counters
     discovery_prefix: str = Field("homeassistant", min_length=1)  # Home Assistant's discovery topic prefix
 
     _check_prefix = field_validator("discovery_prefix")(check_prefix)
 
 
-class EventsConfig(_Strict):
+class EventsConfig(Strict):
     """``[events]``: present means tracking and events are on (``--events`` on the command line)."""
 
     results: bool = True  # keep publishing per-frame results beside the events

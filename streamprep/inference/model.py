@@ -9,10 +9,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamprep.config.schema import BUNDLED_MODELS, ModelConfig
 from streamprep.inference import contract
 from streamprep.inference.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.inference.onnx import Engine, LoadableEngine, OnnxEngine
+from streamprep.inference.settings import BUNDLED_MODELS, ModelConfig
 from streamprep.inference.tta import VIEW_THRESHOLD, Views, views_for
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
@@ -106,7 +106,7 @@ def _catalogue() -> dict[str, tuple[str, str]]:
 
 
 def bundled_models() -> list[BundledModel]:
-    """The models in :data:`~streamprep.config.schema.BUNDLED_MODELS`, by name, each with its task, input, labels
+    """The models in :data:`~streamprep.inference.settings.BUNDLED_MODELS`, by name, each with its task, input, labels
     and licence."""
     import onnx  # reads the graph's inputs without making a session
 

@@ -37,10 +37,11 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from streamprep.config.schema import KServeConfig, ModelConfig, read_secret
 from streamprep.inference.onnx import ModelInfo, Tensor, TensorInfo, read_sidecar
+from streamprep.inference.settings import KServeConfig, ModelConfig
 from streamprep.values.errors import ConfigError, ModelError, ServerUnavailable
 from streamprep.values.redact import redact_url
+from streamprep.values.secrets import read_secret
 
 log = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from streamprep.config.schema import parse_listen
 from streamprep.values.errors import ConfigError
 from streamprep.values.metrics import Snapshot
 
@@ -100,13 +101,6 @@ class SnapshotCollector:
         for name, h in snap.histograms.items():
             buckets = [(str(float(b)), c) for b, c in zip(h.bounds, h.counts, strict=True)] + [("+Inf", h.count)]
             yield HistogramMetricFamily(f"streamprep_{name}", docs.get(name, name), buckets=buckets, sum_value=h.total)
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"metrics.listen: {listen!r} must look like HOST:PORT (e.g. 127.0.0.1:9108)")
-    return host.strip("[]"), int(port)
 
 
 def metrics_companion(listen: str, snapshot: Callable[[], Snapshot]) -> Callable[[Any], Coroutine[Any, Any, None]]:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from streamprep.config.schema import MqttConfig
+from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError, SinkError
 from streamprep.values.frames import SourceState, SourceStatus
 from streamprep.values.metrics import SourceSnapshot

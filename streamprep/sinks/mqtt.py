@@ -26,9 +26,9 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from streamprep.config.schema import MqttConfig, read_secret
 from streamprep.sinks.base import Sink
 from streamprep.sinks.outbox import Message, Outbox
+from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError, SinkError
 from streamprep.values.events import EventOutput, LineCount, ZoneCount, encode_event
 from streamprep.values.frames import Result, SourceStatus
@@ -36,6 +36,7 @@ from streamprep.values.metrics import SinkSnapshot
 from streamprep.values.names import topic_level
 from streamprep.values.published import encode
 from streamprep.values.redact import redact_text, redact_url
+from streamprep.values.secrets import read_secret
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamprep.config.schema import ModelConfig
 from streamprep.inference.decoders import Decoded, DecoderOptions, build_decoder, resolve
 from streamprep.inference.model import LoadedModel, load_model
 from streamprep.inference.onnx import ModelInfo
+from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import IMAGENET_MEAN, IMAGENET_STD, Color, DType, PreprocessSpec, Resize, Scaling
 from streamprep.values.errors import ConfigError, ModelError, SinkError

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamprep.config.schema import DECODERS
 from streamprep.inference.decoders.base import Decoded, Decoder, DecoderOptions, read_labels
 from streamprep.inference.decoders.classify import ClassifyDecoder
 from streamprep.inference.decoders.grid import GridDecoder
+from streamprep.inference.decoders.names import DECODERS
 from streamprep.inference.decoders.raw import RawDecoder
 from streamprep.inference.decoders.ssd import SsdDecoder
 from streamprep.inference.decoders.yolo import YoloDecoder
