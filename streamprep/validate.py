@@ -19,6 +19,7 @@ import functools
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from streamprep.errors import ConfigError, SinkError, SourceOpenError, Streampre
 from streamprep.model import LoadedModel, load_model
 from streamprep.redact import redact_url
 from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, cannot_open, classify, open_input
-from streamprep.sources.opening import failure_of, open_all
+from streamprep.sources.opening import OpenTimeout, failure_of, open_all
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,20 @@ def _probe(cfg: Config) -> dict[str, Any]:
             input_options=dict(spec.options),
         )
         bound = max(bound, options.open_timeout + OPEN_MARGIN_S)
-        calls[sid] = functools.partial(open_input, sid, url, options)
+        calls[sid] = functools.partial(_open_in_time, sid, url, options)
     return dict(open_all(calls, bound, lambda opened: opened[0].close())) if calls else {}
+
+
+def _open_in_time(sid: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
+    """:func:`open_input`; an open that fails at its timeout without a definite answer is said to have had
+    no answer (FFmpeg's RTSP client calls a server that accepts and never answers "invalid data")."""
+    started = time.monotonic()
+    try:
+        return open_input(sid, url, options)
+    except Exception as exc:
+        if not failure_of(exc).definite and time.monotonic() - started >= options.open_timeout:
+            raise OpenTimeout(options.open_timeout) from None
+        raise
 
 
 def _outputs(found: Preflight) -> None:
