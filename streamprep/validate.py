@@ -65,7 +65,8 @@ def preflight(
     found = Preflight(cfg)
     if not cfg.sources:
         found.problem(ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config"))
-    probes = budget.probe_files(cfg)
+    # over limits.max_sources: refused anyway, without opening them all first
+    probes = budget.probe_files(cfg) if len(cfg.sources) <= cfg.limits.max_sources else {}
     try:
         costs = budget.check(cfg, probes)
         if costs:
@@ -78,7 +79,12 @@ def preflight(
     _models(found, load, checkpoint)
     answers = _probe(cfg) if probe_sources else {}
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        _source(found, spec, sid, sizes.get(sid), probes.get(sid), answers.get(sid))
+        answer = answers.get(sid)
+        try:
+            _source(found, spec, sid, sizes.get(sid), probes.get(sid), answer)
+        finally:
+            if isinstance(answer, tuple):
+                answer[0].close()  # the container the probe opened
     _outputs(found)
     return found
 
@@ -111,7 +117,7 @@ def _source(
     answer: Any,
 ) -> None:
     """``probe``: what opening it found (files); ``answer``: what opening it with ``probe_sources`` gave
-    (an open container and stream, or what it raised; None: not probed)."""
+    (an open container and stream, closed by the caller, or what it raised; None: not probed)."""
     kind, _, target = classify(spec.url)
     try:
         spec.resolved_url()
@@ -123,7 +129,7 @@ def _source(
         if probe is not None and probe.problem is not None:
             found.problem(probe.problem, fatal=False)
             return
-        if probe is None or probe.size is None:
+        if probe is not None and probe.size is None:
             found.warnings.append(
                 f"source {sid}: {spec.url} not opened (opening the files took over {budget.PROBE_BUDGET_S:g} s)"
             )
@@ -158,11 +164,8 @@ def _source(
             return
         found.warnings.append(f"source {sid}: {shown} does not answer: {what.partition(': ')[2]}")
     elif answer is not None:
-        container, stream = answer
-        try:
-            found.notes.append(f"source {sid}: answers, {stream.codec_context.name} {stream.width}x{stream.height}")
-        finally:
-            container.close()
+        stream = answer[1]
+        found.notes.append(f"source {sid}: answers, {stream.codec_context.name} {stream.width}x{stream.height}")
     found.notes.append(f"source {sid}: {kind} {shown}")
 
 
