@@ -35,10 +35,10 @@ import numpy as np
 import numpy.typing as npt
 from benchenv import machine, revision, versions
 
-from streamprep.frames import Frame
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
 from streamprep.sources.file import FileSource
+from streamprep.values.frames import Frame
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ("colour_601_540p", "colour_709_720p", "colour_full_540p", "demo_720p", "pan_1080p")

@@ -145,8 +145,8 @@ def check_providers() -> None:
 
     available = ort.get_available_providers()
     row("ONNX Runtime providers", "CUDAExecutionProvider" in available, f"onnxruntime {ort.__version__}: {', '.join(available)}")
-    from streamprep.config import ModelConfig
-    from streamprep.model import load_model
+    from streamprep.config.schema import ModelConfig
+    from streamprep.inference.model import load_model
 
     cpu = load_model(ModelConfig())
     tensor = cpu.preprocessor.new_batch(1)
@@ -177,8 +177,8 @@ def check_providers() -> None:
 def check_in_graph() -> None:
     import onnxruntime as ort
 
-    from streamprep.config import ModelConfig
-    from streamprep.model import load_model
+    from streamprep.config.schema import ModelConfig
+    from streamprep.inference.model import load_model
     from streamprep.preprocess import ingraph
     from streamprep.preprocess.spec import SpecOverrides
 

@@ -20,7 +20,7 @@ Two measurements, one table each, in one run.
    and 10th–90th percentile wall ms per batch, ms per frame, frames/s (B / median seconds), frames/s
    relative to batch 1 of the same model, and median CPU ms per frame (all threads of the process).
 
-2. End-to-end sustained throughput of the full ``streamprep.pipeline.Pipeline`` with N simultaneous
+2. End-to-end sustained throughput of the full ``streamprep.run.pipeline.Pipeline`` with N simultaneous
    live-like sources (``--sources``, default 1, 4, 8), each ``--clip`` replayed with real-time pacing and
    sampled at ``--fps`` (default 5), with the default model (SSD) at model batch 1 and 4 (``--batches``):
    config ``{"sources": [{"url": clip, "id": "cam0"}, ...], "fps": 5, "realtime": True,
@@ -72,13 +72,13 @@ import av
 import numpy as np
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config import ModelConfig, parse
-from streamprep.frames import Image, Result
-from streamprep.inference import Tensor
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import ModelConfig, parse
+from streamprep.inference.model import LoadedModel, load_model
+from streamprep.inference.onnx import Tensor
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import to_image
+from streamprep.values.frames import Image, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "demo_720p.mp4"

@@ -13,7 +13,7 @@ Methods, side by side:
    input (``streamprep.sources.live.open_input``); the age is taken when the decoder hands the frame over
    and read from the top rows of its Y plane (a view: no copy). Nothing can hand a frame to a model
    earlier through FFmpeg.
-2. ``streamprep``: ``streamprep.pipeline.Pipeline`` with the cameras as sources at ``--fps``, the model
+2. ``streamprep``: ``streamprep.run.pipeline.Pipeline`` with the cameras as sources at ``--fps``, the model
    below with ``decoder = "raw"`` and letterboxing; the engine is wrapped
    (``tests/servers/groundtruth.py``) to note the wall time each run starts and read the time code from
    each image of the batch tensor. The ages streamprep itself reports (``timings_ms.age``) are compared
@@ -70,9 +70,9 @@ import onnxruntime as ort
 from benchenv import ROOT, load_average, machine, revision, versions
 from onnx import TensorProto, helper, numpy_helper
 
-from streamprep.config import parse
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.live import LiveOptions, open_input
 

@@ -49,16 +49,16 @@ SSD = ROOT / "streamprep" / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 # -- the child: one scenario with one revision of streamprep on its path
 def _sinks(cfg: Any) -> list[Any]:
     try:
-        from streamprep.daemon import build_sinks
+        from streamprep.ops.daemon import build_sinks
     except ImportError:  # before the daemon module existed
-        from streamprep.cli import _sinks as build_sinks  # type: ignore[attr-defined,no-redef]
+        from streamprep.cli.main import _sinks as build_sinks  # type: ignore[attr-defined,no-redef]
     return list(build_sinks(cfg))
 
 
 async def _child(scenario: str, work: Path, seconds: float, stats_path: Path) -> None:
-    from streamprep.config import parse
-    from streamprep.model import load_model
-    from streamprep.pipeline import Pipeline
+    from streamprep.config.schema import parse
+    from streamprep.inference.model import load_model
+    from streamprep.run.pipeline import Pipeline
     from streamprep.sinks.memory import MemorySink
 
     cam = {"url": LIVE, "id": "cam", "fps": 10}

@@ -8,7 +8,7 @@ The same replay runs three ways in one process, ``--repeats`` times each, the mo
   ONNX Runtime in Triton's Python backend, ``max_batch_size`` 4), ``backend = "kserve"``.
 
 Each run replays ``--clip`` (default ``recordings/pan_1080p.mp4``, 1080p) at ``--fps`` (5: 50 frames) through
-the full :class:`~streamprep.pipeline.Pipeline`, model batch 4 and ``max_wait_ms`` 10, into a memory sink.
+the full :class:`~streamprep.run.pipeline.Pipeline`, model batch 4 and ``max_wait_ms`` 10, into a memory sink.
 Reported, medians over the repeats: wall ms per frame (the run's wall time / frames; a replay goes as fast
 as it can), streamprep's CPU ms per frame (``time.process_time``: every thread of this process), the
 server's CPU ms per frame (user+sys of every process of Triton's process group, from ``/proc``), their
@@ -49,9 +49,9 @@ from benchenv import ROOT, load_average, machine, revision, versions
 sys.path.insert(0, str(ROOT / "tests"))
 from servers.triton import TRITON_PYTHON, TritonServer, group_members
 
-from streamprep.config import Config, parse
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import Config, parse
+from streamprep.inference.model import LoadedModel, load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import frame_at
 

@@ -16,7 +16,7 @@ rate of ``--fps`` (default ``5,1``: one table per rate, all from the same run):
    (streamprep before frame skipping).
 4. ``streamprep replay, keyframes mode``: the same with ``sample = "keyframes"`` (the first keyframe at or
    after each slot boundary; only those keyframes are decoded). Selects other frames than the rest.
-5. ``streamprep replay, default model``: the full ``streamprep.pipeline.Pipeline`` with
+5. ``streamprep replay, default model``: the full ``streamprep.run.pipeline.Pipeline`` with
    ``parse({"sources": [clip], "fps": fps})`` and the default model (SSD MobileNet v2 FPNLite 256 int8),
    delivering to an in-bench sink that only counts results, under ``asyncio.run``.
 6. ``naive tutorial loop``: ``cv2.VideoCapture``, ``read()`` every frame; every Nth frame (N = clip fps /
@@ -72,15 +72,15 @@ import numpy.typing as npt
 import onnxruntime as ort
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config import ModelConfig, parse
-from streamprep.frames import Frame
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import ModelConfig, parse
+from streamprep.inference.model import LoadedModel, load_model
 from streamprep.preprocess.spec import SpecOverrides
-from streamprep.sampling import Sampler
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import FileSource, to_image
+from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DecodeOptions, SampleMode
+from streamprep.values.frames import Frame
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "pan_1080p.mp4"

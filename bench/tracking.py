@@ -39,15 +39,15 @@ import numpy as np
 from benchenv import load_average, machine, revision, versions
 from scipy.optimize import linear_sum_assignment
 
-from streamprep.config import parse
+from streamprep.config.schema import parse
 from streamprep.events.engine import EventEngine
 from streamprep.events.geometry import Line, Zone
 from streamprep.events.settings import EventsConfig
 from streamprep.events.tracking import FloatArray, Tracker, TrackerSettings, iou_matrix
-from streamprep.frames import Box, Detection, Result, Timings
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
+from streamprep.values.frames import Box, Detection, Result, Timings
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP = ROOT / "recordings" / "tracks_800x600.mp4"

@@ -1,6 +1,6 @@
 """Test-time augmentation: what extra views cost per frame, and what they do to the bundled recordings' detections.
 
-What it measures: the full pipeline (``streamprep.pipeline.Pipeline``, the default SSD MobileNetV2 FPNLite
+What it measures: the full pipeline (``streamprep.run.pipeline.Pipeline``, the default SSD MobileNetV2 FPNLite
 detector, batch 1 frame, sampled at ``--fps``, default 2) replaying ``recordings/demo_720p.mp4``,
 ``pan_1080p.mp4`` and ``vfr_720p.mp4`` (64 sampled frames in all) with, side by side in one run:
 
@@ -34,11 +34,11 @@ from typing import Any
 
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config import parse
-from streamprep.frames import Box, Result
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
+from streamprep.values.frames import Box, Result
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIPS = ("demo_720p", "pan_1080p", "vfr_720p")

@@ -8,7 +8,7 @@ when the pipeline is behind), each under its own id, sampled at ``--fps`` (5), t
 at batch 4 with ``max_wait_ms`` 20, results as JSON lines to a file. Configurations take turns,
 ``--repeats`` rounds, the order rotating each round. Reported per configuration, medians over the repeats:
 
-- the share of each worker (sources per worker, as :func:`streamprep.workers.plan` places them);
+- the share of each worker (sources per worker, as :func:`streamprep.ops.workers.plan` places them);
 - results/s: results whose frame was decoded between 2 s and 11 s into the clip (by ``captured_at``,
   relative to the earliest frame), per second, against the ideal C x fps;
 - processed / sampled over the whole run (from the end-of-run summary of every source) and the drops;
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from benchenv import ROOT, load_average, machine, revision, versions
 
-from streamprep.workers import plan
+from streamprep.ops.workers import plan
 
 WINDOW_S = (2.0, 11.0)
 SUMMARY = re.compile(r"source (\S+): \w+, (\d+) decoded, (\d+) sampled, (\d+) processed, (\d+) dropped")

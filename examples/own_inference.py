@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 import streamprep
-from streamprep.config import BUNDLED_MODELS
+from streamprep.config.schema import BUNDLED_MODELS
 
 DEMO = Path(__file__).resolve().parent.parent / "recordings" / "demo_720p.mp4"
 MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"

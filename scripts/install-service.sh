@@ -6,7 +6,7 @@
 #
 # It creates the streamprep user (in the video group), a virtual environment in /opt/streamprep/.venv with
 # streamprep installed in it (not editable: the bundled models come with the package), the example config in
-# /etc/streamprep/config.toml and empty credential files beside it (mode 600, never overwritten), and the
+# /etc/streamprep/config/schema.toml and empty credential files beside it (mode 600, never overwritten), and the
 # unit in /etc/systemd/system. It starts nothing: edit the config, put the passwords in, run the check it
 # prints, then enable the unit.
 set -euo pipefail
@@ -30,8 +30,8 @@ install -d -m 755 "$etc" "$unitdir"
 for credential in mqtt-password door-password; do
     [ -e "$etc/$credential" ] || install -m 600 /dev/null "$etc/$credential"
 done
-sed -e "s#/opt/streamprep#$opt#g" -e "s#/etc/streamprep#$etc#g" "$src/systemd/streamprep.service" > "$unitdir/streamprep.service"
-chmod 644 "$unitdir/streamprep.service"
+sed -e "s#/opt/streamprep#$opt#g" -e "s#/etc/streamprep#$etc#g" "$src/systemd/streamprep.ops.service" > "$unitdir/streamprep.ops.service"
+chmod 644 "$unitdir/streamprep.ops.service"
 if [ -z "$prefix" ]; then
     chgrp streamprep "$etc/config.toml"
     systemctl daemon-reload

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streamprep.schema import VOLATILE_FIELDS
+from streamprep.values.published import VOLATILE_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = [

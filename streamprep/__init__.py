@@ -13,8 +13,21 @@ from streamprep.version import __version__
 
 if TYPE_CHECKING:
     from streamprep.api import Run, Slot, TensorBatch, configure, open, stream, tensors
-    from streamprep.config import Config, ModelConfig, OutputConfig, SourceConfig
-    from streamprep.errors import (
+    from streamprep.config.schema import Config, ModelConfig, OutputConfig, SourceConfig
+    from streamprep.flow.queues import BoundedQueue, DropPolicy
+    from streamprep.inference.model import LoadedModel, load_model
+    from streamprep.preprocess.geometry import Geometry
+    from streamprep.preprocess.spec import PreprocessSpec
+    from streamprep.run.pipeline import Pipeline, RunReport
+    from streamprep.sinks.base import Sink
+    from streamprep.sinks.callback import CallbackSink
+    from streamprep.sinks.jsonl import JsonLinesSink
+    from streamprep.sinks.memory import MemorySink
+    from streamprep.sinks.mqtt import MqttSink
+    from streamprep.sources.base import Source, SourceCounts
+    from streamprep.sources.python import FrameSource
+    from streamprep.sources.sampling import Sampler
+    from streamprep.values.errors import (
         ConfigError,
         FrameError,
         ModelError,
@@ -24,8 +37,8 @@ if TYPE_CHECKING:
         SourceOpenError,
         StreamprepError,
     )
-    from streamprep.events.values import Event
-    from streamprep.frames import (
+    from streamprep.values.events import Event
+    from streamprep.values.frames import (
         Box,
         Classification,
         Detection,
@@ -36,20 +49,7 @@ if TYPE_CHECKING:
         SourceStatus,
         Timings,
     )
-    from streamprep.metrics import Snapshot
-    from streamprep.model import LoadedModel, load_model
-    from streamprep.pipeline import Pipeline, RunReport
-    from streamprep.preprocess.geometry import Geometry
-    from streamprep.preprocess.spec import PreprocessSpec
-    from streamprep.queues import BoundedQueue, DropPolicy
-    from streamprep.sampling import Sampler
-    from streamprep.sinks.base import Sink
-    from streamprep.sinks.callback import CallbackSink
-    from streamprep.sinks.jsonl import JsonLinesSink
-    from streamprep.sinks.memory import MemorySink
-    from streamprep.sinks.mqtt import MqttSink
-    from streamprep.sources.base import Source, SourceCounts
-    from streamprep.sources.python import FrameSource
+    from streamprep.values.metrics import Snapshot
 
 _EXPORTS = {
     "Run": "streamprep.api",
@@ -59,38 +59,38 @@ _EXPORTS = {
     "open": "streamprep.api",
     "stream": "streamprep.api",
     "tensors": "streamprep.api",
-    "Config": "streamprep.config",
-    "ModelConfig": "streamprep.config",
-    "OutputConfig": "streamprep.config",
-    "SourceConfig": "streamprep.config",
-    "ConfigError": "streamprep.errors",
-    "FrameError": "streamprep.errors",
-    "ModelError": "streamprep.errors",
-    "SinkError": "streamprep.errors",
-    "SourceError": "streamprep.errors",
-    "SourceLostError": "streamprep.errors",
-    "SourceOpenError": "streamprep.errors",
-    "StreamprepError": "streamprep.errors",
-    "Event": "streamprep.events.values",
-    "Box": "streamprep.frames",
-    "Classification": "streamprep.frames",
-    "Detection": "streamprep.frames",
-    "DropReason": "streamprep.frames",
-    "Frame": "streamprep.frames",
-    "Result": "streamprep.frames",
-    "SourceState": "streamprep.frames",
-    "SourceStatus": "streamprep.frames",
-    "Timings": "streamprep.frames",
-    "Snapshot": "streamprep.metrics",
-    "LoadedModel": "streamprep.model",
-    "load_model": "streamprep.model",
-    "Pipeline": "streamprep.pipeline",
-    "RunReport": "streamprep.pipeline",
+    "Config": "streamprep.config.schema",
+    "ModelConfig": "streamprep.config.schema",
+    "OutputConfig": "streamprep.config.schema",
+    "SourceConfig": "streamprep.config.schema",
+    "ConfigError": "streamprep.values.errors",
+    "FrameError": "streamprep.values.errors",
+    "ModelError": "streamprep.values.errors",
+    "SinkError": "streamprep.values.errors",
+    "SourceError": "streamprep.values.errors",
+    "SourceLostError": "streamprep.values.errors",
+    "SourceOpenError": "streamprep.values.errors",
+    "StreamprepError": "streamprep.values.errors",
+    "Event": "streamprep.values.events",
+    "Box": "streamprep.values.frames",
+    "Classification": "streamprep.values.frames",
+    "Detection": "streamprep.values.frames",
+    "DropReason": "streamprep.values.frames",
+    "Frame": "streamprep.values.frames",
+    "Result": "streamprep.values.frames",
+    "SourceState": "streamprep.values.frames",
+    "SourceStatus": "streamprep.values.frames",
+    "Timings": "streamprep.values.frames",
+    "Snapshot": "streamprep.values.metrics",
+    "LoadedModel": "streamprep.inference.model",
+    "load_model": "streamprep.inference.model",
+    "Pipeline": "streamprep.run.pipeline",
+    "RunReport": "streamprep.run.pipeline",
     "Geometry": "streamprep.preprocess.geometry",
     "PreprocessSpec": "streamprep.preprocess.spec",
-    "BoundedQueue": "streamprep.queues",
-    "DropPolicy": "streamprep.queues",
-    "Sampler": "streamprep.sampling",
+    "BoundedQueue": "streamprep.flow.queues",
+    "DropPolicy": "streamprep.flow.queues",
+    "Sampler": "streamprep.sources.sampling",
     "Sink": "streamprep.sinks.base",
     "CallbackSink": "streamprep.sinks.callback",
     "JsonLinesSink": "streamprep.sinks.jsonl",

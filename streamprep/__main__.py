@@ -1,3 +1,3 @@
-from streamprep.cli import main
+from streamprep.cli.main import main
 
 raise SystemExit(main())

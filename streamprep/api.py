@@ -35,21 +35,21 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from streamprep.config import Config, ModelConfig, parse
-from streamprep.decoders.base import Decoded
-from streamprep.errors import ConfigError
-from streamprep.events.values import EventOutput
-from streamprep.frames import Frame, Result, SourceStatus, Tensor
-from streamprep.inference import ModelInfo
-from streamprep.metrics import SinkSnapshot, Snapshot
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline, RunReport
+from streamprep.config.schema import Config, ModelConfig, parse
+from streamprep.flow.queues import BoundedQueue
+from streamprep.inference.decoders.base import Decoded
+from streamprep.inference.model import LoadedModel, load_model
+from streamprep.inference.onnx import ModelInfo
 from streamprep.preprocess.geometry import Geometry
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec
-from streamprep.queues import BoundedQueue
+from streamprep.run.pipeline import Pipeline, RunReport
 from streamprep.sinks.base import Sink
 from streamprep.sources.base import Source
+from streamprep.values.errors import ConfigError
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import Frame, Result, SourceStatus, Tensor
+from streamprep.values.metrics import SinkSnapshot, Snapshot
 
 SourceLike = str | Path | Mapping[str, Any] | Source
 ModelLike = str | Path | Mapping[str, Any] | None
@@ -66,7 +66,7 @@ class _HasFrames(Protocol):
 def configure(
     sources: SourceLike | Sequence[SourceLike], model: ModelLike = None, fps: float | None = None, **options: Any
 ) -> tuple[Config, dict[str, Source]]:
-    """A checked :class:`~streamprep.config.Config` from the API's arguments, and the ready-made sources.
+    """A checked :class:`~streamprep.config.schema.Config` from the API's arguments, and the ready-made sources.
 
     ``sources``: file paths, URLs (``rtsp://``, ``/dev/video0``, ``lavfi:...``), ``[[sources]]`` tables as
     dicts, or objects with the :class:`~streamprep.sources.base.Source` seam. ``model``: a path, a bundled
@@ -253,10 +253,10 @@ def open(
 ) -> Run:
     """``async with streamprep.open(sources, ...) as run: async for result in run: ...``
 
-    ``frames=True``: every result carries its decoded :class:`~streamprep.frames.Frame` (``result.frame``,
+    ``frames=True``: every result carries its decoded :class:`~streamprep.values.frames.Frame` (``result.frame``,
     ``result.frame.to_bgr()`` for an OpenCV image). ``sinks``: more sinks to deliver to (the
     :class:`~streamprep.sinks.base.Sink` seam; a JSON-lines or MQTT sink, or your own). With ``events``
-    in the options, the iterator gives events too (:class:`~streamprep.events.values.Event`).
+    in the options, the iterator gives events too (:class:`~streamprep.values.events.Event`).
     """
     cfg, custom = configure(sources, model, fps, **options)
     return Run(cfg, custom, frames=frames, buffer=buffer, sinks=sinks)

@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 from servers.rtsp import CLOCK_SERVER, RTSP_SERVER, SYSTEM_PYTHON, RtspServer, free_port
 
-from streamprep.config import Config
-from streamprep.events.values import EventOutput
-from streamprep.frames import Result, SourceState, SourceStatus
-from streamprep.model import LoadedModel, load_model
-from streamprep.pipeline import Pipeline, RunReport
-from streamprep.schema import VOLATILE_FIELDS, result_to_dict
+from streamprep.config.schema import Config
+from streamprep.inference.model import LoadedModel, load_model
+from streamprep.run.pipeline import Pipeline, RunReport
 from streamprep.sinks.memory import MemorySink
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import Result, SourceState, SourceStatus
+from streamprep.values.published import VOLATILE_FIELDS, result_to_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

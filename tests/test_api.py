@@ -12,9 +12,9 @@ import pytest
 from conftest import RECORDINGS, SSD, photo
 
 import streamprep
-from streamprep.errors import ConfigError, ModelError
-from streamprep.frames import SourceState
-from streamprep.model import load_model
+from streamprep.inference.model import load_model
+from streamprep.values.errors import ConfigError, ModelError
+from streamprep.values.frames import SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 LIVE = "lavfi:testsrc2=size=1280x720:rate=30,realtime"

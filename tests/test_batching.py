@@ -2,8 +2,8 @@ import asyncio
 import contextlib
 import time
 
-from streamprep.batching import Batcher
-from streamprep.queues import DropPolicy
+from streamprep.flow.queues import DropPolicy
+from streamprep.run.batching import Batcher
 
 
 async def test_lone_item_is_not_held_longer_than_max_wait() -> None:

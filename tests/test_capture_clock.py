@@ -13,11 +13,11 @@ import pytest
 from conftest import RECORDINGS, ListSink, RtspServer
 from servers.groundtruth import ClockReadingEngine, Reading
 
-from streamprep.config import parse
-from streamprep.frames import Result
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sources.clock import CameraCheck, Capture, CaptureClocks
+from streamprep.values.frames import Result
 
 
 async def run_camera(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import FASTESTDET, RECORDINGS, SSD, free_port
 
-from streamprep.schema import VOLATILE_FIELDS
+from streamprep.values.published import VOLATILE_FIELDS
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 

@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS
 
-from streamprep.frames import Frame
 from streamprep.preprocess.kernels import Preprocessor, ffmpeg_affine, yuv_to_bgr
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
 from streamprep.sources.file import FileSource
+from streamprep.values.frames import Frame
 
 CLIPS = {
     "colour_601_540p": ("bt601", "limited"),

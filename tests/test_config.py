@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import RECORDINGS
 
-from streamprep import budget
-from streamprep.config import parse
-from streamprep.errors import ConfigError
+from streamprep.config import budget
+from streamprep.config.schema import parse
+from streamprep.values.errors import ConfigError
 
 DEMO = str(RECORDINGS / "demo_720p.mp4")
 PAN = str(RECORDINGS / "pan_1080p.mp4")
@@ -98,7 +98,7 @@ def test_import_loads_nothing_heavy() -> None:
 
 
 def test_a_bundled_model_can_be_named() -> None:
-    from streamprep.config import BUNDLED_MODELS
+    from streamprep.config.schema import BUNDLED_MODELS
 
     for name in ("fastestdet_352", "fastestdet_352.onnx"):
         assert parse({"model": {"path": name}}).model.path == BUNDLED_MODELS / "fastestdet_352.onnx"

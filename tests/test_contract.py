@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FASTESTDET, MODELS, RECORDINGS, SSD
 
-from streamprep.config import ModelConfig
-from streamprep.model import load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
 from streamprep.preprocess.spec import parse_overrides
 
 CLASSIFIER = MODELS / "mobilenet_v2_224_int8.onnx"
@@ -28,7 +28,8 @@ def bare(model: Path, tmp_path: Path) -> Path:
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "streamprep.model"]
+    name = "streamprep.inference.model"
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == name]
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def test_a_full_disk_under_out_is_one_error_line(small_disk: Callable[[int], tup
 
 
 def test_malloc_arenas_are_capped_on_glibc_unless_the_environment_says() -> None:
-    code = "from streamprep.threads import limit_malloc_arenas; print(limit_malloc_arenas())"
+    code = "from streamprep.flow.threads import limit_malloc_arenas; print(limit_malloc_arenas())"
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     capped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert capped.stdout.strip() == "True", "glibc's mallopt took the cap"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from conftest import FASTESTDET, SSD, photo
 
-from streamprep.config import ModelConfig
-from streamprep.errors import ModelError
-from streamprep.frames import Detection
-from streamprep.model import LoadedModel, load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import LoadedModel, load_model
+from streamprep.values.errors import ModelError
+from streamprep.values.frames import Detection
 
 # (photo, label, a point that lies on the subject in the photo's pixels)
 CASES = [
@@ -181,7 +181,7 @@ def test_yolov8_layout_boxes_are_exact_and_class_aware(tmp_path: Path) -> None:
 
 
 def test_yolo_layout_is_recognised_from_shapes(tmp_path: Path) -> None:
-    from streamprep.decoders import recognise
+    from streamprep.inference.decoders import recognise
 
     v8 = load_model(ModelConfig(path=constant_model(tmp_path, np.zeros((1, 7, 50), np.float32), names=NAMES)))
     assert type(v8.decoder).__name__ == "YoloDecoder" and v8.decoder.layout == "yolov8"  # type: ignore[attr-defined]

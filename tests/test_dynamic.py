@@ -18,12 +18,12 @@ import pytest
 from conftest import ListSink
 from synthetic import bright_box_model, clip, sidecar
 
-from streamprep.config import ModelConfig, parse
-from streamprep.errors import ConfigError
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import ModelConfig, parse
+from streamprep.inference.model import load_model
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, Layout, PreprocessSpec, Resize, Scaling
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.errors import ConfigError
 
 
 def run(sources: list[Path], model: Path, batch: int = 1) -> list:  # type: ignore[type-arg]

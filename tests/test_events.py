@@ -18,17 +18,17 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS, ListSink
 
-from streamprep.config import parse
-from streamprep.errors import ConfigError
+from streamprep.config.schema import parse
 from streamprep.events.engine import EventEngine
 from streamprep.events.geometry import Line, Zone
 from streamprep.events.settings import EventsConfig
 from streamprep.events.snapshots import SnapshotStore, crop_region, to_bgr
-from streamprep.events.values import EVENT_SCHEMA_FILE, Event, LineCount, ZoneCount, event_to_dict
-from streamprep.frames import Box, Detection, Result, Timings
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
-from streamprep.schema import SCHEMA_FILE, result_to_dict
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.errors import ConfigError
+from streamprep.values.events import EVENT_SCHEMA_FILE, Event, LineCount, ZoneCount, event_to_dict
+from streamprep.values.frames import Box, Detection, Result, Timings
+from streamprep.values.published import SCHEMA_FILE, result_to_dict
 
 CLIP = RECORDINGS / "tracks_800x600.mp4"
 TRUTH = json.loads(CLIP.with_suffix(".json").read_text())

@@ -13,9 +13,9 @@ import cv2
 import pytest
 from conftest import DATA, MODELS, RECORDINGS
 
-from streamprep.config import ModelConfig
-from streamprep.model import load_model
-from streamprep.probe import probe
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
+from streamprep.tools.probe import probe
 
 YUNET = MODELS / "yunet_n_320.onnx"
 FACE = (0.34, 0.14, 0.54, 0.37)  # the astronaut's face, as fractions (streamprep/probe_photos/manifest.json)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from conftest import RECORDINGS, ListSink
 
-from streamprep.config import parse
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.jsonl import JsonLinesSink
 
 LIVE = "lavfi:testsrc2=size=640x360:rate=30,realtime"

@@ -19,7 +19,7 @@ from conftest import RECORDINGS, InBackground, ManagedBroker
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from streamprep.fleet import Fleet, render
+from streamprep.ops.fleet import Fleet, render
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 SHARED = "$share/consumers/streamprep/+/+/results"

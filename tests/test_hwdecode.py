@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS
 
-from streamprep.config import ModelConfig
-from streamprep.frames import Frame
-from streamprep.model import load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
 from streamprep.preprocess.spec import SpecOverrides
 from streamprep.sources import hwdecode
 from streamprep.sources.file import FileSource, decode, open_container, to_image
 from streamprep.sources.hwdecode import Decoder
 from streamprep.sources.skipping import DecodeOptions
+from streamprep.values.frames import Frame
 
 CLIP = RECORDINGS / "demo_720p.mp4"
 

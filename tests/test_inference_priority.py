@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import SSD
 
-from streamprep.config import parse
-from streamprep.errors import ConfigError
-from streamprep.inference import OnnxEngine
+from streamprep.config.schema import parse
+from streamprep.inference.onnx import OnnxEngine
+from streamprep.values.errors import ConfigError
 
 
 def nice_of(tid: int) -> int:

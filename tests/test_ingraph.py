@@ -7,12 +7,12 @@ import onnxruntime as ort
 import pytest
 from conftest import FASTESTDET, SSD, photo
 
-from streamprep.config import ModelConfig
-from streamprep.errors import ConfigError
-from streamprep.model import load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
 from streamprep.preprocess import ingraph
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
+from streamprep.values.errors import ConfigError
 
 SPECS = [
     PreprocessSpec(width=224, height=224, scaling=Scaling.MEAN_STD, color=Color.RGB, layout=Layout.NCHW),

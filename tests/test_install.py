@@ -98,7 +98,7 @@ def test_the_service_as_the_readme_installs_it_reaches_ready(
     root = tmp_path / "root"
     run([str(ROOT / "scripts" / "install-service.sh"), "--prefix", str(root)], cwd=tmp_path)
     etc = root / "etc" / "streamprep"
-    unit = root / "etc" / "systemd" / "system" / "streamprep.service"
+    unit = root / "etc" / "systemd" / "system" / "streamprep.ops.service"
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
 

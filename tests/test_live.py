@@ -15,10 +15,10 @@ import av
 import pytest
 from conftest import RECORDINGS, ListSink, RtspServer, free_port
 
-from streamprep.config import parse
-from streamprep.frames import SourceState
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.frames import SourceState
 
 
 async def start_pipeline(cfg: dict[str, object]) -> tuple[ListSink, asyncio.Event, asyncio.Task[object]]:

@@ -9,7 +9,7 @@ import sys
 import aiomqtt
 from conftest import RECORDINGS, Broker
 
-from streamprep.topics import topic_level
+from streamprep.values.names import topic_level
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 

@@ -12,10 +12,10 @@ import av
 import pytest
 from conftest import FASTESTDET, RECORDINGS, SSD, ListSink, replay, stable
 
-from streamprep.config import Config, parse
-from streamprep.frames import Result
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline, RunReport
+from streamprep.config.schema import Config, parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline, RunReport
+from streamprep.values.frames import Result
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -143,7 +143,7 @@ def test_two_models_in_one_run_each_with_its_own_sources() -> None:
 
 
 def test_unknown_model_key_is_refused() -> None:
-    from streamprep.errors import ConfigError
+    from streamprep.values.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"sources\.0\.model: no model named 'nope'"):
         parse({"sources": [{"url": "x.mp4", "model": "nope"}]})

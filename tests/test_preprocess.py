@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from conftest import photo
 
-from streamprep.errors import FrameError
 from streamprep.preprocess.geometry import Roi, plan
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import (
@@ -28,6 +27,7 @@ from streamprep.preprocess.spec import (
     Resize,
     Scaling,
 )
+from streamprep.values.errors import FrameError
 
 PHOTOS = ["astronaut", "chelsea", "coffee"]
 INTERP = {"nearest": cv2.INTER_NEAREST, "linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}

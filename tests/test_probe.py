@@ -14,9 +14,9 @@ import pytest
 from conftest import FASTESTDET, MODELS, SSD
 from onnx import TensorProto, helper, numpy_helper
 
-from streamprep.config import ModelConfig
-from streamprep.model import load_model
-from streamprep.probe import PHOTOS, probe
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
+from streamprep.tools.probe import PHOTOS, probe
 
 CLASSIFIER = MODELS / "mobilenet_v2_224_int8.onnx"
 BUNDLED = [FASTESTDET, SSD, CLASSIFIER]

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
+from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 
 
 async def test_drop_oldest_keeps_newest_and_counts() -> None:

@@ -21,12 +21,12 @@ from conftest import RECORDINGS, SSD, ListSink, replay, stable
 from servers.triton import TRITON_PYTHON, TritonServer
 from test_mqtt_delivery import make_ca_and_server_cert
 
-from streamprep.config import parse
-from streamprep.errors import ConfigError, ModelError, ServerUnavailable
-from streamprep.frames import DropReason, SourceState
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
-from streamprep.remote import auth_headers, server_model
+from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
+from streamprep.inference.remote import auth_headers, server_model
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.errors import ConfigError, ModelError, ServerUnavailable
+from streamprep.values.frames import DropReason, SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 VFR = RECORDINGS / "vfr_720p.mp4"
@@ -140,7 +140,7 @@ def test_credentials_come_from_the_environment_files_or_systemd_and_become_heade
 def test_a_missing_tritonclient_is_one_clear_error() -> None:
     code = (
         "import sys; sys.modules['tritonclient'] = None\n"
-        "from streamprep.cli import main\n"
+        "from streamprep.cli.main import main\n"
         "raise SystemExit(main(['inspect', '--config', sys.argv[1]]))\n"
     )
     cfg = Path(os.environ.get("TMPDIR", "/tmp")) / f"remote-missing-{os.getpid()}.toml"

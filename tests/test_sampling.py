@@ -2,7 +2,7 @@ from fractions import Fraction
 
 import pytest
 
-from streamprep.sampling import Sampler
+from streamprep.sources.sampling import Sampler
 
 
 def kept(sampler: Sampler, pts: list[Fraction]) -> list[Fraction]:

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from conftest import FASTESTDET, RECORDINGS
 
-from streamprep.schema import SCHEMA, SCHEMA_FILE
+from streamprep.values.published import SCHEMA, SCHEMA_FILE
 
 CLASSIFIER = FASTESTDET.parent / "mobilenet_v2_224_int8.onnx"
 

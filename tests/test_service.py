@@ -359,8 +359,8 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    unit = tmp_path / "streamprep.service"
-    text = (ROOT / "systemd" / "streamprep.service").read_text()
+    unit = tmp_path / "streamprep.ops.service"
+    text = (ROOT / "systemd" / "streamprep.ops.service").read_text()
     # verify needs the ExecStart binary to exist: point it at this checkout's
     unit.write_text(
         text.replace("/opt/streamprep/.venv/bin/streamprep", str(Path(sys.executable).parent / "streamprep"))
@@ -368,7 +368,7 @@ def test_systemd_unit_verifies_and_is_hardened(tmp_path: Path) -> None:
     verify = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     security = subprocess.run([analyze, "security", "--offline=true", str(unit)], capture_output=True, text=True)
-    exposure = float(security.stdout.split("Overall exposure level for streamprep.service:")[1].split()[0])
+    exposure = float(security.stdout.split("Overall exposure level for streamprep.ops.service:")[1].split()[0])
     assert exposure <= 2.5, security.stdout
 
 
@@ -454,7 +454,7 @@ def test_top_says_when_the_daemon_goes_away(tmp_path: Path) -> None:
 
 
 def test_a_failing_source_is_listed_once_in_the_recent_errors(tmp_path: Path) -> None:
-    from streamprep.service import read_status
+    from streamprep.ops.service import read_status
 
     sock = tmp_path / "status.sock"
     cfg = tmp_path / "c.toml"

@@ -23,15 +23,15 @@ import pytest
 from conftest import RECORDINGS, RtspServer
 from servers import streams
 
-from streamprep.config import parse
-from streamprep.errors import ConfigError
-from streamprep.queues import DropPolicy
-from streamprep.sampling import Sampler
+from streamprep.config.schema import parse
+from streamprep.flow.queues import DropPolicy
 from streamprep.sources import decode_options
 from streamprep.sources.file import FileSource, Timeline, to_image
 from streamprep.sources.live import LiveOptions, LiveSource
 from streamprep.sources.nal import NalReader
+from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DecodeOptions, SampleMode
+from streamprep.values.errors import ConfigError
 
 RATES = (5.0, 2.0, 1.0, 0.4)
 

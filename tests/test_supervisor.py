@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from conftest import RECORDINGS, ListSink, RtspServer, make_clip
 
-from streamprep.config import Config, parse
-from streamprep.frames import SourceState
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline, RunReport
+from streamprep.config.schema import Config, parse
+from streamprep.inference.model import load_model
+from streamprep.run.pipeline import Pipeline, RunReport
+from streamprep.values.frames import SourceState
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 

@@ -7,7 +7,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import atexit, sys, threading
-    from streamprep.threads import exit_if_threads_linger
+    from streamprep.flow.threads import exit_if_threads_linger
 
     atexit.register(lambda: print("teardown ran", flush=True))
     release = threading.Event()

@@ -11,15 +11,15 @@ import pytest
 from conftest import DATA, FASTESTDET, MODELS, RECORDINGS, SSD, ListSink
 from synthetic import bright_box_model, clip, sidecar
 
-from streamprep.config import ModelConfig, parse
-from streamprep.decoders.base import DecoderOptions
-from streamprep.errors import ConfigError
-from streamprep.frames import Box, Detection, Result
-from streamprep.model import load_model
-from streamprep.pipeline import Pipeline
+from streamprep.config.schema import ModelConfig, parse
+from streamprep.inference.decoders.base import DecoderOptions
+from streamprep.inference.model import load_model
+from streamprep.inference.tta import View, Views, parse_views, weighted_box_fusion
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
-from streamprep.tta import View, Views, parse_views, weighted_box_fusion
+from streamprep.run.pipeline import Pipeline
+from streamprep.values.errors import ConfigError
+from streamprep.values.frames import Box, Detection, Result
 
 CLASSIFIER = MODELS / "mobilenet_v2_224_int8.onnx"
 

@@ -181,7 +181,7 @@ def test_source_arguments_replace_the_config_sources_and_say_so(tmp_path: Path) 
 
 
 def test_a_camera_user_name_can_be_set_apart_from_the_url() -> None:
-    from streamprep.config import parse
+    from streamprep.config.schema import parse
 
     spec = parse(
         {"sources": [{"url": "rtsp://cam.local/s", "username": "viewer", "password_env": "SP_TEST_PW"}]}
@@ -194,7 +194,7 @@ def test_a_camera_user_name_can_be_set_apart_from_the_url() -> None:
 
 
 def test_the_decoder_names_in_help_are_the_configs() -> None:
-    from streamprep.cli import DECODER_NAMES
-    from streamprep.config import DECODERS
+    from streamprep.cli.main import DECODER_NAMES
+    from streamprep.config.schema import DECODERS
 
     assert set(DECODER_NAMES) == set(DECODERS)

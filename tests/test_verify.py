@@ -14,10 +14,10 @@ import pytest
 from conftest import DATA
 from onnx import TensorProto, helper
 
-from streamprep.config import ModelConfig
-from streamprep.model import load_model
+from streamprep.config.schema import ModelConfig
+from streamprep.inference.model import load_model
 from streamprep.preprocess.spec import PreprocessSpec
-from streamprep.verify import verify
+from streamprep.tools.verify import verify
 
 PHOTO = DATA / "chelsea.png"  # 451x300: not square, so every geometry differs
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)

@@ -18,10 +18,10 @@ from conftest import RECORDINGS, Broker, free_port
 from test_daemon import Daemon, assert_accounted, assert_no_traceback
 from test_service import NotifySocket, wait_until
 
-from streamprep.config import parse
-from streamprep.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
-from streamprep.service import read_status
-from streamprep.workers import Carried, combine, merge, plan, settle, shares, worker_config
+from streamprep.config.schema import parse
+from streamprep.ops.service import read_status
+from streamprep.ops.workers import Carried, combine, merge, plan, settle, shares, worker_config
+from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 
 LIVE = "lavfi:testsrc2=size=320x240:rate=10,realtime"  # a cheap live source that never ends
 DEMO = RECORDINGS / "demo_720p.mp4"
@@ -34,7 +34,7 @@ def test_shares_are_balanced_stable_everywhere_and_sticky_on_reload() -> None:
     loads = [list(here.values()).count(k) for k in range(8)]
     assert max(loads) - min(loads) <= 1, loads
     code = (
-        "import json; from streamprep.workers import plan\n"
+        "import json; from streamprep.ops.workers import plan\n"
         "print(json.dumps(plan([f'cam-{i}' for i in reversed(range(64))], 8)))"
     )
     for seed in ("1", "2"):  # Python's own hash differs per process, the config's order too: the plan must not
@@ -270,7 +270,7 @@ def test_reload_starts_a_worker_whose_share_was_empty_and_exit_statuses_combine(
         if daemon.process.poll() is None:
             daemon.process.kill()
     assert_no_traceback(daemon.stderr)
-    assert f"streamprep.supervisor [worker {after['cam-b']}]: source cam-b: online" in daemon.stderr
+    assert f"streamprep.run.supervisor [worker {after['cam-b']}]: source cam-b: online" in daemon.stderr
     assert "reloaded: started none; stopped none" in daemon.stderr, "cam-a's worker kept it running"
     assert code == 3, f"worker {after['cam-b-file']}'s missing file makes the whole exit 3:\n{daemon.stderr}"
 

@@ -1,7 +1,7 @@
 """From per-frame detections to events: one :class:`EventEngine` per source, fed every result in order.
 
 :class:`EventHub` is what a pipeline holds: it keeps an engine per source (a new one when the source's
-zones or lines change), the snapshot store, and turns each :class:`~streamprep.frames.Result` (plus the
+zones or lines change), the snapshot store, and turns each :class:`~streamprep.values.frames.Result` (plus the
 image of its frame) into the same result with ``track_id`` set on its detections, and the events and
 retained counts it caused. Both are synchronous and meant for a worker thread: JPEG rendering happens
 here when an event carries a snapshot; files are written by the store's own thread.
@@ -22,9 +22,9 @@ from streamprep.events.geometry import Line, LineState, Zone, ZoneState, bottom_
 from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig
 from streamprep.events.snapshots import SnapshotStore, fit_jpeg, render_crop, render_full
 from streamprep.events.tracking import Matcher, Tracker, TrackView, greedy_match
-from streamprep.events.values import Box, Event, EventOutput, LineCount, SnapshotRef, ZoneCount
-from streamprep.frames import Image, Result
-from streamprep.topics import topic_level
+from streamprep.values.events import Box, Event, EventOutput, LineCount, SnapshotRef, ZoneCount
+from streamprep.values.frames import Image, Result
+from streamprep.values.names import topic_level
 
 log = logging.getLogger(__name__)
 

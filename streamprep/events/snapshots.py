@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamprep.frames import Image
+from streamprep.values.frames import Image
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from streamprep.errors import FrameError
 from streamprep.preprocess.spec import PreprocessSpec, Resize
+from streamprep.values.errors import FrameError
 
 FloatArray = npt.NDArray[np.floating]
 

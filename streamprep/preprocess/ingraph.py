@@ -16,9 +16,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from streamprep.errors import ConfigError, ModelError
 from streamprep.preprocess.kernels import affine_for
 from streamprep.preprocess.spec import Color, DType, Layout, PreprocessSpec, Resize, Scaling
+from streamprep.values.errors import ConfigError, ModelError
 
 FRAMES_INPUT = "streamprep_frames"
 _PREFIX = "streamprep_pre_"

@@ -27,9 +27,9 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from streamprep.frames import Image
 from streamprep.preprocess.geometry import Geometry, Region, Roi, plan, resolve
 from streamprep.preprocess.spec import Color, DType, Interpolation, Layout, PreprocessSpec, Resize, Scaling
+from streamprep.values.frames import Image
 
 Array = npt.NDArray[Any]
 
@@ -330,7 +330,7 @@ class Preprocessor:
         color_range: str = "limited",
         geometry: Geometry | None = None,
     ) -> Geometry:
-        """Preprocess one frame (``bgr24``, ``yuv420p`` or ``nv12``, see :class:`~streamprep.frames.Frame`)
+        """Preprocess one frame (``bgr24``, ``yuv420p`` or ``nv12``, see :class:`~streamprep.values.frames.Frame`)
         into ``out``, one batch slot (``tensor[i]``), cropping ``region`` first. ``color_matrix`` (``bt601``,
         ``bt709``) and ``color_range`` (``limited``, ``full``) say how a YUV frame is converted.
         ``geometry`` replaces the planned one (test-time augmentation's scaled views). Returns the geometry."""

@@ -4,7 +4,7 @@ A spec says everything that turns a decoded frame into the tensor a model expect
 layers, each of which may set any field, later layers winning:
 
 1. ``default``   – what most models of the input's dtype expect: *assumed*, not declared (see
-   :mod:`streamprep.contract`);
+   :mod:`streamprep.inference.contract`);
 2. ``model input`` – what the ONNX input itself says (name, size, batch, layout, dtype, channels);
 3. ``metadata``  – a ``streamprep.preprocess`` JSON entry in the model's metadata props, or common
    exporters' keys (Ultralytics' ``imgsz``/``names``);
@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from streamprep.errors import ConfigError
+from streamprep.values.errors import ConfigError
 
 
 class Resize(enum.StrEnum):

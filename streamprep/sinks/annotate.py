@@ -16,12 +16,12 @@ from typing import Any
 import av
 import cv2
 
-from streamprep.errors import SinkError
-from streamprep.events.values import EventOutput
-from streamprep.frames import Image, Result, SourceStatus
-from streamprep.metrics import SinkSnapshot
-from streamprep.threads import WriterThread
-from streamprep.topics import topic_level
+from streamprep.flow.threads import WriterThread
+from streamprep.values.errors import SinkError
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import Image, Result, SourceStatus
+from streamprep.values.metrics import SinkSnapshot
+from streamprep.values.names import topic_level
 
 _TIME_BASE = Fraction(1, 1000)
 _COLOURS = [(80, 220, 80), (60, 160, 255), (255, 140, 60), (200, 80, 220), (60, 220, 220), (220, 220, 60)]

@@ -18,10 +18,10 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streamprep.events.values import EventOutput
-from streamprep.frames import Result, SourceStatus
-from streamprep.metrics import SinkSnapshot
-from streamprep.threads import WriterThread
+from streamprep.flow.threads import WriterThread
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.metrics import SinkSnapshot
 
 
 class CallbackSink:

@@ -3,7 +3,7 @@
 Writes happen in a thread of the sink's own, straight to the file descriptor (never through ``sys.stdout``'s
 buffer and lock), so an output that blocks — a pipe nobody reads, a stalled disk — holds up only this sink:
 the fan-out drops live results for it (counted) and the event loop, the other sinks and the sources carry
-on. A write that fails (a full disk, a closed pipe) is a :class:`~streamprep.errors.SinkError`, once.
+on. A write that fails (a full disk, a closed pipe) is a :class:`~streamprep.values.errors.SinkError`, once.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import asyncio
 import os
 import sys
 
-from streamprep.errors import SinkError
-from streamprep.events.values import Event, EventOutput, encode_event
-from streamprep.frames import Result, SourceStatus
-from streamprep.metrics import SinkSnapshot
-from streamprep.schema import encode
-from streamprep.threads import WriterThread
+from streamprep.flow.threads import WriterThread
+from streamprep.values.errors import SinkError
+from streamprep.values.events import Event, EventOutput, encode_event
+from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.metrics import SinkSnapshot
+from streamprep.values.published import encode
 
 _SHUTDOWN_TIMEOUT = 2.0
 

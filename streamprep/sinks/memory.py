@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import collections
 
-from streamprep.events.values import EventOutput
-from streamprep.frames import Result, SourceStatus
-from streamprep.metrics import SinkSnapshot
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.metrics import SinkSnapshot
 
 
 class MemorySink:

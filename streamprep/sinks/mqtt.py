@@ -25,15 +25,15 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from streamprep.config import MqttConfig, read_secret
-from streamprep.errors import ConfigError, SinkError
-from streamprep.events.values import EventOutput, LineCount, ZoneCount, encode_event
-from streamprep.frames import Result, SourceStatus
-from streamprep.metrics import SinkSnapshot
-from streamprep.redact import redact_text, redact_url
-from streamprep.schema import encode
+from streamprep.config.schema import MqttConfig, read_secret
 from streamprep.sinks.outbox import Message, Outbox
-from streamprep.topics import topic_level
+from streamprep.values.errors import ConfigError, SinkError
+from streamprep.values.events import EventOutput, LineCount, ZoneCount, encode_event
+from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.metrics import SinkSnapshot
+from streamprep.values.names import topic_level
+from streamprep.values.published import encode
+from streamprep.values.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 

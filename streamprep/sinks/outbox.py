@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from streamprep.errors import SinkError
-from streamprep.threads import WriterThread
+from streamprep.flow.threads import WriterThread
+from streamprep.values.errors import SinkError
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import asyncio
 from concurrent.futures import Executor
 from pathlib import Path
 
-from streamprep.config import Config, SourceConfig
-from streamprep.queues import DropPolicy
+from streamprep.config.schema import Config, SourceConfig
+from streamprep.flow.queues import DropPolicy
 from streamprep.sources import hwdecode
 from streamprep.sources.base import Source, SourceCounts, StatusCallback
 from streamprep.sources.file import FileSource

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from streamprep.frames import DropReason, Frame, SourceStatus
+from streamprep.values.frames import DropReason, Frame, SourceStatus
 
 StatusCallback = Callable[[SourceStatus], None]
 
@@ -40,7 +40,7 @@ class Source(Protocol):
     """Produces sampled frames in order; ``frames()`` ends when the source is finished.
 
     Opening and decoding happen off the event loop. Expected failures are
-    :class:`streamprep.errors.SourceError` with a message safe to show (no secrets); anything else that
+    :class:`streamprep.values.errors.SourceError` with a message safe to show (no secrets); anything else that
     escapes ``frames()`` is treated as a bug in that source and ends it alone. ``live`` sources get
     latest-frame semantics (drop the oldest) and are restarted after a failure; others are replayed
     completely. A source counts what it does in ``counts``: every frame it yields must have been counted

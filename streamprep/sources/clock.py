@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from streamprep.frames import CaptureClock
+from streamprep.values.frames import CaptureClock
 
 log = logging.getLogger(__name__)
 

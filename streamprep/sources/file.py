@@ -18,13 +18,13 @@ from typing import Any
 import av
 import numpy as np
 
-from streamprep.errors import SourceLostError, SourceOpenError
-from streamprep.frames import DropReason, Frame, Image, SourceState, SourceStatus
-from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.hwdecode import Decoder
 from streamprep.sources.opening import Opener, OpenTimeout
+from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DRAIN, DecodeOptions, Skipper
+from streamprep.values.errors import SourceLostError, SourceOpenError
+from streamprep.values.frames import DropReason, Frame, Image, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ _I420 = ("yuv420p", "yuvj420p")
 
 
 def color_of(frame: Any) -> tuple[str, str]:
-    """A decoded PyAV frame's YCbCr matrix and range, as :class:`~streamprep.frames.Frame` names them."""
+    """A decoded PyAV frame's YCbCr matrix and range, as :class:`~streamprep.values.frames.Frame` names them."""
     matrix = _MATRICES.get(int(frame.colorspace or 2), "other")
     full = int(frame.color_range or 0) == 2 or frame.format.name.startswith("yuvj")
     return matrix, "full" if full else "limited"

@@ -30,17 +30,17 @@ from typing import Any
 
 import av
 
-from streamprep.errors import SourceLostError, internal_error
-from streamprep.frames import DropReason, Frame, SourceState, SourceStatus
-from streamprep.queues import BoundedQueue, DropPolicy, QueueClosed
-from streamprep.redact import redact_text, redact_url
-from streamprep.sampling import Sampler
+from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.clock import Capture, CaptureClocks
 from streamprep.sources.file import HUNG, Timeline, decode, make_frame
 from streamprep.sources.hwdecode import Decoder
 from streamprep.sources.opening import Failure, GaveUpError, Opener, OpenTimeout, failure_of
+from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DecodeOptions, Skipper
+from streamprep.values.errors import SourceLostError, internal_error
+from streamprep.values.frames import DropReason, Frame, SourceState, SourceStatus
+from streamprep.values.redact import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 

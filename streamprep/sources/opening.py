@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 import av
 
-from streamprep.errors import SourceLostError, SourceOpenError
+from streamprep.values.errors import SourceLostError, SourceOpenError
 
 T = TypeVar("T")
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from streamprep.errors import SourceLostError
-from streamprep.frames import Frame, Image
-from streamprep.sampling import Sampler
 from streamprep.sources.base import SourceCounts
+from streamprep.sources.sampling import Sampler
+from streamprep.values.errors import SourceLostError
+from streamprep.values.frames import Frame, Image
 
 _END = object()
 

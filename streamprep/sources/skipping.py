@@ -1,6 +1,6 @@
 """Leave undecoded the frames the sampler will not select, without changing which frames it selects.
 
-The sampler (:mod:`streamprep.sampling`) keeps the first frame, in presentation order, of each slot of
+The sampler (:mod:`streamprep.sources.sampling`) keeps the first frame, in presentation order, of each slot of
 ``1/fps`` seconds. Whether a frame can be that first frame is known from timestamps alone: if any other
 frame of the stream has a timestamp in the same slot and earlier, it cannot. Packets arrive in decode
 order, before their pictures, so the decision is made per packet, before decoding, from what has been
@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
-from streamprep.sampling import Sampler
 from streamprep.sources.nal import UNKNOWN, NalReader, PacketInfo
+from streamprep.sources.sampling import Sampler
 
 log = logging.getLogger(__name__)
 

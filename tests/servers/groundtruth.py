@@ -31,7 +31,7 @@ class Reading:
 
 @dataclass
 class ClockReadingEngine:
-    """An :class:`~streamprep.inference.Engine` around another, reading the time code from each tensor."""
+    """An :class:`~streamprep.inference.onnx.Engine` around another, reading the time code from each tensor."""
 
     inner: Any
     layout: str = "nchw"

@@ -1,0 +1,1 @@
+"""The configuration: strict TOML/flag parsing, one resolving pass, validation and the source budget."""

@@ -1,0 +1,526 @@
+"""Typed configuration: a TOML file and command-line flags say the same things.
+
+Validation is strict (unknown keys are errors) and every message names the key, e.g.
+``config error: model.batch: Input should be greater than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, unique_names
+from streamprep.flow.queues import DropPolicy
+from streamprep.preprocess.spec import SpecOverrides
+from streamprep.values.errors import ConfigError
+from streamprep.values.names import topic_level
+from streamprep.values.redact import redact_url
+
+DEFAULT_MODEL_KEY = "default"
+DECODERS = ("auto", "raw", "ssd", "yolov5", "yolov8", "grid", "classification", "yunet")  # inference.decoders
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = BUNDLED_MODELS / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
+
+
+SampleMode = Literal["exact", "keyframes"]
+# FFmpeg hardware device types streamprep can ask for (see streamprep.sources.hwdecode), plus auto and off
+HWACCEL_SETTINGS = ("auto", "off", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vdpau")
+
+
+def _hwaccel_setting(v: str | None) -> str | None:
+    if v is not None and v not in HWACCEL_SETTINGS:
+        raise ValueError(f"unknown hardware decoder {v!r}; choose one of {', '.join(HWACCEL_SETTINGS)}")
+    return v
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def read_secret(key: str, env: str | None, file: Path | None, credential: str) -> str | None:
+    """A secret from an environment variable, a file, or ``$CREDENTIALS_DIRECTORY/credential`` (systemd)."""
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{key}_env: environment variable {env} is not set")
+        return value
+    path = file
+    if path is None and (where := os.environ.get("CREDENTIALS_DIRECTORY")):
+        candidate = Path(where) / credential
+        path = candidate if candidate.is_file() else None
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}_file: {path}: {exc.strerror or exc}") from None
+
+
+def read_credential(name: str, key: str) -> str:
+    """A systemd credential (``LoadCredential=NAME:FILE`` in the unit), from ``$CREDENTIALS_DIRECTORY``."""
+    where = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not where:
+        raise ConfigError(
+            f"{key}: {name!r} needs systemd's credentials (LoadCredential={name}:FILE in the unit); "
+            "CREDENTIALS_DIRECTORY is not set"
+        )
+    path = Path(where.split(":")[0]) / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        hint = f" (is LoadCredential={name}:FILE in the unit?)" if isinstance(exc, FileNotFoundError) else ""
+        raise ConfigError(f"{key}: {path}: {exc.strerror or exc}{hint}") from None
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+class SourceConfig(_Strict):
+    """One video source: a file, ``rtsp://``/``http(s)://``/``udp://`` URL, ``/dev/videoN`` or ``lavfi:GRAPH``."""
+
+    url: str = Field(min_length=1)
+    id: str | None = Field(None, min_length=1, max_length=64)
+    fps: float | None = Field(None, gt=0, le=1000)
+    queue_size: int | None = Field(None, ge=1, le=1024)
+    policy: DropPolicy | None = None
+    realtime: bool | None = None
+    transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0, le=300)
+    stall_timeout_s: float = Field(5.0, gt=0, le=300)
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
+    max_restarts_per_minute: int = Field(20, ge=1, le=600)
+    format: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+    low_delay: bool = True  # live: decode for delay (slice threads); false: for throughput (frame threads)
+    wait_for_source: bool = False  # live: keep retrying one that has never come up, whatever it answers
+    model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
+    roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
+    username: str | None = None  # the camera's user name (instead of putting it in the URL)
+    password_credential: str | None = None  # the password from systemd's LoadCredential=NAME:FILE...
+    password_env: str | None = None  # ...or from this environment variable...
+    password_file: Path | None = None  # ...or from this file (e.g. under $CREDENTIALS_DIRECTORY)
+    zones: tuple[ZoneConfig, ...] = ()  # [[sources.zones]]: need [events]
+    lines: tuple[LineConfig, ...] = ()  # [[sources.lines]]: need [events]
+    sample: SampleMode | None = None  # default: the top-level sample
+    skip_frames: bool | None = None  # default: the top-level skip_frames
+    hwaccel: str | None = None  # default: the top-level hwaccel
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
+
+    def resolved_url(self) -> str:
+        """``url`` with the credentials from ``username`` and ``password_env``/``password_file`` put in
+        (never logged). Raises ConfigError naming the key when they cannot be read."""
+        if (self.password_env, self.password_file, self.password_credential, self.username) == (None,) * 4:
+            return self.url
+        name = self.id or redact_url(self.url)
+        password: str | None = None
+        if self.password_credential is not None:
+            password = read_credential(self.password_credential, f"source {name}: password_credential")
+        elif self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(f"source {name}: password_env: environment variable {self.password_env} is not set")
+        elif self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                reason = exc.strerror or exc
+                raise ConfigError(f"source {name}: password_file: {self.password_file}: {reason}") from None
+        parts = urlsplit(self.url)
+        if not parts.hostname:
+            raise ConfigError(f"source {name}: credentials need a URL with a host")
+        user = self.username if self.username is not None else (unquote(parts.username) if parts.username else None)
+        if user is None:
+            raise ConfigError(
+                f"source {name}: a password needs a user name: set username, or put it in the URL (rtsp://USER@host/...)"
+            )
+        if password is None and parts.password is not None:
+            password = unquote(parts.password)
+        secret = f":{quote(password, safe='')}" if password is not None else ""
+        netloc = f"{quote(user, safe='')}{secret}@{parts.netloc.rpartition('@')[2]}"
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @field_validator("roi")
+    @classmethod
+    def _roi(cls, v: tuple[float, float, float, float] | None) -> tuple[float, float, float, float] | None:
+        if v is None:
+            return v
+        if min(v) < 0 or v[2] <= 0 or v[3] <= 0:
+            raise ValueError("must be [x, y, width, height] with width and height > 0")
+        if all(c <= 1 for c in v):  # fractions of the frame: checked now; pixels against each frame size
+            inside = "fractions of the frame must stay within [0, 1]"
+            if v[0] + v[2] > 1 + 1e-9:
+                raise ValueError(f"x + width = {v[0] + v[2]:g} goes past the right edge ({inside})")
+            if v[1] + v[3] > 1 + 1e-9:
+                raise ValueError(f"y + height = {v[1] + v[3]:g} goes past the bottom edge ({inside})")
+        return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, v: str | None) -> str | None:
+        return v if v is None else _printable(v)
+
+
+KSERVE_SCHEMES = ("grpc", "grpcs", "http", "https")
+
+
+class KServeConfig(_Strict):
+    """``[model.kserve]`` (with ``backend = "kserve"``): the model runs on a KServe v2 / Open Inference
+    Protocol server (NVIDIA Triton, KServe, Seldon MLServer, OpenVINO Model Server); see streamprep.inference.remote.
+
+    Credentials like the MQTT ones: ``username`` with ``password_env``/``password_file`` (HTTP Basic), or a
+    token from ``token_env``/``token_file`` (or ``$CREDENTIALS_DIRECTORY/kserve-token``) sent in
+    ``token_header`` (``authorization``: ``Bearer TOKEN``; any other header: the token as it is). Never logged.
+    """
+
+    url: str  # grpc://HOST[:8001], grpcs://HOST[:443], http://HOST[:8000][/PATH], https://HOST[:443][/PATH]
+    model: str = Field(min_length=1)  # the model's name on the server
+    version: str = ""  # empty: the server's choice (its version policy, usually the latest)
+    connect_timeout_s: float = Field(5.0, gt=0, le=300)  # at start: reaching the server and its metadata
+    timeout_s: float = Field(10.0, gt=0, le=600)  # one inference request
+    max_in_flight: int = Field(2, ge=1, le=64)  # batches sent and not yet answered
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)  # server away: file frames retried, backoff up to this
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+    token_header: str = Field("authorization", min_length=1)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False  # https only: skip certificate verification (testing only)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in KSERVE_SCHEMES or not parts.hostname:
+            raise ValueError(
+                "must look like grpc://HOST[:PORT], grpcs://..., http://HOST[:PORT][/PATH] or https://... "
+                f"(got {redact_url(v)})"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> KServeConfig:
+        if self.tls_insecure and urlsplit(self.url).scheme == "grpcs":
+            raise ValueError("tls_insecure: gRPC cannot skip certificate verification; give ca_file instead")
+        if self.password_env is not None and self.password_file is not None:
+            raise ValueError("password_env and password_file: give one")
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("token_env and token_file: give one")
+        if self.username is None and (self.password_env or self.password_file):
+            raise ValueError("a password needs a username")
+        token = self.token_env is not None or self.token_file is not None
+        if token and self.username is not None and self.token_header.lower() == "authorization":
+            raise ValueError("username and a token would both be the authorization header: give one")
+        return self
+
+
+class ModelConfig(_Strict):
+    path: Path = DEFAULT_MODEL
+    backend: Literal["onnx", "kserve"] = "onnx"  # kserve: run it on an inference server ([model.kserve])
+    kserve: KServeConfig | None = None
+    name: str | None = None
+    batch: int = Field(1, ge=1, le=256)
+    max_wait_ms: float = Field(10.0, ge=0, le=10_000)
+    decoder: str = "auto"
+    labels: Path | None = None
+    score_threshold: float = Field(0.5, ge=0, le=1)
+    iou_threshold: float = Field(0.45, ge=0, le=1)
+    max_detections: int = Field(100, ge=1, le=10_000)
+    top_k: int = Field(5, ge=1, le=1000)
+    raw_values: bool = False
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    threads: int = Field(0, ge=0, le=256)
+    inter_op_threads: int = Field(0, ge=0, le=256)
+    optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    spinning: bool = False  # let idle ONNX Runtime threads spin (lower latency, but steals decoder CPU)
+    tta: tuple[str, ...] = ()  # test-time augmentation: extra views per frame, e.g. ["hflip", "scale:0.83"]
+    tta_fusion: Literal["wbf", "nms"] = "wbf"
+    nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
+    preprocess: SpecOverrides = SpecOverrides()
+
+    @field_validator("path")
+    @classmethod
+    def _bundled(cls, v: Path) -> Path:
+        """A bare name that is no file here names a bundled model: ``fastestdet_352`` or ``fastestdet_352.onnx``."""
+        if not v.exists() and v.parent == Path("."):
+            for candidate in (BUNDLED_MODELS / v.name, BUNDLED_MODELS / f"{v.name}.onnx"):
+                if candidate.is_file():
+                    return candidate
+        return v
+
+    @field_validator("tta")
+    @classmethod
+    def _known_views(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        from streamprep.inference.tta import parse_views  # tta imports the decoders, which import this module
+
+        parse_views(v)
+        return v
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_decoder(cls, v: str) -> str:
+        if v not in DECODERS:
+            raise ValueError(f"unknown decoder {v!r}; choose one of {', '.join(DECODERS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _backend(self) -> ModelConfig:
+        if self.backend == "kserve" and self.kserve is None:
+            raise ValueError("backend = \"kserve\" needs a kserve table with the server's url and the model's name")
+        if self.backend == "onnx" and self.kserve is not None:
+            raise ValueError('a kserve table needs backend = "kserve"')
+        if self.backend == "kserve" and self.preprocess.in_graph:
+            raise ValueError("preprocess.in_graph changes the ONNX file: a model on a server cannot use it")
+        return self
+
+    @property
+    def local_files(self) -> Path | None:
+        """Where the model's sidecar and labels are: beside ``path``. A remote model has them only when its
+        ``path`` is given (a local copy, or a bundled model's name); the file itself is not loaded."""
+        if self.backend == "onnx" or "path" in self.model_fields_set:
+            return self.path
+        return None
+
+
+class MqttConfig(_Strict):
+    """``[output.mqtt]``; ``mqtt = "URL"`` is short for ``[output.mqtt] url = "URL"``.
+
+    The password comes from the URL, ``password_env`` (an environment variable's name), ``password_file``,
+    or ``$CREDENTIALS_DIRECTORY/mqtt-password`` (systemd's LoadCredential), in that order; never log it.
+    """
+
+    url: str
+    client_id: str | None = Field(None, min_length=1, max_length=128)
+    topic_prefix: str = Field("streamprep", min_length=1)
+    qos_results: Literal[0, 1, 2] = 1
+    qos_status: Literal[0, 1, 2] = 1
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    persistent_session: bool = False
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    publish_timeout_s: float = Field(5.0, gt=0, le=120)
+    backoff_cap_s: float = Field(10.0, gt=0, le=3600)
+    wait_for_broker: bool = False  # start even if the broker is unreachable (default: fail fast)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure: bool = False  # skip certificate and host name verification (testing only)
+    outbox_max: int = Field(10_000, ge=1, le=10_000_000)
+    outbox_policy: Literal["drop_oldest", "block"] = "drop_oldest"
+    # each source's retained status is published again with its counts this often (0: only on changes)
+    status_interval_s: float = Field(10.0, ge=0, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^mqtts?://[^/]+", v):
+            raise ValueError("must look like mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://...")
+        return v
+
+
+class OutputConfig(_Strict):
+    out: str | None = None  # a file path, or "-" for stdout
+    mqtt: MqttConfig | None = None
+    annotate: Path | None = None  # an MP4 of the sampled frames with their boxes drawn (one per source)
+
+    @field_validator("mqtt", mode="before")
+    @classmethod
+    def _url_shorthand(cls, v: Any) -> Any:
+        return {"url": v} if isinstance(v, str) else v
+
+
+class MetricsConfig(_Strict):
+    listen: str | None = None  # HOST:PORT for Prometheus, e.g. 127.0.0.1:9108; off when unset
+
+
+class StatusConfig(_Strict):
+    socket: Path | None = None  # unix socket for `streamprep top`; default $RUNTIME_DIRECTORY/status.sock
+
+
+class LimitsConfig(_Strict):
+    """What the sources may cost; ``streamprep run`` and ``check`` refuse a config over it (see budget.py)."""
+
+    max_sources: int = Field(64, ge=1, le=100_000)
+    open_files: int = Field(16, ge=1, le=10_000)  # files decoded at once; the others wait their turn
+    memory_mb: int | None = Field(None, ge=64)  # default: 80% of the memory this process may use
+    threads: int | None = Field(None, ge=16)  # default: 80% of the service's task limit (TasksMax), if any
+
+
+class LoggingConfig(_Strict):
+    format: Literal["auto", "text", "journal", "json"] = "auto"  # auto: journal under systemd, else text
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Strict):
+    device: str = Field(default_factory=lambda: socket.gethostname() or "streamprep", min_length=1)
+    state_dir: Path | None = None  # where the MQTT outbox spools results it could not deliver yet
+    drain_timeout_s: float = Field(10.0, ge=0, le=3600)  # on stop: time to finish what is in flight
+    workers: int = Field(1, ge=1, le=256)  # processes sharing the sources (see streamprep.ops.workers)
+    fps: float | None = Field(None, gt=0, le=1000)
+    realtime: bool = False
+    queue_size: int = Field(8, ge=1, le=1024)
+    live_queue_size: int = Field(1, ge=1, le=1024)
+    sources: tuple[SourceConfig, ...] = ()
+    # "exact": the first frame of each 1/fps slot; "keyframes": the first keyframe at or after each slot start
+    sample: SampleMode = "exact"
+    skip_frames: bool = True  # leave undecoded the frames sampling will not select (same frames selected)
+    hwaccel: str = "auto"  # hardware decoding: auto, off, or a device type (cuda, vaapi, qsv, videotoolbox...)
+    model: ModelConfig = ModelConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    output: OutputConfig = OutputConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    status: StatusConfig = StatusConfig()
+    logging: LoggingConfig = LoggingConfig()
+    limits: LimitsConfig = LimitsConfig()
+    events: EventsConfig | None = None  # [events]: tracking, zones, lines, events, snapshots
+
+    _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _strings_are_urls(cls, v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [{"url": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    _finite_fps = field_validator("fps", mode="before")(_finite)
+
+    @field_validator("device")
+    @classmethod
+    def _printable_device(cls, v: str) -> str:
+        return _printable(v)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        ids = [s.id for s in self.sources if s.id]
+        dup = next((i for i in ids if ids.count(i) > 1), None)
+        if dup:
+            raise ValueError(f"source id {dup!r} is used twice")
+        levels: dict[str, str] = {}
+        for sid in self.source_ids():
+            other = levels.setdefault(topic_level(sid), sid)
+            if other != sid:
+                raise ValueError(
+                    f"source ids {other!r} and {sid!r} would publish to the same MQTT topic "
+                    f"level {topic_level(sid)!r}: rename one"
+                )
+        if DEFAULT_MODEL_KEY in self.models:
+            raise ValueError(f"models.{DEFAULT_MODEL_KEY}: the name is reserved for [model]")
+        for i, s in enumerate(self.sources):
+            if s.model is not None and s.model != DEFAULT_MODEL_KEY and s.model not in self.models:
+                known = ", ".join([DEFAULT_MODEL_KEY, *self.models]) or "none"
+                raise ValueError(f"sources.{i}.model: no model named {s.model!r} (models: {known})")
+        for i, s in enumerate(self.sources):
+            for key, items in (("zones", s.zones), ("lines", s.lines)):
+                if items and self.events is None:
+                    raise ValueError(f"sources.{i}.{key}: zones and lines need an [events] table (or --events)")
+                if problem := unique_names(items, key[:-1]):
+                    raise ValueError(f"sources.{i}.{key}: {problem}")
+        if self.events is not None:
+            if problem := self.events.problem(self.state_dir, [(s.zones, s.lines) for s in self.sources]):
+                raise ValueError(problem)
+            if self.events.homeassistant.enabled and self.output.mqtt is None:
+                raise ValueError("events.homeassistant.enabled: Home Assistant discovery needs [output.mqtt]")
+        return self
+
+    def model_for(self, key: str) -> ModelConfig:
+        return self.model if key == DEFAULT_MODEL_KEY else self.models[key]
+
+    def used_models(self) -> list[str]:
+        """The model keys some source uses, in order of first use."""
+        keys = [s.model or DEFAULT_MODEL_KEY for s in self.sources]
+        return list(dict.fromkeys(keys))
+
+    def source_ids(self) -> list[str]:
+        """A stable id per source: its own, or the file stem / host, made unique."""
+        taken: set[str] = {s.id for s in self.sources if s.id}
+        out: list[str] = []
+        for s in self.sources:
+            if s.id:
+                out.append(s.id)
+                continue
+            base = _default_id(s.url)
+            name, n = base, 2
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            taken.add(name)
+            out.append(name)
+        return out
+
+
+def _printable(name: str) -> str:
+    """Names end up in logs, topics and file names: no control characters (a newline would forge log lines)."""
+    bad = next((c for c in name if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"{name!r} contains a control character ({bad!r}); use printable characters only")
+    return name
+
+
+def _default_id(url: str) -> str:
+    m = re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://(?:[^@/]*@)?([^/:?#]+)", url)
+    stem = m.group(1) if m else Path(url).stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "source"
+
+
+def _format(exc: ValidationError, where: str) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if not err["loc"] and re.match(r"^[\w.]+: ", msg):  # the message names its key itself
+            lines.append(f"{where}{msg}")
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{where}{key}: {msg}" if key else f"{where}{msg}")
+    return "; ".join(lines)
+
+
+def parse(data: dict[str, Any], where: str = "") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, where)) from None
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a TOML config file into a plain dict (validated later, merged with flags)."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base``, recursively for tables."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""Flow primitives: bounded queues with drop policies, executors for blocking work, backoff."""

@@ -1,0 +1,1 @@
+"""Models: ONNX Runtime and KServe sessions, loading, contracts, test-time augmentation, decoders."""

@@ -1,0 +1,225 @@
+"""A model ready to serve: its session, the preprocessing derived for it, and its decoder."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from streamprep.config.schema import ModelConfig
+from streamprep.inference import contract
+from streamprep.inference.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
+from streamprep.inference.onnx import Engine, LoadableEngine, OnnxEngine
+from streamprep.inference.tta import VIEW_THRESHOLD, Views, views_for
+from streamprep.preprocess.kernels import Preprocessor
+from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
+from streamprep.values.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from streamprep.inference.remote import KServeEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    engine: Engine
+    spec: PreprocessSpec
+    provenance: Provenance
+    preprocessor: Preprocessor
+    decoder: Decoder
+    max_batch: int
+    in_graph: bool = False
+    labels: tuple[str, ...] = ()
+    views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
+    in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
+    retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
+
+    def new_batch(self) -> Any:
+        """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
+        return self.preprocessor.new_batch(self.spec.batch or self.max_batch * self.views.count)
+
+    @property
+    def assumed(self) -> tuple[str, ...]:
+        """Preprocessing fields that change the numbers and that nobody declared (see :mod:`contract`)."""
+        return contract.assumed_fields(self.spec, self.provenance)
+
+    def describe(self) -> dict[str, Any]:
+        """What ``streamprep inspect`` prints: inputs, outputs, the spec and where each field came from."""
+        info = self.engine.info
+        return {
+            "model": str(info.path),
+            "providers": list(info.providers),
+            "inputs": [i.describe() for i in info.inputs],
+            "outputs": [o.describe() for o in info.outputs],
+            "metadata": info.metadata,
+            "decoder": type(self.decoder).__name__.removesuffix("Decoder").lower(),
+            "max_batch": self.max_batch,
+            "in_graph": self.in_graph,
+            "labels": len(self.labels),
+            "assumed": list(self.assumed),
+            "preprocess": {
+                k: {"value": v, "from": self.provenance[k], "assumed": k in self.assumed}
+                for k, v in self.spec.to_json().items()
+            },
+        }
+
+
+def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
+    """From the config, else ``<model>.labels.txt`` beside the model, else the model's ``names`` metadata."""
+    if cfg.labels is not None:
+        return read_labels(cfg.labels)
+    files = cfg.local_files
+    beside = files.with_suffix(".labels.txt") if files is not None else None
+    if beside is not None and beside.is_file():
+        return read_labels(beside)
+    return labels_from_metadata(engine.info.metadata)
+
+
+def labels_from_metadata(metadata: dict[str, str]) -> tuple[str, ...]:
+    """Exporters' ``names``: a dict literal ``{0: 'person', ...}`` (Ultralytics) or a JSON list."""
+    text = metadata.get("names")
+    if not text:
+        return ()
+    try:
+        names = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return ()
+    if isinstance(names, dict) and all(isinstance(k, int) for k in names):
+        return tuple(str(names.get(i, f"class_{i}")) for i in range(max(names) + 1))
+    if isinstance(names, list):
+        return tuple(str(n) for n in names)
+    return ()
+
+
+def _engine(cfg: ModelConfig, model_bytes: bytes | None = None) -> OnnxEngine:
+    return OnnxEngine(
+        cfg.path,
+        providers=cfg.providers,
+        intra_op_threads=cfg.threads,
+        model_bytes=model_bytes,
+        inter_op_threads=cfg.inter_op_threads,
+        optimization=cfg.optimization,
+        spinning=cfg.spinning,
+        nice=cfg.nice,
+    )
+
+
+def load_model(cfg: ModelConfig) -> LoadedModel:
+    """Load and check everything about a model before any frame flows; errors name what is wrong. A model
+    with ``backend = "kserve"`` is described by its server instead (:mod:`streamprep.inference.remote`)."""
+    remote: KServeEngine | None = None
+    engine: LoadableEngine
+    if cfg.backend == "kserve":
+        from streamprep.inference.remote import connect  # imports tritonclient: only for this backend
+
+        engine = remote = connect(cfg)
+        where = remote.location
+    else:
+        engine = _engine(cfg)
+        where = str(cfg.path)
+    info = engine.info
+    if len(info.inputs) > 1:
+        names = ", ".join(i.name for i in info.inputs)
+        raise ModelError(
+            f"model {where}: it has {len(info.inputs)} inputs ({names}); streamprep feeds a model one image "
+            "tensor, so the others would be missing"
+        )
+    overrides = cfg.preprocess.values()
+    facts = info.input_facts(overrides.get("input_name"))
+    sidecar_pre = info.sidecar.get("preprocess", {})
+    try:
+        sidecar = parse_overrides(sidecar_pre, f"sidecar of {info.name}").values() if sidecar_pre else {}
+        spec, provenance = derive(facts, info.metadata, sidecar, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"model {cfg.path.name if remote is None else where}: {exc}") from None
+    in_graph = bool(cfg.preprocess.in_graph)
+    preprocessor = Preprocessor(spec)
+    if in_graph:
+        from streamprep.preprocess import ingraph  # imports onnx: only for this option
+
+        try:
+            wrapped = ingraph.wrap(cfg.path, spec)
+        except ConfigError as exc:
+            raise ConfigError(f"model {cfg.path.name}: {exc}") from None
+        engine = _engine(cfg, wrapped)
+        preprocessor = Preprocessor(ingraph.frames_spec(spec))
+    else:
+        engine.select_input(spec.input_name)
+    labels = _labels(cfg, engine)
+    if not labels and resolve(cfg.decoder, info, DecoderOptions()) == "yunet":
+        labels = ("face",)  # a face detector's one class
+    options = DecoderOptions(
+        score_threshold=cfg.score_threshold,
+        iou_threshold=cfg.iou_threshold,
+        max_detections=cfg.max_detections,
+        top_k=cfg.top_k,
+        raw_values=cfg.raw_values,
+        labels=labels,
+    )
+    decoder = build_decoder(cfg.decoder, info, options, spec)
+    name = cfg.name or info.name
+    assumed = contract.assumed_fields(spec, provenance)
+    if assumed:
+        log.warning("%s", contract.assumption_warning(name, cfg.local_files or info.path, spec, assumed))
+    if not labels and decoder.kind in ("detection", "classification"):
+        log.warning("%s", contract.labels_warning(name, cfg.local_files or info.path))
+    low = None
+    if cfg.tta and decoder.kind == "detection":
+        lenient = replace(options, score_threshold=min(VIEW_THRESHOLD, cfg.score_threshold))
+        low = build_decoder(cfg.decoder, info, lenient, spec)
+    views = views_for(cfg.tta, cfg.tta_fusion, decoder, options, low)
+    max_batch = spec.batch // views.count if spec.batch is not None else cfg.batch
+    if spec.batch is not None and max_batch < 1:
+        raise ConfigError(
+            f"model.tta: {views.count} views per frame need a batch of {views.count}; model {info.name} has a "
+            f"fixed batch of {spec.batch}"
+        )
+    if remote is not None and spec.batch is None:
+        max_batch = _server_batch(cfg, remote.max_batch_size, views.count, max_batch)
+    if max_batch < 1:
+        raise ModelError(f"model {info.name}: batch size {max_batch} is invalid")
+    log.info(
+        "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
+    )
+    engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
+    return LoadedModel(
+        name=name,
+        engine=engine,
+        spec=spec,
+        provenance=provenance,
+        preprocessor=preprocessor,
+        decoder=decoder,
+        max_batch=max_batch,
+        in_graph=in_graph,
+        labels=labels,
+        views=views,
+        in_flight=remote.max_in_flight if remote is not None else 1,
+        retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
+    )
+
+
+def _server_batch(cfg: ModelConfig, server_max: int | None, views: int, configured: int) -> int:
+    """A remote model's batch: ``model.batch`` when set, else the server's ``max_batch_size``; never more
+    than the server takes (each frame's views count against it)."""
+    if server_max is None:
+        return configured
+    fits = server_max // views
+    if fits < 1:
+        raise ConfigError(
+            f"model.tta: {views} views per frame need a batch of {views}; the server takes at most {server_max}"
+        )
+    if "batch" not in cfg.model_fields_set:
+        return fits
+    if configured > fits:
+        log.warning(
+            "model.batch = %d is more than the server takes (max_batch_size %d%s): batches of at most %d",
+            configured,
+            server_max,
+            f", {views} views per frame" if views > 1 else "",
+            fits,
+        )
+        return fits
+    return configured

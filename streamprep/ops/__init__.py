@@ -1,0 +1,1 @@
+"""Operating a run: the daemon, systemd, worker processes, fleets, metrics, the dashboard, logs."""

@@ -1,0 +1,432 @@
+"""One model's share of the pipeline: batcher → prepare → infer and decode → results.
+
+    per-source queues ──► Batcher ──► prepare (preprocess into a pooled batch tensor)
+                                          ──► submit ──► infer (the engine, then each frame's decoder)
+                                          ──► emit (in the order the batches were submitted)
+
+Preprocessing and inference run in executors of their own, so neither waits behind decoding. A local model
+has one batch in inference at a time; a remote one (:mod:`streamprep.inference.remote`) up to its ``max_in_flight``,
+their results still emitted in order. Whatever goes wrong with one frame (its region of interest, its
+preprocessing, the decoding of its share of the model's output) is that frame's source's business: the
+frame is dropped as ``failed`` and ``on_failure`` tells the supervisor, which ends (or restarts) that source
+alone. A remote model's server that cannot be reached is nobody's fault: the live frames of the batch are
+dropped as ``unavailable``, the batch is sent again with the files' frames after a capped backoff (files
+wait), and ``on_trouble`` tells the supervisor which sources are affected and, later, that they recovered.
+Every frame the branch takes is accounted for: it becomes a result, or it is dropped as ``failed`` or
+``unavailable``, or as ``stopped`` when the run is cut short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Set
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from streamprep.events.engine import EventHub
+from streamprep.flow.queues import BoundedQueue, DropPolicy
+from streamprep.inference.model import LoadedModel
+from streamprep.preprocess.geometry import Geometry, Region
+from streamprep.run.batching import Batcher
+from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
+from streamprep.values.events import EventOutput
+from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
+from streamprep.values.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_BUFFERS = 2  # batch tensors besides those in inference: one being filled, one queued
+_RETRY_FIRST_S = 0.5  # the server is away: the first retry of a batch of file frames comes after this
+
+FailureCallback = Callable[[str, str], None]  # (source id, reason)
+TroubleCallback = Callable[[Set[str], "str | None"], None]  # (sources, why no results come; None: recovered)
+Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    items: tuple[Frame, ...]
+    tensor: Tensor
+    geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view (test-time augmentation)
+    preprocess_ms: tuple[float, ...]
+    started: float
+
+
+Made = tuple[Result, list[EventOutput]]
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """What became of a batch in inference: results, frames that failed, or the server was away."""
+
+    results: list[Made]
+    failed: list[tuple[Frame, str]]
+    unavailable: str | None = None  # why nothing was inferred (ServerUnavailable): the batch may be sent again
+
+
+@dataclass
+class _Flight:
+    """A batch submitted to inference and not yet emitted; ``pending`` are its frames neither emitted nor
+    dropped yet (what a stop must count)."""
+
+    batch: PreparedBatch
+    future: asyncio.Future[Inferred]
+    pending: list[Frame] = field(default_factory=list)
+
+
+def frame_failure(exc: BaseException) -> str:
+    """The reason a frame failed, in one line: our own errors as they are, anything else as a bug."""
+    return str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)
+
+
+class ModelBranch:
+    """Batches frames for one model, prepares and runs them, and emits one result per frame."""
+
+    def __init__(
+        self,
+        key: str,
+        model: LoadedModel,
+        max_wait: float,
+        metrics: Metrics,
+        run_id: str,
+        regions: Mapping[str, Region],
+        on_failure: FailureCallback,
+        prepare_executor: Executor,
+        infer_executor: Executor,
+        events: EventHub | None = None,
+        keep_frames: bool = False,
+        *,
+        live: Callable[[str], bool] = lambda _sid: False,
+        on_trouble: TroubleCallback | None = None,
+    ) -> None:
+        """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
+        live (its frames are dropped while the server is away, a file's wait)."""
+        self.key = key
+        self.model = model
+        self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
+        self._metrics = metrics
+        self._run_id = run_id
+        self._regions = regions
+        self._on_failure = on_failure
+        self._prepare_executor = prepare_executor
+        self._infer_executor = infer_executor
+        self._events = events
+        self._keep_frames = keep_frames  # results carry their decoded frame (library use)
+        self._is_live = live
+        self._on_trouble = on_trouble
+        self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
+        self._free: asyncio.Queue[Tensor] = asyncio.Queue()
+        for _ in range(_BUFFERS + model.in_flight):
+            self._free.put_nowait(model.new_batch())
+        self._demand = asyncio.Semaphore(0)
+        self._slots = asyncio.Semaphore(model.in_flight)  # batches submitted and not yet emitted
+        self._submitted: asyncio.Queue[_Flight | None] = asyncio.Queue()  # in order; at most in_flight
+        self._live_queues: set[int] = set()
+        self._in_hand: tuple[Frame, ...] = ()  # taken from the batcher, not yet prepared
+        self._flying: list[_Flight] = []  # submitted, not yet emitted
+        self._seen: set[str] = set()  # every source that gave this branch a frame
+        self._troubled: set[str] = set()  # sources told that the server is away (all seen, while it is)
+        self._trouble_reason = ""
+        self._backoff = _RETRY_FIRST_S
+
+    # -- inputs
+    def add_queue(self, maxsize: int, policy: DropPolicy, live: bool) -> BoundedQueue[Frame]:
+        queue = self.batcher.add_queue(maxsize, policy)
+        if live:
+            self._live_queues.add(id(queue))
+        return queue
+
+    def seal(self) -> None:
+        """No more sources will be added: the branch ends once its queues are drained."""
+        self.batcher.seal()
+
+    def _live(self) -> bool:
+        return any(id(q) in self._live_queues for q in self.batcher.queues)
+
+    # -- stages
+    def start(self, tg: asyncio.TaskGroup, emit: Emit) -> list[asyncio.Task[None]]:
+        """Start the stages in ``tg``; they end once the last result has been emitted."""
+        return [
+            tg.create_task(self._prepare_stage(), name=f"prepare {self.key}"),
+            tg.create_task(self._submit_stage(), name=f"submit {self.key}"),
+            tg.create_task(self._emit_stage(emit), name=f"infer {self.key}"),
+        ]
+
+    def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
+        """The tensor ``items`` go into (a view shaped for them with ``resize = rect``), and the frames whose
+        size or region cannot be planned at all, set apart."""
+        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
+
+        def shape(frames: list[Frame]) -> Tensor:
+            return views.batch_for(pre, tensor, [(f.width, f.height, regions.get(f.source)) for f in frames])
+
+        try:
+            return shape(items), items, []
+        except Exception:
+            good: list[Frame] = []
+            failed: list[tuple[Frame, str]] = []
+            for f in items:
+                try:
+                    shape([f])
+                    good.append(f)
+                except Exception as exc:
+                    failed.append((f, frame_failure(exc)))
+            return (shape(good) if good else tensor), good, failed
+
+    def _fill(self, items: list[Frame], tensor: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
+        """Preprocess ``items`` into ``tensor`` (worker thread); a frame that fails takes no slot."""
+        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
+        started = time.monotonic()
+        tensor, items, failed = self._shape(items, tensor)
+        kept: list[Frame] = []
+        geometries: list[tuple[Geometry, ...]] = []
+        times: list[float] = []
+        for f in items:
+            t0 = time.perf_counter()
+            try:
+                geometry = views.prepare(
+                    pre,
+                    tensor,
+                    len(kept),
+                    f.image,
+                    f.pixel_format,
+                    regions.get(f.source),
+                    f.color_matrix,
+                    f.color_range,
+                )
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in preprocessing", f.source, f.seq, exc_info=True)
+                failed.append((f, frame_failure(exc)))
+                continue
+            kept.append(f)
+            geometries.append(geometry)
+            times.append((time.perf_counter() - t0) * 1000.0)
+        return PreparedBatch(tuple(kept), tensor, tuple(geometries), tuple(times), started), failed
+
+    async def _prepare_stage(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._live():
+                    # Latest-frame semantics: take frames only when inference is ready for them, so a
+                    # newer frame can still replace a waiting one in its drop-oldest queue.
+                    await self._demand.acquire()
+                if (items := await self.batcher.next_batch()) is None:
+                    break
+                self._in_hand = tuple(items)
+                self._seen.update(f.source for f in items)
+                if self._troubled and not self._seen <= self._troubled:
+                    self._trouble(self._trouble_reason)  # a source joined while the server is away
+                tensor = await self._free.get()
+                try:
+                    batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, items, tensor)
+                except BaseException:
+                    self._free.put_nowait(tensor)
+                    raise
+                self._fail(failed)
+                if not batch.items:
+                    self._free.put_nowait(tensor)
+                    self._in_hand = ()
+                    self._demand.release()
+                    continue
+                await self._prepared.put(batch)
+                self._in_hand = ()
+        finally:
+            self._prepared.close()
+
+    def _fail(self, failed: list[tuple[Frame, str]]) -> None:
+        for frame, reason in failed:
+            self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
+            self._on_failure(frame.source, reason)
+
+    def _infer(self, batch: PreparedBatch) -> Inferred:
+        """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
+        objects and make its events (worker thread; snapshots come from the very frame)."""
+        model = self.model
+        n = len(batch.items)
+        started = time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            fixed = model.spec.batch is not None
+            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
+        except ServerUnavailable as exc:
+            return Inferred([], [], unavailable=str(exc))
+        except Exception as exc:
+            reason = frame_failure(exc)
+            return Inferred([], [(f, reason) for f in batch.items])
+        inference_ms = (time.perf_counter() - t0) * 1000.0
+        results: list[tuple[Result, list[EventOutput]]] = []
+        failed: list[tuple[Frame, str]] = []
+        for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
+            try:
+                decoded = model.views.decode(model.decoder, outputs, i, geo)
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
+                failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
+                continue
+            result = Result(
+                source=f.source,
+                seq=f.seq,
+                frame_index=f.index,
+                pts=f.pts,
+                captured_at=f.captured_at,
+                model=model.name,
+                run_id=self._run_id,
+                width=f.width,
+                height=f.height,
+                batch_size=n,
+                timings=Timings(
+                    queue_ms=(batch.started - f.decoded_mono) * 1000.0,
+                    preprocess_ms=batch.preprocess_ms[i],
+                    inference_ms=inference_ms,
+                    age_ms=(started - f.captured_mono) * 1000.0,
+                    total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
+                ),
+                detections=decoded.detections,
+                classifications=decoded.classifications,
+                outputs=decoded.outputs,
+                capture_clock=f.capture_clock,
+                frame=f if self._keep_frames else None,
+            )
+            if self._events is None:
+                results.append((result, []))
+                continue
+            try:
+                results.append(self._events.process(result, f.image, f.pixel_format))
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in tracking", f.source, f.seq, exc_info=True)
+                failed.append((f, f"events: {frame_failure(exc)}"))
+        return Inferred(results, failed)
+
+    def _launch(self, batch: PreparedBatch) -> asyncio.Future[Inferred]:
+        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._infer, batch)
+
+    async def _submit_stage(self) -> None:
+        """Send prepared batches to inference, up to ``model.in_flight`` at once."""
+        try:
+            while True:
+                await self._slots.acquire()  # a batch was emitted (or none is in flight yet)
+                self._demand.release()  # ask for the next batch only now (see _prepare_stage)
+                if (batch := await self._prepared.get()) is None:
+                    break
+                flight = _Flight(batch, self._launch(batch), list(batch.items))
+                self._flying.append(flight)
+                self._submitted.put_nowait(flight)
+        finally:
+            self._prepared.close()
+            self._submitted.put_nowait(None)
+
+    async def _emit_stage(self, emit: Emit) -> None:
+        """Take each batch's outcome in submission order and emit its results."""
+        metrics = self._metrics
+        try:
+            while (flight := await self._submitted.get()) is not None:
+                try:
+                    done = await self._settle(flight)
+                finally:
+                    self._free.put_nowait(flight.batch.tensor)
+                self._fail(done.failed)
+                failed = {id(f) for f, _ in done.failed}
+                flight.pending = [f for f in flight.pending if id(f) not in failed]
+                if done.results:
+                    inference_ms = done.results[0][0].timings.inference_ms
+                    metrics.batches += 1
+                    metrics.frames += len(done.results)
+                    metrics.batch_sizes.add(len(flight.batch.items))
+                    metrics.inference_ms.add(inference_ms)
+                    metrics.histograms["inference_ms"].add(inference_ms)
+                for frame, (result, outputs) in _pair(flight.batch.items, done.results):
+                    await emit(result, outputs)
+                    flight.pending = [f for f in flight.pending if f is not frame]
+                    counters = metrics.source(result.source)
+                    counters.processed += 1
+                    counters.age_ms.add(result.timings.age_ms)
+                    counters.capture_clock = result.capture_clock
+                    metrics.histograms["age_ms"].add(result.timings.age_ms)
+                    metrics.preprocess_ms.add(result.timings.preprocess_ms)
+                    metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)
+                self._flying.remove(flight)
+                self._slots.release()
+        finally:
+            self._prepared.close()
+
+    async def _settle(self, flight: _Flight) -> Inferred:
+        """The flight's outcome. While the server is away its live frames are dropped (``unavailable``) and
+        the rest is sent again after a capped, jittered backoff, until it answers or the run is stopped."""
+        while True:
+            done = await flight.future
+            if done.unavailable is None:
+                self._recovered()
+                return done
+            batch = flight.batch
+            self._trouble(done.unavailable)
+            keep = [i for i, f in enumerate(batch.items) if not self._is_live(f.source)]
+            for f in batch.items:
+                if self._is_live(f.source):
+                    self._metrics.source(f.source).drops[DropReason.UNAVAILABLE] += 1
+            flight.pending = [f for f in flight.pending if not self._is_live(f.source)]
+            if not keep:
+                return Inferred([], [])
+            flight.batch = self._compact(batch, keep)
+            await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))
+            self._backoff = min(self._backoff * 2, self.model.retry_cap_s)
+            flight.future = self._launch(flight.batch)
+
+    def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
+        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensor."""
+        views = self.model.views.count
+        tensor = batch.tensor
+        for j, i in enumerate(keep):
+            if i != j:
+                tensor[j * views : (j + 1) * views] = tensor[i * views : (i + 1) * views]
+        return PreparedBatch(
+            tuple(batch.items[i] for i in keep),
+            tensor,
+            tuple(batch.geometries[i] for i in keep),
+            tuple(batch.preprocess_ms[i] for i in keep),
+            batch.started,
+        )
+
+    def _trouble(self, reason: str) -> None:
+        """The server is away: every source of the branch is told (its frames cannot come out either)."""
+        if not self._troubled:
+            log.warning("model %s: %s; live frames are dropped, frames of files wait", self.model.name, reason)
+        self._trouble_reason = reason
+        new = self._seen - self._troubled
+        self._troubled |= new
+        if new and self._on_trouble is not None:
+            self._on_trouble(new, f"model {self.model.name}: {reason}")
+
+    def _recovered(self) -> None:
+        self._backoff = _RETRY_FIRST_S
+        if not self._troubled:
+            return
+        log.info("model %s: the inference server answers again", self.model.name)
+        sources, self._troubled = self._troubled, set()
+        if self._on_trouble is not None:
+            self._on_trouble(sources, None)
+
+    # -- stopping
+    def abandon(self) -> int:
+        """The run is cut short: count every frame the branch still holds as dropped (``stopped``)."""
+        frames = list(self._in_hand) + self.batcher.take_gathering()
+        frames += [f for flight in self._flying for f in flight.pending]
+        self._in_hand = ()
+        self._flying = []
+        while (batch := self._prepared.get_nowait()) is not None:
+            frames.extend(batch.items)
+        for queue in self.batcher.queues:
+            while (frame := queue.get_nowait()) is not None:
+                frames.append(frame)
+        for frame in frames:
+            self._metrics.source(frame.source).drops[DropReason.STOPPED] += 1
+        return len(frames)
+
+
+def _pair(items: tuple[Frame, ...], results: list[Made]) -> list[tuple[Frame, Made]]:
+    """Each result with the frame it came from (results keep the frames' order, minus failed ones)."""
+    by_key = {(f.source, f.seq): f for f in items}
+    return [(by_key[(made[0].source, made[0].seq)], made) for made in results]

@@ -1,0 +1,1 @@
+"""Model diagnostics behind ``streamprep probe`` and ``streamprep verify``."""

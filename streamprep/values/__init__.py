@@ -1,0 +1,1 @@
+"""The values every layer passes around: frames, results, events, snapshots, errors. Depends on nothing."""

@@ -1,0 +1,68 @@
+"""The published form of a :class:`~streamprep.values.frames.Result`: one JSON object per sampled frame.
+
+Fields that vary between two replays of the same file are ``id`` (it names the run), ``captured_at``,
+``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
+everything else is deterministic. See the README for the field reference. Version 2 added
+``capture_clock`` and counts ``captured_at`` and ``timings_ms.age`` from the frame's capture (version 1:
+from its decoding).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from streamprep.values.frames import Result
+
+SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id and capture_clock
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-2.json"  # the JSON Schema of SCHEMA
+VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
+
+
+def result_to_dict(result: Result, device: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "schema": SCHEMA,
+        "id": result.id,
+        "device": device,
+        "source": result.source,
+        "seq": result.seq,
+        "frame_index": result.frame_index,
+        "pts": None if result.pts is None else round(result.pts, 6),
+        "captured_at": round(result.captured_at, 6),
+        "capture_clock": result.capture_clock,
+        "model": result.model,
+        "frame": {"width": result.width, "height": result.height},
+        "kind": result.kind,
+    }
+    if result.detections is not None:
+        out["detections"] = [
+            {
+                "label": d.label,
+                "class_id": d.class_id,
+                "score": d.score,
+                "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
+                "track_id": d.track_id,
+            }
+            for d in result.detections
+        ]
+    if result.classifications is not None:
+        out["classifications"] = [
+            {"label": c.label, "class_id": c.class_id, "score": c.score} for c in result.classifications
+        ]
+    if result.outputs is not None:
+        out["outputs"] = result.outputs
+    t = result.timings
+    out["batch_size"] = result.batch_size
+    out["timings_ms"] = {
+        "queue": round(t.queue_ms, 3),
+        "preprocess": round(t.preprocess_ms, 3),
+        "inference": round(t.inference_ms, 3),
+        "age": round(t.age_ms, 3),
+        "total": round(t.total_ms, 3),
+    }
+    return out
+
+
+def encode(result: Result, device: str) -> bytes:
+    return json.dumps(result_to_dict(result, device), separators=(",", ":")).encode()
