@@ -302,3 +302,27 @@ def test_a_stop_still_held_up_after_the_second_signal_ends_at_the_hard_deadline(
     assert_no_traceback(daemon.stderr)
     assert sum("source pan_1080p: " in x and " sampled, " in x for x in daemon.stderr.splitlines()) == 1
     assert_accounted(daemon.stderr, "pan_1080p")
+
+
+def test_a_source_added_by_sighup_that_never_opens_does_not_hold_up_the_exit(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)  # nobody writes to it: its open blocks in open(2)
+    cfg = tmp_path / "c.toml"
+    camera = '[[sources]]\nurl = "lavfi:testsrc2=size=320x240:rate=10,realtime"\nid = "cam"\n'
+    cfg.write_text(f"fps = 2\n{camera}")
+    daemon = Daemon("--debug", "run", "--config", str(cfg), "--out", str(tmp_path / "r.jsonl"))
+    try:
+        daemon.wait_for("source cam: online")
+        cfg.write_text(f'fps = 2\n{camera}[[sources]]\nurl = "{pipe}"\nid = "pipe"\nopen_timeout_s = 60\n')
+        daemon.signal(signal.SIGHUP)
+        daemon.wait_for("source pipe: connecting")  # its open is now blocked, for up to 60 s
+        stopped = time.monotonic()
+        daemon.signal(signal.SIGTERM)
+        assert daemon.finish(30) == 0, daemon.stderr
+        took = time.monotonic() - stopped
+    finally:
+        daemon.process.kill()
+    assert took < 10, f"the exit waited {took:.1f} s for the blocked open"
+    assert "exiting without interpreter teardown; still running: open pipe" in daemon.stderr
+    assert_no_traceback(daemon.stderr)
+    assert counts(daemon.stderr, "pipe")["sampled"] == 0

@@ -90,45 +90,91 @@ async def test_server_killed_then_restarted(rtsp_server: Callable[..., RtspServe
     assert SourceState.CONNECTING in sink.states("cam")[2:], "it reconnected"
 
 
-async def test_unreachable_and_wrong_urls_are_reported_masked(
+def wrong_sources(guarded: RtspServer, **extra: object) -> list[dict[str, object]]:
+    """A refused port, wrong credentials, a path the server does not have (404) and a webcam that is not
+    there: each a definite answer; plus the right camera."""
+    return [
+        {"url": f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream", "id": "refused", **extra},
+        {"url": guarded.url("admin:wrongpass@"), "id": "badauth", **extra},
+        {"url": guarded.url("admin:letmein@").replace("/stream", "/nope"), "id": "badpath", **extra},
+        {"url": "/dev/video7", "id": "nocam", **extra},
+        {"url": guarded.url("admin:letmein@"), "id": "good"},
+    ]
+
+
+WRONG = ("refused", "badauth", "badpath", "nocam")
+
+
+async def test_a_wrong_live_source_that_never_came_up_fails_alone(
     rtsp_server: Callable[..., RtspServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     guarded = rtsp_server("--pattern", "--size", "320x240", "--user", "admin", "--password", "letmein")
-    sources = [
-        {"url": f"rtsp://admin:hunter2@127.0.0.1:{free_port()}/stream", "id": "refused"},
-        {"url": guarded.url("admin:wrongpass@"), "id": "badauth"},
-        {"url": guarded.url("admin:letmein@").replace("/stream", "/nope"), "id": "badpath"},
-        {"url": guarded.url("admin:letmein@"), "id": "good"},
-    ]
+    sink, stop, task = await start_pipeline({"sources": wrong_sources(guarded), "fps": 5})
+    try:
+        await sink.wait_for(
+            lambda: all(SourceState.FAILED in sink.states(s) for s in WRONG), 20, "the four wrong sources to fail"
+        )
+        await sink.wait_for(lambda: len(sink.of("good")) >= 5, 30, "the good camera to produce")
+    finally:
+        await finish(stop, task)
+    report = task.result()
+    failures = {f.source: f.reason for f in report.failures}  # type: ignore[attr-defined]
+    assert set(failures) == set(WRONG), "each fails alone (run exits 3), the good camera runs on"
+    assert "Connection refused" in failures["refused"] and "admin:***@" in failures["refused"]
+    assert "401 Unauthorized" in failures["badauth"]
+    assert "404 Not Found" in failures["badpath"]
+    assert "/dev/video7: No such file or directory" in failures["nocam"]
+    assert all("wait_for_source = true" in reason for reason in failures.values())
+    for source in WRONG:
+        # (the last state comes once more at the end, with the final counts)
+        assert set(sink.states(source)) == {SourceState.CONNECTING, SourceState.FAILED}, "tried once, not retried"
+        assert len([r for r in caplog.records if f"source {source}: failed" in r.getMessage()]) == 1
+    everything = caplog.text + " ".join(s.reason for s in sink.statuses) + " ".join(failures.values())
+    for secret in ("hunter2", "wrongpass", "letmein"):
+        assert secret not in everything
+    assert not any(sink.of(s) for s in WRONG)
+
+
+async def test_a_source_waited_for_is_retried_with_one_line_per_try(
+    rtsp_server: Callable[..., RtspServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    guarded = rtsp_server("--pattern", "--size", "320x240", "--user", "admin", "--password", "letmein")
+    sources = wrong_sources(guarded, wait_for_source=True, backoff_cap_s=1)
     sink, stop, task = await start_pipeline({"sources": sources, "fps": 5})
+
+    def tries(source: str) -> list[str]:
+        return [s.reason for s in sink.statuses if s.source == source and s.state is SourceState.OFFLINE]
+
     try:
         await sink.wait_for(lambda: len(sink.of("good")) >= 5, 30, "the good camera to produce")
-
-        def reported(source: str) -> str | None:
-            return next(
-                (s.reason for s in sink.statuses if s.source == source and s.state is SourceState.OFFLINE), None
-            )
-
         await sink.wait_for(
-            lambda: all(reported(s) for s in ("refused", "badauth", "badpath")), 20, "all three offline"
+            lambda: all(len(tries(s)) >= 3 for s in ("refused", "badpath", "nocam")) and tries("badauth"),
+            20,
+            "three tries of each",
         )
     finally:
         await finish(stop, task)
-    assert "refused" in (reported("refused") or "").lower()
-    assert "401" in (reported("badauth") or "")
-    assert "refused the credentials" in (reported("badauth") or "") and "next try in 60 s" in (
-        reported("badauth") or ""
-    )
-    assert "refused the credentials" not in (reported("refused") or ""), "a refused connection retries on its backoff"
-    snapshot = {s.source: s for s in task.result().snapshot.sources}  # type: ignore[attr-defined]
-    assert snapshot["badauth"].reconnects >= 1 and snapshot["refused"].reconnects >= 1, "failed attempts are counted"
-    assert "404" in (reported("badpath") or "") or "not found" in (reported("badpath") or "").lower()
+    report = task.result()
+    assert not report.failures, "waited for: retried, not given up"  # type: ignore[attr-defined]
+    assert "Connection refused" in tries("refused")[0]
+    assert "401" in tries("badauth")[0]
+    assert "refused the credentials" in tries("badauth")[0] and "next in 60.0 s" in tries("badauth")[0]
+    assert "refused the credentials" not in tries("refused")[0], "a refused connection retries on its backoff"
+    assert "404" in tries("badpath")[0]
+    snapshot = {s.source: s for s in report.snapshot.sources}  # type: ignore[attr-defined]
+    assert snapshot["badauth"].reconnects >= 1 and snapshot["refused"].reconnects >= 3, "failed attempts are counted"
+    for source in ("refused", "badpath", "nocam"):
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"source {source}: ")]
+        retries = [x for x in lines if ": offline (" in x]
+        assert len(retries) >= 3 and len(retries) == len(tries(source))
+        assert len([x for x in lines if x.endswith(": connecting")]) == 1, "one log line per try, not two"
     everything = caplog.text + " ".join(s.reason for s in sink.statuses)
     for secret in ("hunter2", "wrongpass", "letmein"):
         assert secret not in everything
     assert "admin:***@" in caplog.text
-    assert not sink.of("refused") and not sink.of("badauth") and not sink.of("badpath")
+    assert not any(sink.of(s) for s in WRONG)
 
 
 def test_record_then_replay_gives_the_same_frames(rtsp_server: Callable[..., RtspServer], tmp_path: Path) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS, ListSink, make_clip
+from conftest import RECORDINGS, ListSink, RtspServer, make_clip
 
 from streamprep.config.schema import Config, parse
 from streamprep.inference.model import load_model
@@ -134,3 +137,52 @@ def test_many_files_are_decoded_a_few_at_a_time() -> None:
     for sid, counters in report.metrics.sources.items():
         assert (counters.sampled, counters.processed, counters.dropped) == (12, 12, 0), sid
         assert [r.seq for r in sink.of(sid)] == list(range(12))
+
+
+def test_a_source_that_never_opens_fails_alone_in_bounded_time(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)  # nobody ever writes to it: opening it blocks in open(2), where no FFmpeg timeout reaches
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'fps = 1\n[[sources]]\nurl = "{pipe}"\nid = "pipe"\nopen_timeout_s = 2\n')
+    started = time.monotonic()
+    alone = streamprep("run", "--config", str(cfg), "--out", str(tmp_path / "alone.jsonl"), timeout=60)
+    took = time.monotonic() - started
+    assert alone.returncode == 3, alone.stderr
+    errors = [line for line in alone.stderr.splitlines() if line.startswith("streamprep: error:")]
+    assert errors == [
+        f"streamprep: error: source pipe: {pipe}: did not open within 2 s "
+        "(a FIFO nobody writes to, or a network mount that does not answer?)"
+    ]
+    assert took < 30, f"{took:.1f} s"
+    assert "Traceback" not in alone.stderr
+
+    cfg.write_text(cfg.read_text() + f'[[sources]]\nurl = "{DEMO}"\nid = "demo"\n')
+    both = streamprep("run", "--config", str(cfg), timeout=60)
+    assert both.returncode == 3, both.stderr
+    rows = [json.loads(line) for line in both.stdout.splitlines()]
+    assert [r["seq"] for r in rows if r["source"] == "demo"] == list(range(12)), "the recording ran to its end"
+    assert [line for line in both.stderr.splitlines() if line.startswith("streamprep: error:")] == errors
+
+
+async def test_a_live_source_that_came_up_is_retried_after_a_restart_whatever_it_answers(
+    rtsp_server: Callable[..., RtspServer],
+) -> None:
+    server = rtsp_server("--pattern", "--size", "320x240")
+    source = {"url": server.url(), "id": "cam", "roi": [400, 0, 100, 100], "backoff_cap_s": 1}
+    cfg = parse({"fps": 5, "sources": [source]})
+    sink = ListSink()
+    stop = asyncio.Event()
+    task = asyncio.create_task(Pipeline(cfg, load_model(cfg.model), [sink]).run(stop))
+    try:
+        # its first frame fails (the region lies outside it): the supervisor restarts it in 0.5 to 1 s
+        await sink.wait_for(lambda: SourceState.FAILED in sink.states("cam"), 30, "the first frame to fail")
+        server.kill()  # the restarted source finds the port closed: a definite answer, but it came up before
+        await sink.wait_for(
+            lambda: sum(s is SourceState.OFFLINE for s in sink.states("cam")) >= 2, 20, "two failed tries"
+        )
+    finally:
+        stop.set()
+        report = await asyncio.wait_for(task, 30)
+    assert not report.failures, "a source that came up is retried, not given up"
+    offline = [s.reason for s in sink.statuses if s.source == "cam" and s.state is SourceState.OFFLINE]
+    assert "Connection refused" in offline[0]

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import RECORDINGS, SSD
+from conftest import RECORDINGS, SSD, RtspServer, free_port
 
 DEMO = RECORDINGS / "demo_720p.mp4"
 
 
-def streamprep(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def streamprep(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "streamprep", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         env={**os.environ, **(env or {})},
     )
 
@@ -112,14 +115,61 @@ def test_check_passes_a_good_config_and_lists_what_it_checked(tmp_path: Path) ->
     assert "source demo_720p: file" in checked.stdout
 
 
-def test_probe_sources_warns_about_a_camera_that_does_not_answer(tmp_path: Path) -> None:
-    cfg = config(tmp_path, '[[sources]]\nurl = "rtsp://127.0.0.1:9/stream"\nid = "door"\nopen_timeout_s = 2\n')
-    checked = streamprep("check", "--config", str(cfg), "--probe-sources")
+def test_check_probes_cameras_and_fails_on_a_definite_answer(
+    tmp_path: Path, rtsp_server: Callable[..., RtspServer]
+) -> None:
+    guarded = rtsp_server("--pattern", "--size", "320x240", "--user", "admin", "--password", "letmein")
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        cfg = config(
+            tmp_path,
+            f'[[sources]]\nurl = "rtsp://admin:hunter2@127.0.0.1:{free_port()}/x"\nid = "refused"\n'
+            f'[[sources]]\nurl = "{guarded.url("admin:letmein@").replace("/stream", "/nope")}"\nid = "badpath"\n'
+            f'[[sources]]\nurl = "{guarded.url("admin:wrongpass@")}"\nid = "badauth"\n'
+            f'[[sources]]\nurl = "{guarded.url("admin:letmein@")}"\nid = "good"\n'
+            f'[[sources]]\nurl = "rtsp://127.0.0.1:{silent.getsockname()[1]}/x"\nid = "silent"\n',
+        )
+        started = time.monotonic()
+        checked = streamprep("check", "--config", str(cfg))
+        took = time.monotonic() - started
+        skipped = streamprep("check", "--config", str(cfg), "--no-probe-sources")
+    assert checked.returncode == 3, checked.stderr
+    assert error_line(checked).startswith("streamprep: error: source refused: cannot open rtsp://admin:***@127.0.0.1:")
+    assert "Connection refused (set wait_for_source = true to keep trying)" in error_line(checked)
+    assert "problem: source badpath: cannot open " in checked.stdout and "404 Not Found" in checked.stdout
+    assert "problem: source badauth: cannot open " in checked.stdout and "401 Unauthorized" in checked.stdout
+    assert "source good: answers, h264 320x240" in checked.stdout
+    assert "warning: source silent: rtsp://127.0.0.1:" in checked.stdout, "no answer: a warning, not a problem"
+    assert "problem: source silent" not in checked.stdout
+    for secret in ("hunter2", "wrongpass", "letmein"):
+        assert secret not in checked.stdout + checked.stderr
+    assert took < 60, f"the cameras are probed at once, 3 s at most: {took:.1f} s"
+    assert skipped.returncode == 0, skipped.stderr
+    assert "answers" not in skipped.stdout and skipped.stdout.splitlines()[-1] == "config ok"
+
+
+def test_check_warns_about_a_camera_that_does_not_answer_and_one_waited_for(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        cfg = config(
+            tmp_path,
+            f'[[sources]]\nurl = "rtsp://127.0.0.1:{silent.getsockname()[1]}/stream"\nid = "door"\n'
+            f'[[sources]]\nurl = "rtsp://127.0.0.1:{free_port()}/x"\nid = "later"\nwait_for_source = true\n',
+        )
+        checked = streamprep("check", "--config", str(cfg))
+        strict = streamprep("check", "--config", str(cfg), "--strict")
     assert checked.returncode == 0, checked.stderr
-    assert "warning: source door: rtsp://127.0.0.1:9/stream does not answer" in checked.stdout
-    strict = streamprep("check", "--config", str(cfg), "--probe-sources", "--strict")
+    assert "warning: source door: rtsp://127.0.0.1:" in checked.stdout
+    assert "/stream does not answer: did not open within 3 s" in checked.stdout
+    assert "warning: source later: rtsp://127.0.0.1:" in checked.stdout and "Connection refused" in checked.stdout
     assert strict.returncode == 2
     assert "--strict" in error_line(strict)
+
+
+def test_check_with_a_fifo_nobody_writes_to_does_not_hang(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.mp4"
+    os.mkfifo(pipe)
+    checked = streamprep("check", str(pipe), "--out", str(tmp_path / "r.jsonl"), timeout=60)
+    assert checked.returncode == 3, checked.stderr
+    assert f"source pipe: {pipe}: is a FIFO" in error_line(checked)
 
 
 def test_source_arguments_replace_the_config_sources_and_say_so(tmp_path: Path) -> None:

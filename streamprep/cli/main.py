@@ -95,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
         help="validate everything run would use (config, models, sources, credentials, outputs); start nothing",
     )
     chk.add_argument("--strict", action="store_true", help="warnings (assumed preprocessing, ...) fail the check")
-    chk.add_argument("--probe-sources", action="store_true", help="open every camera and stream once")
+    chk.add_argument(
+        "--probe-sources",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="open every camera and stream once, 3 s at most (default; --no-probe-sources skips it)",
+    )
 
     top = sub.add_parser("top", help="live dashboard of a running daemon, through its status socket")
     top.add_argument("--socket", type=Path, help="status socket (default: $RUNTIME_DIRECTORY/status.sock)")

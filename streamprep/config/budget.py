@@ -6,20 +6,29 @@ the queue size; a 1080p H.264 file costs about 38 MB, a 720p one about 18 MB. At
 files are decoded at once (the others wait their turn, holding nothing), and they share one pool of decode
 threads (one FFmpeg thread each once there are more files than cores); every live source has a thread of
 its own plus its decoder's. The estimate below uses those figures; ``[limits]`` sets the budget.
+
+A file's frame size is read by opening it (:func:`probe_files`), each open bounded in time like the run's own
+(a FIFO nobody writes to, a network mount that does not answer: see :mod:`streamprep.sources.opening`), and
+all of them within :data:`PROBE_BUDGET_S`; a file not read in time is assumed 1080p.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from streamprep.config.schema import Config, SourceConfig
 from streamprep.flow.threads import cores
 from streamprep.sources import is_live
+from streamprep.sources.file import did_not_open, probe_file
 from streamprep.sources.live import classify
-from streamprep.values.errors import ConfigError
+from streamprep.sources.opening import Opener, OpenTimeout
+from streamprep.values.errors import ConfigError, SourceOpenError
 
 DECODER_FRAMES = 12  # frames a decoder holds (H.264: references, reordering, pool), measured
 FILE_CHUNK = 4  # sampled frames a file source decodes ahead per trip to its thread
@@ -28,6 +37,7 @@ OVERHEAD_MB = 1.0  # per source: containers, buffers, bookkeeping
 PROCESS_MB = 250.0  # the process itself: Python, NumPy, OpenCV, ONNX Runtime and a small model
 PROCESS_THREADS = 12
 ASSUMED_SIZE = (1920, 1080)
+PROBE_BUDGET_S = 10.0  # reading every file's frame size: files left when this has passed are not read
 
 
 @dataclass(frozen=True)
@@ -41,17 +51,44 @@ class SourceCost:
     live: bool = False
 
 
-def _frame_size(spec: SourceConfig) -> tuple[int, int, bool]:
-    kind = classify(spec.url)[0]
-    if kind == "file":
-        try:
-            import av
+@dataclass(frozen=True)
+class FileProbe:
+    """What opening a file source found: its frame size, or the error its run would give (or neither:
+    it was not read, time ran out)."""
 
-            with av.open(spec.url) as container:
-                stream = container.streams.video[0]
-                return int(stream.width), int(stream.height), True
-        except Exception:  # a file that does not open fails in its own time, with its own message
-            return (*ASSUMED_SIZE, False)
+    size: tuple[int, int] | None = None
+    problem: SourceOpenError | None = None
+
+
+def probe_files(cfg: Config, budget_s: float = PROBE_BUDGET_S) -> dict[str, FileProbe]:
+    """Open every file source of ``cfg`` once (by source id), each within its ``open_timeout_s``, all
+    within ``budget_s``."""
+    deadline = time.monotonic() + budget_s
+    found: dict[str, FileProbe] = {}
+    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        if classify(spec.url)[0] != "file":
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            found[sid] = FileProbe()
+            continue
+        path = Path(spec.url)
+        timeout = min(spec.open_timeout_s, left)
+        opener: Opener[tuple[int, int]] = Opener(sid, lambda _: None)
+        try:
+            found[sid] = FileProbe(size=opener.open(functools.partial(probe_file, path, sid), timeout))
+        except SourceOpenError as exc:
+            found[sid] = FileProbe(problem=exc)
+        except OpenTimeout as exc:  # its own bound, or what was left of all of them (then: not read)
+            found[sid] = FileProbe(problem=did_not_open(path, sid, exc) if timeout == spec.open_timeout_s else None)
+        except Exception:  # anything else: it fails in its own time, with its own message
+            found[sid] = FileProbe()
+    return found
+
+
+def _frame_size(spec: SourceConfig, probe: FileProbe | None) -> tuple[int, int, bool]:
+    if probe is not None and probe.size is not None:
+        return (*probe.size, True)
     size = spec.options.get("video_size", "")
     w, _, h = size.partition("x")
     if w.isdigit() and h.isdigit():
@@ -59,13 +96,15 @@ def _frame_size(spec: SourceConfig) -> tuple[int, int, bool]:
     return (*ASSUMED_SIZE, False)
 
 
-def estimate(cfg: Config) -> list[SourceCost]:
-    """The estimated cost of each source of ``cfg``."""
+def estimate(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[SourceCost]:
+    """The estimated cost of each source of ``cfg`` (``probes``: what :func:`probe_files` found; read now
+    when not given)."""
+    probes = probe_files(cfg) if probes is None else probes
     files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
     ffmpeg_threads = 1 if files >= cores() else cores() + 1
     costs = []
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        width, height, known = _frame_size(spec)
+        width, height, known = _frame_size(spec, probes.get(sid))
         frame_mb = width * height * 1.5 / 1e6
         if is_live(spec, cfg.realtime):
             held = DECODER_FRAMES + (spec.queue_size or cfg.live_queue_size) + LIVE_HANDOFF + 1
@@ -107,8 +146,9 @@ def total_mb(costs: list[SourceCost], open_files: int) -> float:
     return PROCESS_MB + sum(c.memory_mb for c in costs if c.live) + sum(files)
 
 
-def check(cfg: Config) -> list[SourceCost]:
-    """Refuse a config whose sources would not fit ``[limits]``; returns the estimate."""
+def check(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[SourceCost]:
+    """Refuse a config whose sources would not fit ``[limits]``; returns the estimate (``probes``: as for
+    :func:`estimate`)."""
     limits = cfg.limits
     n = len(cfg.sources)
     if n > limits.max_sources:
@@ -116,7 +156,7 @@ def check(cfg: Config) -> list[SourceCost]:
             f"limits.max_sources: {n} sources configured, at most {limits.max_sources} allowed; "
             "raise limits.max_sources if this machine can take them"
         )
-    costs = estimate(cfg)
+    costs = estimate(cfg, probes)
     memory = total_mb(costs, limits.open_files)
     budget = limits.memory_mb
     origin = "limits.memory_mb"

@@ -68,6 +68,7 @@ class SourceConfig(Strict):
     # FFmpeg input options, e.g. {video_size = "1280x720", framerate = "30"}
     options: dict[str, str] = Field(default_factory=dict)
     low_delay: bool = True  # live: decode for delay (slice threads); false: for throughput (frame threads)
+    wait_for_source: bool = False  # live: keep retrying one that has never come up, whatever it answers
     model: str | None = Field(None, description="key of a [models.NAME] table; default: [model]")
     roi: tuple[float, float, float, float] | None = None  # x, y, w, h: pixels, or fractions when all <= 1
     username: str | None = None  # the camera's user name (instead of putting it in the URL)

@@ -4,7 +4,10 @@
 as the run would load it), every source's credentials, files, devices and region of interest, the outputs
 (the file's directory, MQTT credentials and TLS files, the spool directory) and the metrics address. It
 returns every problem found, each a :class:`~streamprep.values.errors.StreamprepError` with its exit code, and the
-warnings (assumed preprocessing, labels missing, and with ``probe_sources`` cameras that do not answer).
+warnings (assumed preprocessing, labels missing). Every file is opened once (bounded in time: a FIFO nobody
+writes to or a hung network mount is reported, not waited for); with ``probe_sources`` every camera and
+stream too, all at once within :data:`PROBE_TIMEOUT_S`: one that answers that it is not there (no such
+device, connection refused, 404, credentials refused) is a problem, one that does not answer a warning.
 
 ``run`` refuses to start on a problem that would stop the whole run; a problem with one source (a missing
 file, say) is left to that source, which fails alone. ``check`` refuses on any problem.
@@ -12,22 +15,28 @@ file, say) is left to that source, which fails alone. ``check`` refuses on any p
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from streamprep.config import budget
 from streamprep.config.schema import Config, SourceConfig
 from streamprep.inference.model import LoadedModel, load_model
-from streamprep.sources.live import LiveOptions, classify, open_input
+from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, cannot_open, classify, open_input
+from streamprep.sources.opening import OpenTimeout, failure_of, open_all
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
 from streamprep.values.redact import redact_url
 
 log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 3.0  # check: how long every camera and stream together get to answer
 
 
 @dataclass
@@ -57,8 +66,10 @@ def preflight(
     found = Preflight(cfg)
     if not cfg.sources:
         found.problem(ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config"))
+    # over limits.max_sources: refused anyway, without opening them all first
+    probes = budget.probe_files(cfg) if len(cfg.sources) <= cfg.limits.max_sources else {}
     try:
-        costs = budget.check(cfg)
+        costs = budget.check(cfg, probes)
         if costs:
             total = budget.total_mb(costs, cfg.limits.open_files)
             found.notes.append(f"budget: {len(costs)} source(s), about {total:.0f} MB at most")
@@ -67,8 +78,14 @@ def preflight(
         costs = []
     sizes = {c.source: (c.width, c.height) for c in costs if c.size_known}
     _models(found, load, checkpoint)
+    answers = _probe(cfg) if probe_sources else {}
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        _source(found, spec, sid, sizes.get(sid), probe_sources)
+        answer = answers.get(sid)
+        try:
+            _source(found, spec, sid, sizes.get(sid), probes.get(sid), answer)
+        finally:
+            if isinstance(answer, tuple):
+                answer[0].close()  # the container the probe opened
     _outputs(found)
     _credentials(found)
     return found
@@ -153,22 +170,31 @@ def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Call
         found.warnings.extend(w for w in model.warnings if w not in found.warnings)
 
 
-def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int] | None, probe: bool) -> None:
+def _source(
+    found: Preflight,
+    spec: SourceConfig,
+    sid: str,
+    size: tuple[int, int] | None,
+    probe: budget.FileProbe | None,
+    answer: Any,
+) -> None:
+    """``probe``: what opening it found (files); ``answer``: what opening it with ``probe_sources`` gave
+    (an open container and stream, closed by the caller, or what it raised; None: not probed)."""
     kind, _, target = classify(spec.url)
     try:
-        url = spec.resolved_url()
+        spec.resolved_url()
     except ConfigError as exc:
         found.problem(exc)
         return
     shown = redact_url(spec.url)
     if kind == "file":
-        path = Path(spec.url)
-        if not path.exists():
-            found.problem(SourceOpenError(sid, f"{path}: no such file"), fatal=False)
+        if probe is not None and probe.problem is not None:
+            found.problem(probe.problem, fatal=False)
             return
-        if not path.is_file() or not os.access(path, os.R_OK):
-            found.problem(SourceOpenError(sid, f"{path}: not a readable file"), fatal=False)
-            return
+        if probe is not None and probe.size is None:
+            found.warnings.append(
+                f"source {sid}: {spec.url} not opened (opening the files took over {budget.PROBE_BUDGET_S:g} s)"
+            )
     elif kind == "webcam":
         try:
             mode = os.stat(target).st_mode
@@ -192,29 +218,53 @@ def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int
                 fatal=False,
             )
             return
-    if probe and kind != "file":
-        _probe(found, spec, sid, url)
+    if isinstance(answer, BaseException):
+        failure = failure_of(answer)
+        what = cannot_open(shown, answer)
+        if failure.definite and not spec.wait_for_source:
+            found.problem(SourceOpenError(sid, f"{what} ({WAIT_HINT})"), fatal=False)  # run's words
+            return
+        found.warnings.append(f"source {sid}: {shown} does not answer: {what.partition(': ')[2]}")
+    elif answer is not None:
+        stream = answer[1]
+        found.notes.append(f"source {sid}: answers, {stream.codec_context.name} {stream.width}x{stream.height}")
     found.notes.append(f"source {sid}: {kind} {shown}")
 
 
-def _probe(found: Preflight, spec: SourceConfig, sid: str, url: str) -> None:
-    options = LiveOptions(
-        transport=spec.transport,
-        open_timeout=spec.open_timeout_s,
-        stall_timeout=spec.stall_timeout_s,
-        input_format=spec.format,
-        input_options=dict(spec.options),
-    )
+def _probe(cfg: Config) -> dict[str, Any]:
+    """Open every camera and stream of ``cfg`` once, all at once, each within :data:`PROBE_TIMEOUT_S`
+    (or its ``open_timeout_s`` when shorter): the container and stream by source id, or what it raised."""
+    calls: dict[str, Callable[[], tuple[Any, Any]]] = {}
+    bound = 0.0
+    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        if classify(spec.url)[0] == "file":
+            continue
+        try:
+            url = spec.resolved_url()
+        except ConfigError:
+            continue  # reported by _source
+        options = LiveOptions(
+            transport=spec.transport,
+            open_timeout=min(spec.open_timeout_s, PROBE_TIMEOUT_S),
+            stall_timeout=spec.stall_timeout_s,
+            input_format=spec.format,
+            input_options=dict(spec.options),
+        )
+        bound = max(bound, options.open_timeout + OPEN_MARGIN_S)
+        calls[sid] = functools.partial(_open_in_time, sid, url, options)
+    return dict(open_all(calls, bound, lambda opened: opened[0].close())) if calls else {}
+
+
+def _open_in_time(sid: str, url: str, options: LiveOptions) -> tuple[Any, Any]:
+    """:func:`open_input`; an open that fails at its timeout without a definite answer is said to have had
+    no answer (FFmpeg's RTSP client calls a server that accepts and never answers "invalid data")."""
+    started = time.monotonic()
     try:
-        container, stream = open_input(sid, url, options)
+        return open_input(sid, url, options)
     except Exception as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        found.warnings.append(f"source {sid}: {redact_url(spec.url)} does not answer: {reason}")
-        return
-    try:
-        found.notes.append(f"source {sid}: answers, {stream.codec_context.name} {stream.width}x{stream.height}")
-    finally:
-        container.close()
+        if not failure_of(exc).definite and time.monotonic() - started >= options.open_timeout:
+            raise OpenTimeout(options.open_timeout) from None
+        raise
 
 
 def _outputs(found: Preflight) -> None:

@@ -3,7 +3,9 @@
 Every source runs in a task of its own that feeds the source's queue in its model branch. Whatever ends a
 source — its end of file, a :class:`~streamprep.values.errors.SourceError`, an exception nobody expected, or a frame
 of it that failed further down (``fail``) — ends that source alone: a file is reported ``failed`` with a
-one-line reason (and the run exits 3 at the end), a live source is restarted after an exponential backoff.
+one-line reason (and the run exits 3 at the end), a live source is restarted after an exponential backoff
+(one that never came up and answered that it is not there, :class:`~streamprep.sources.opening.GaveUpError`,
+fails like a file).
 Statuses pass through here on their way to the log, the metrics and the sinks.
 """
 
@@ -25,6 +27,7 @@ from streamprep.preprocess.geometry import Region
 from streamprep.run.branch import ModelBranch
 from streamprep.sources import is_live, make_source
 from streamprep.sources.base import Source, SourceCounts
+from streamprep.sources.opening import GaveUpError
 from streamprep.values.errors import ConfigError, SourceError, SourceLostError, internal_error
 from streamprep.values.frames import DropReason, Frame, SourceState, SourceStatus
 from streamprep.values.metrics import Metrics
@@ -76,6 +79,7 @@ class SourceSupervisor:
         self._restarted: collections.Counter[str] = collections.Counter()
         self._last_status: dict[str, tuple[SourceState, str]] = {}
         self._said: dict[str, SourceStatus] = {}  # the latest status each source gave itself
+        self._came_up: set[str] = set()  # sources that have been online (as configured now)
         self._trouble: dict[str, str] = {}  # sources whose model's server is away, and why (see model_trouble)
         self._tg: asyncio.TaskGroup | None = None
         self._file_slots: asyncio.Semaphore | None = None
@@ -146,6 +150,7 @@ class SourceSupervisor:
             decode_threads=self._decode_threads,
             defaults=self.cfg,
             file_slots=self._file_slots,
+            came_up=sid in self._came_up,
         )
         runs.append(source.counts)
         self._metrics.source(sid)
@@ -223,9 +228,10 @@ class SourceSupervisor:
 
     def _failed(self, run: _Running, error: SourceError) -> None:
         sid = run.source.id
-        if not run.source.live or self._stopping or run.removed:
+        gave_up = isinstance(error, GaveUpError)  # a live source that never came up: not there as configured
+        if not run.source.live or gave_up or self._stopping or run.removed:
             self._on_status(SourceStatus(sid, SourceState.FAILED, error.reason))
-            if not run.source.live:
+            if not run.source.live or (gave_up and not run.removed):
                 self.failures.append(error)
             return
         ran = time.monotonic() - run.started
@@ -269,6 +275,8 @@ class SourceSupervisor:
 
     def _on_status(self, status: SourceStatus) -> None:
         self._said[status.source] = status
+        if status.state is SourceState.ONLINE:
+            self._came_up.add(status.source)
         trouble = self._trouble.get(status.source)
         if trouble is not None and status.state in (SourceState.CONNECTING, SourceState.ONLINE):
             status = replace(status, state=SourceState.STALLED, reason=trouble)
@@ -307,6 +315,8 @@ class SourceSupervisor:
                 run.task.cancel()
                 self._on_status(SourceStatus(sid, SourceState.STOPPED, "removed by reload"))
         for sid in started:
+            if self._specs.get(sid) != wanted[sid]:
+                self._came_up.discard(sid)  # configured anew: it has to come up again to be waited for
             self._start(wanted[sid], sid)
         self.cfg = self.cfg.model_copy(update={"sources": cfg.sources})
         self._seal_if_done()

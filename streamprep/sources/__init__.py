@@ -45,10 +45,12 @@ def make_source(
     decode_threads: int | None = None,
     defaults: Config | None = None,
     file_slots: asyncio.Semaphore | None = None,
+    came_up: bool = False,
 ) -> Source:
     """The source ``cfg`` describes. File sources decode in ``executor`` with at most ``decode_threads``
     FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own. ``defaults``
-    (the whole config) gives the top-level sampling, skipping and hardware decoding settings."""
+    (the whole config) gives the top-level sampling, skipping and hardware decoding settings. ``came_up``:
+    the source has been online before (a live source then keeps retrying whatever answer it gets)."""
     decoding = decode_options(cfg, defaults)
     if not is_live(cfg, realtime):
         return FileSource(
@@ -62,6 +64,7 @@ def make_source(
             decode_threads=decode_threads,
             decoding=decoding,
             slots=file_slots,
+            open_timeout=cfg.open_timeout_s,
         )
     options = LiveOptions(
         transport=cfg.transport,
@@ -75,5 +78,6 @@ def make_source(
         policy=cfg.policy or DropPolicy.DROP_OLDEST,
         decoding=decoding,
         low_delay=cfg.low_delay,
+        wait_for_source=cfg.wait_for_source or came_up,
     )
     return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status, first_seq=first_seq)

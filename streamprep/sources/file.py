@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import stat
 import time
 from collections.abc import AsyncGenerator, Generator, Iterator
 from concurrent.futures import Executor
@@ -18,6 +20,7 @@ import numpy as np
 
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.opening import Opener, OpenTimeout
 from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DRAIN, DecodeOptions, Skipper
 from streamprep.values.errors import SourceLostError, SourceOpenError
@@ -26,6 +29,7 @@ from streamprep.values.frames import DropReason, Frame, Image, SourceState, Sour
 log = logging.getLogger(__name__)
 
 _CHUNK = 4  # sampled frames handed over per trip to the decode thread
+HUNG = "a FIFO nobody writes to, or a network mount that does not answer?"
 
 
 # FFmpeg's matrices (AVColorSpace) the preprocessor converts itself: unspecified (swscale then uses
@@ -82,6 +86,32 @@ def open_container(path: Path, source: str) -> tuple[Any, Any]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     return container, stream
+
+
+def close_opened(opened: tuple[Any, Any]) -> None:
+    """Close what :func:`open_container` opened (for an open given up on that completed later)."""
+    opened[0].close()
+
+
+def did_not_open(path: Path, source: str, exc: OpenTimeout) -> SourceOpenError:
+    """The error of a file whose open did not finish within its bound."""
+    return SourceOpenError(source, f"{path}: {exc} ({HUNG})")
+
+
+def probe_file(path: Path, source: str) -> tuple[int, int]:
+    """The frame size of a video file, with the errors opening it for a run would give (SourceOpenError).
+    A FIFO is not opened (that would take data meant for the run): SourceOpenError too."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0  # open_container says why
+    if stat.S_ISFIFO(mode):
+        raise SourceOpenError(source, f"{path}: is a FIFO, not a file: it can only be checked by running it")
+    container, stream = open_container(path, source)
+    try:
+        return int(stream.width), int(stream.height)
+    finally:
+        container.close()
 
 
 def decode(
@@ -201,7 +231,9 @@ class FileSource:
     ``decode_threads`` caps FFmpeg's own threads for this stream (None: FFmpeg decides). ``resume_seq``
     (a restarted ``--workers`` worker): the frames the sampler keeps before that seq were delivered by the
     worker before; they are decoded again (the sampler, the timeline and the seq numbers come out exactly as
-    in a replay never interrupted) but neither handed over nor counted as sampled.
+    in a replay never interrupted) but neither handed over nor counted as sampled. Opening waits at most
+    ``open_timeout`` seconds, in a daemon thread of its own (see :mod:`.opening`): a FIFO nobody writes to
+    or a hung network mount fails the source instead of hanging the run or its exit.
     """
 
     live = False
@@ -219,6 +251,7 @@ class FileSource:
         decode_threads: int | None = None,
         decoding: DecodeOptions | None = None,
         slots: asyncio.Semaphore | None = None,
+        open_timeout: float = 5.0,
     ) -> None:
         self.id = source_id
         self.path = path
@@ -231,6 +264,8 @@ class FileSource:
         self._decode_threads = decode_threads
         self._slots = slots  # files open at once (each open decoder holds a dozen frames)
         self._on_status = on_status
+        self._open_timeout = open_timeout
+        self._opener: Opener[tuple[Any, Any]] = Opener(source_id, close_opened)
 
     def _status(self, state: SourceState, reason: str = "") -> None:
         if self._on_status is not None:
@@ -296,7 +331,10 @@ class FileSource:
     async def _frames(self) -> AsyncGenerator[Frame, None]:
         loop = asyncio.get_running_loop()
         self._status(SourceState.CONNECTING)
-        container, stream = await loop.run_in_executor(self._executor, self._open)
+        try:
+            container, stream = await self._opener.open_async(self._open, self._open_timeout)
+        except OpenTimeout as exc:
+            raise did_not_open(self.path, self.id, exc) from None
         self._status(SourceState.ONLINE, f"{stream.codec_context.name} {stream.width}x{stream.height}")
         if container.duration:
             self.counts.duration_s = container.duration / av.time_base

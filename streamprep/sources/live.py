@@ -6,7 +6,9 @@ behind (drop the oldest by default: the newest frame always gets in, so results 
 
 The thread reconnects on its own: every open and read has a timeout (a dead camera never hangs it), a
 stream that ends or stalls is reopened after an exponential backoff with jitter (capped), and restarts
-are rate-limited. Each change of state is reported as a :class:`SourceStatus` whose reason never
+are rate-limited. A source that has never come up and answers definitely that it is not there (no such
+device, connection refused, 404, credentials refused: see :mod:`.opening`) fails alone instead, unless
+``wait_for_source`` is set. Each change of state is reported as a :class:`SourceStatus` whose reason never
 contains a password. Timestamps stay monotonic across reconnects and stream resets.
 """
 
@@ -31,8 +33,9 @@ import av
 from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.clock import Capture, CaptureClocks
-from streamprep.sources.file import Timeline, decode, make_frame
+from streamprep.sources.file import HUNG, Timeline, decode, make_frame
 from streamprep.sources.hwdecode import Decoder
+from streamprep.sources.opening import Failure, GaveUpError, Opener, OpenTimeout, failure_of
 from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DecodeOptions, Skipper
 from streamprep.values.errors import SourceLostError, internal_error
@@ -59,6 +62,7 @@ class LiveOptions:
     policy: DropPolicy = DropPolicy.DROP_OLDEST
     decoding: DecodeOptions = field(default_factory=DecodeOptions)  # sampling mode, frame skipping, hwaccel
     low_delay: bool = True  # cameras and streams: decoding tuned for delay (see decode_settings)
+    wait_for_source: bool = False  # retry a source that never came up whatever it answers (not only timeouts)
 
 
 def classify(url: str) -> tuple[str, str | None, str]:
@@ -75,10 +79,14 @@ def classify(url: str) -> tuple[str, str | None, str]:
 
 
 AUTH_RETRY_S = 60.0  # a camera that refuses the credentials is tried again this often, not faster
+OPEN_MARGIN_S = 1.0  # the bound on an open beyond FFmpeg's own open timeout (which a device or FIFO ignores)
+WAIT_HINT = "set wait_for_source = true to keep trying"  # what a live source that gave up can do
 
 
-def _refused_credentials(reason: str) -> bool:
-    return "401" in reason or "Unauthorized" in reason or "403" in reason or "Forbidden" in reason
+def cannot_open(safe_url: str, exc: BaseException) -> str:
+    """Why a live input did not open, in one line without secrets (run's status and check's report)."""
+    reason = exc.reason if isinstance(exc, SourceLostError) else _reason(exc)
+    return f"cannot open {safe_url}: {reason}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -193,6 +201,9 @@ class LiveSource:
         self._first_seq = first_seq
         self.state: SourceState | None = None
         self.failure: str | None = None
+        self.came_up = False  # it has been online (then it is retried whatever it answers)
+        self._gave_up: GaveUpError | None = None
+        self._opener: Opener[tuple[Any, Any]] = Opener(source_id, lambda opened: opened[0].close())
         self._reason = ""
         self._on_status = on_status
         self._stop = threading.Event()
@@ -214,34 +225,48 @@ class LiveSource:
                 self._stop.set()
 
     def _open(self) -> tuple[Any, Any]:
-        return open_input(self.id, self.url, self.options)
+        bound = self.options.open_timeout + (0.0 if self.kind == "file" else OPEN_MARGIN_S)
+        return self._opener.open(lambda: open_input(self.id, self.url, self.options), bound)
+
+    def _give_up(self, loop: asyncio.AbstractEventLoop, reason: str, failure: Failure) -> None:
+        self._gave_up = GaveUpError(self.id, reason, failure)
+        self._status(loop, SourceState.FAILED, reason)
 
     def _run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
         """The decode thread: open, decode, hand off, and reopen, until stopped."""
         sampler = Sampler(self.fps)
         restarts = _Restarts(self.options)
         timeline = Timeline(self.id, rebase=True)
+        tries = 0  # attempts to open that failed in a row: only the first is announced as connecting
         while not self._stop.is_set():
-            self._status(loop, SourceState.CONNECTING)
+            if not tries:
+                self._status(loop, SourceState.CONNECTING)
             try:
                 container, stream = self._open()
-            except (av.error.FFmpegError, OSError, SourceLostError) as exc:
-                reason = exc.reason if isinstance(exc, SourceLostError) else _reason(exc)
+            except (av.error.FFmpegError, OSError, SourceLostError, OpenTimeout) as exc:
+                failure = failure_of(exc)
+                what = cannot_open(self.safe_url, exc)
+                if isinstance(exc, OpenTimeout) and self.kind == "file":
+                    what += f" ({HUNG})"
                 if self.kind == "file":
-                    self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
-                    self._status(loop, SourceState.FAILED, f"cannot open {self.safe_url}: {reason}")
+                    self._give_up(loop, what, failure)
                     return
+                if failure.definite and not self.came_up and not self.options.wait_for_source:
+                    self._give_up(loop, f"{what} ({WAIT_HINT})", failure)
+                    return
+                tries += 1
                 wait = restarts.next_wait()
-                if _refused_credentials(reason):
+                if failure is Failure.DENIED:
                     # wrong user or password: retrying fast only fills the camera's log; check the credentials
                     wait = max(wait, AUTH_RETRY_S)
-                    reason += (
-                        f" (the camera refused the credentials: check the user and password; next try in {wait:.0f} s)"
-                    )
-                self._status(loop, SourceState.OFFLINE, f"cannot open {self.safe_url}: {reason}")
+                    what += " (the camera refused the credentials: check the user and password)"
+                # one status (one log line) per failed try; the try number keeps each one apart
+                self._status(loop, SourceState.OFFLINE, f"{what}; try {tries}, next in {wait:.1f} s")
                 self.counts.reconnects += 1
                 self._stop.wait(wait)
                 continue
+            tries = 0
+            self.came_up = True
             size = f" {stream.width}x{stream.height}" if stream.width else ""  # not probed: known at the first frame
             self._status(loop, SourceState.ONLINE, f"{stream.codec_context.name}{size}")
             online_since = time.monotonic()
@@ -336,6 +361,8 @@ class LiveSource:
             while (frame := await handoff.get()) is not None:
                 self.counts.dropped[DropReason.QUEUE] = handoff.dropped
                 yield frame
+            if self._gave_up is not None:
+                raise self._gave_up
             if self.failure is not None:
                 raise SourceLostError(self.id, self.failure)
         finally:
