@@ -318,7 +318,7 @@ def _arg_row(action: argparse.Action) -> str | None:
     if action.help == argparse.SUPPRESS or isinstance(action, argparse._SubParsersAction):
         return None
     if action.option_strings:
-        name = ", ".join(action.option_strings)
+        name = "`, `".join(action.option_strings)
         if action.nargs != 0:
             name += f" {action.metavar or action.dest.upper()}"
     else:
