@@ -252,7 +252,7 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
 
         found.models.clear()  # checked; each worker loads its own
         return workers.supervise(cfg, count, args.argv, signals, reload, dashboard=args.dashboard)
-    outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, models=found.models).run()
+    outcome = Daemon(cfg, signals, reload, dashboard=args.dashboard, checked=found).run()
     summarize(outcome, quiet=args.dashboard)
     if args.worker is not None:  # its exact counts for the supervisor's summary
         workers.report_final(args.worker_dir, args.worker, outcome.report.snapshot if outcome.report else None)

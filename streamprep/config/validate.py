@@ -20,7 +20,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,16 +60,24 @@ def preflight(
     load: Callable[..., LoadedModel] = load_model,
     probe_sources: bool = False,
     checkpoint: Callable[[], None] = lambda: None,
+    given: Mapping[str, LoadedModel] | None = None,
+    custom: frozenset[str] = frozenset(),
 ) -> Preflight:
     """Check ``cfg`` as ``run`` would use it (see the module docstring). ``checkpoint`` is called between
-    slow steps (``run`` stops there when a stop signal came)."""
+    slow steps (``run`` stops there when a stop signal came). ``given``: models already loaded, by model key
+    (used as they are); ``custom``: the ids of sources the caller made itself (a library's own ``Source``:
+    nothing to open or probe for them)."""
     found = Preflight(cfg)
     if not cfg.sources:
         found.problem(ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config"))
     # over limits.max_sources: refused anyway, without opening them all first
-    probes = budget.probe_files(cfg) if len(cfg.sources) <= cfg.limits.max_sources else {}
+    ours = cfg
+    if custom:  # the caller's own sources cost what the caller makes them cost: not counted, not opened
+        kept = tuple(s for s, sid in zip(cfg.sources, cfg.source_ids(), strict=True) if sid not in custom)
+        ours = cfg.model_copy(update={"sources": kept})
+    probes = budget.probe_files(ours) if len(ours.sources) <= cfg.limits.max_sources else {}
     try:
-        costs = budget.check(cfg, probes)
+        costs = budget.check(ours, probes)
         if costs:
             total = budget.total_mb(costs, cfg.limits.open_files)
             found.notes.append(f"budget: {len(costs)} source(s), about {total:.0f} MB at most")
@@ -77,9 +85,11 @@ def preflight(
         found.problem(exc)
         costs = []
     sizes = {c.source: (c.width, c.height) for c in costs if c.size_known}
-    _models(found, load, checkpoint)
+    _models(found, load, checkpoint, given or {})
     answers = _probe(cfg) if probe_sources else {}
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        if sid in custom:
+            continue
         answer = answers.get(sid)
         try:
             _source(found, spec, sid, sizes.get(sid), probes.get(sid), answer)
@@ -152,12 +162,15 @@ def _credentials(found: Preflight) -> None:
             found.warnings.append(f"{key}: {path} is empty: read as no password (fill it in if one is needed)")
 
 
-def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Callable[[], None]) -> None:
+def _models(
+    found: Preflight, load: Callable[..., LoadedModel], checkpoint: Callable[[], None], given: Mapping[str, LoadedModel]
+) -> None:
     cfg = found.cfg
     for key in cfg.used_models():
         checkpoint()
         try:
-            model = load(cfg.model_for(key), warn=False)  # its warnings are reported from here, once
+            # its warnings are reported from here, once
+            model = given[key] if key in given else load(cfg.model_for(key), warn=False)
         except StreamprepError as exc:
             found.problem(exc)
             continue

@@ -22,12 +22,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from streamprep.config.schema import Config
+from streamprep.config.validate import Preflight
 from streamprep.flow.threads import leave_now
-from streamprep.inference.model import LoadedModel, load_model
 from streamprep.ops.logs import CallbackHandler
 from streamprep.ops.service import Notifier, default_status_socket, status_companion, systemd_companion
 from streamprep.ops.signals import EXIT_ABORTED, Signals, StartupInterrupted
 from streamprep.run.fanout import RESULTS_QUEUE
+from streamprep.run.lifetime import Run
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
@@ -133,13 +134,14 @@ class Daemon:
         signals: Signals,
         reload: Callable[[], Config] | None = None,
         dashboard: bool = False,
-        models: dict[str, LoadedModel] | None = None,
+        checked: Preflight | None = None,
     ) -> None:
+        """``checked``: the preflight already run for ``cfg`` (its models loaded); else the run runs it."""
         self.cfg = cfg
         self.signals = signals
         self._reload = reload
         self._dashboard = dashboard
-        self._models = models
+        self._checked = checked
         self.notifier = Notifier()
         self.pipeline: Pipeline | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
@@ -151,15 +153,9 @@ class Daemon:
         (before the loop runs, a stop signal raises :class:`StartupInterrupted`). A second stop signal,
         whenever it comes before the outcome is decided, makes it exit 130."""
         try:
-            models = self._models
-            if models is None:
-                models = {}
-                for key in self.cfg.used_models():
-                    models[key] = load_model(self.cfg.model_for(key))
-                    self.signals.checkpoint()
             log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
             self.signals.checkpoint()
-            outcome = asyncio.run(self._serve(models))
+            outcome = asyncio.run(self._serve())
         finally:
             self.signals.settle()
             self.notifier.close()
@@ -210,11 +206,9 @@ class Daemon:
         self._deadline.daemon = True
         self._deadline.start()
 
-    async def _serve(self, models: dict[str, LoadedModel]) -> Outcome:
+    async def _serve(self) -> Outcome:
         loop = asyncio.get_running_loop()
         main = asyncio.current_task()
-        sinks = build_sinks(self.cfg)
-        opened: list[Sink] = []
         stop = asyncio.Event()
         aborted = False
         running = False  # pipeline.run is being awaited: a second signal cancels it
@@ -248,40 +242,40 @@ class Daemon:
         self.signals.attach(loop, on_stop, on_reload)
         if self.signals.stop_requested is not None:  # came just before the loop took over the signals
             raise StartupInterrupted(self.signals.stop_requested)
+        annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves
+        owner = Run(
+            self.cfg,
+            build_sinks(self.cfg),
+            checked=self._checked,
+            keep_frames=annotate,
+            sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE,
+        )
         try:
-            for sink in sinks:
-                await sink.open()
-                opened.append(sink)
-            annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves
-            pipeline = self.pipeline = Pipeline(
-                self.cfg, models, sinks, keep_frames=annotate, sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE
-            )
-            # warnings and errors as the dashboard's and top's "recent errors"
-            logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
-            if self.signals.reload_pending:
-                self.signals.reload_pending = False
-                self._tasks.add(loop.create_task(self._apply_reload()))
-            running = True
-            try:
-                report = await pipeline.run(stop, companions(self.cfg, pipeline, self.notifier, self._dashboard))
-                running = False
-            except asyncio.CancelledError:
-                if not aborted:
-                    raise
-                return Outcome(pipeline.report(), aborted=True)
-            except BaseExceptionGroup as group:
-                raise first_error(group) from None
-            return Outcome(report, aborted=aborted)
+            async with owner:
+                pipeline = self.pipeline = owner.pipeline
+                assert pipeline is not None
+                # warnings and errors as the dashboard's and top's "recent errors"
+                logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
+                if self.signals.reload_pending:
+                    self.signals.reload_pending = False
+                    self._tasks.add(loop.create_task(self._apply_reload()))
+                running = True
+                try:
+                    report = await owner.serve(stop, companions(self.cfg, pipeline, self.notifier, self._dashboard))
+                    running = False
+                except asyncio.CancelledError:
+                    if not aborted:
+                        raise
+                    return Outcome(pipeline.report(), aborted=True)
+                except BaseExceptionGroup as group:
+                    raise first_error(group) from None
+                return Outcome(report, aborted=aborted)
         except asyncio.CancelledError:
             if self.pipeline is None and stop.is_set():
                 return Outcome(None, aborted=False)
             raise
         finally:
             self.signals.detach(loop)
-            if self.pipeline is None:
-                for sink in opened:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(sink.shutdown(), 3.0)
 
     async def _apply_reload(self) -> None:
         task = asyncio.current_task()

@@ -16,12 +16,16 @@ failed: its later results are dropped and counted, and the run exits 5.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from types import TracebackType
 from typing import Self
 
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import Result, SourceStatus
 from streamprep.values.metrics import SinkSnapshot
+
+SHUTDOWN_S = 3.0  # leaving ``async with sink``: the most its shutdown may take
 
 
 class Sink:
@@ -62,4 +66,6 @@ class Sink:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.shutdown()
+        """Shut down, at most :data:`SHUTDOWN_S` (it may have been shut down already, or be stuck)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.shutdown(), SHUTDOWN_S)

@@ -1,65 +1,29 @@
-"""streamprep as a library: results (or bare tensors) from video, in a few lines.
-
-    import asyncio
-    import streamprep
-
-    for result in streamprep.stream("video.mp4", fps=5):           # a synchronous iterator
-        print(result.source, result.pts, result.detections)
-
-    async def main() -> None:                                       # the same, async
-        async with streamprep.open(["rtsp://cam/1", "rtsp://cam/2"], model="fastestdet_352") as run:
-            async for result in run:
-                print(run.snapshot().sources)
-
-    asyncio.run(main())
-
-    for batch in streamprep.tensors("video.mp4", "ssd_mobilenet_v2_fpnlite_256_int8", batch=8):  # your inference
-        print(batch.tensor.shape, batch.slots[0].to_source([[64, 64, 192, 192]]))  # back to source pixels
-
-Everything the command line can do is here: the same supervision, sampling, batching, preprocessing and
-accounting. Options are the config's keys (top level or ``[model]``), by name. It is bounded by default:
-a consumer slower than a live source makes that source's results drop (counted in ``snapshot()``), it never
-makes memory grow; results from files wait for the consumer instead, so none is lost.
-
-Errors: one that stops the whole run (a model that cannot be loaded) is raised at once. A source that
-fails (a missing, corrupt or video-less file) does not stop the others: their results all come, and when
-the run ends the iterator raises the first failure, a :class:`~streamprep.values.errors.SourceError` (the others
-are notes on it, and all are in ``run.report.failures``). With one source that is at once. Leaving the loop
-early (``break``, ``run.cancel()``) raises nothing.
-"""
+"""The library's runs: ``streamprep.open()`` (async) and ``streamprep.stream()`` (sync), over the one run owner."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
 from streamprep.config.schema import Config, parse
 from streamprep.flow.queues import BoundedQueue
-from streamprep.inference.decoders.base import Decoded
-from streamprep.inference.model import LoadedModel, load_model
-from streamprep.inference.onnx import ModelInfo
+from streamprep.inference.model import LoadedModel
 from streamprep.inference.settings import ModelConfig
-from streamprep.preprocess.geometry import Geometry
-from streamprep.preprocess.kernels import Preprocessor
-from streamprep.preprocess.spec import PreprocessSpec
+from streamprep.run.lifetime import Run as Owner
 from streamprep.run.pipeline import Pipeline, RunReport
 from streamprep.sinks.base import Sink
 from streamprep.sources.base import Source
 from streamprep.sources.python import FrameSource
 from streamprep.values.errors import ConfigError
 from streamprep.values.events import EventOutput
-from streamprep.values.frames import Frame, Result, SourceStatus, Tensor
+from streamprep.values.frames import Frame, Result, SourceStatus
 from streamprep.values.metrics import SinkSnapshot, Snapshot
 
 SourceLike = str | Path | Mapping[str, Any] | Source
@@ -183,8 +147,11 @@ class _Consumer(Sink):
 class Run:
     """One run of the pipeline: an async context manager, and an async iterator of its results.
 
-    Leaving the ``async with`` block stops the sources and finishes what is in flight (within the config's
-    ``drain_timeout_s``); results not read by then are discarded. :attr:`report` has the counts afterwards.
+    It is the run owner of ``streamprep run`` (:class:`streamprep.run.lifetime.Run`: the same checks, model
+    loading, sinks and drain) with the caller as one more sink. Entering refuses what ``streamprep run``
+    refuses. Leaving the ``async with`` block stops the sources and finishes what is in flight (within the
+    config's ``drain_timeout_s``); results not read by then are discarded. :attr:`report` has the counts
+    afterwards.
     """
 
     def __init__(
@@ -198,34 +165,26 @@ class Run:
         models: Mapping[str, LoadedModel] | None = None,
     ) -> None:
         self.cfg = cfg
-        self._custom = dict(custom or {})
-        self._frames = frames
-        self._buffer = buffer
-        self._extra = list(sinks)
-        self._models = dict(models) if models is not None else None
         self._consumer = _Consumer(buffer, cfg.events is not None)
+        self._owner = Owner(
+            cfg,
+            [self._consumer, *sinks],
+            sources=custom,
+            models=models,
+            keep_frames=frames,
+            sink_queue=buffer,
+        )
         self._stop = asyncio.Event()
         self._task: asyncio.Task[RunReport] | None = None
-        self.pipeline: Pipeline | None = None
         self.report: RunReport | None = None
 
+    @property
+    def pipeline(self) -> Pipeline | None:
+        return self._owner.pipeline
+
     async def __aenter__(self) -> Run:
-        models = self._models
-        if models is None:
-            models = {}
-            for key in self.cfg.used_models():
-                models[key] = await asyncio.to_thread(load_model, self.cfg.model_for(key))
-        for sink in self._extra:
-            await sink.open()
-        self.pipeline = Pipeline(
-            self.cfg,
-            models,
-            [self._consumer, *self._extra],
-            sources=self._custom,
-            keep_frames=self._frames,
-            sink_queue=self._buffer,
-        )
-        self._task = asyncio.create_task(self.pipeline.run(self._stop), name="streamprep run")
+        await self._owner.__aenter__()
+        self._task = asyncio.create_task(self._owner.serve(self._stop), name="streamprep run")
         return self
 
     def __aiter__(self) -> Run:
@@ -248,9 +207,7 @@ class Run:
 
     def snapshot(self) -> Snapshot:
         """The run's counters now: per source state, decoded, sampled, processed, dropped; sinks; timings."""
-        if self.pipeline is None:
-            raise RuntimeError("the run has not started: use it in `async with`")
-        return self.pipeline.snapshot()
+        return self._owner.snapshot()
 
     def stop(self) -> None:
         """Stop the sources; the iterator ends once what is in flight has come out."""
@@ -266,8 +223,11 @@ class Run:
     ) -> None:
         self.stop()
         self._consumer.abandon()
-        if self._task is not None and self.report is None:
-            self.report = await self._task
+        try:
+            if self._task is not None and self.report is None:
+                self.report = await self._task
+        finally:
+            await self._owner.__aexit__(kind, exc, tb)
 
 
 def raise_failures(report: RunReport, stopped: bool = False) -> None:
@@ -363,109 +323,3 @@ def _iterate(make: Callable[[], Run], buffer: int) -> Iterator[Any]:
         while thread.is_alive():  # take what the thread still puts, until it has finished
             with contextlib.suppress(queue.Empty):
                 handoff.get(timeout=0.1)
-
-
-# -- bare tensors, for your own inference
-@dataclass(frozen=True)
-class Slot:
-    """One frame's row of a :class:`TensorBatch`: where it came from, and the way back to its pixels."""
-
-    index: int  # its row of the batch tensor (with test-time augmentation off: one row per frame)
-    source: str
-    seq: int
-    pts: float | None
-    frame_index: int
-    width: int
-    height: int
-    geometry: Geometry
-    frame: Frame | None = dataclasses.field(default=None, repr=False)
-
-    def to_source(self, boxes: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Boxes ``[N, 4]`` (x1, y1, x2, y2) in the model input's pixels, in the source frame's pixels."""
-        return np.asarray(self.geometry.boxes_to_source(np.asarray(boxes, dtype=np.float64)), dtype=np.float64)
-
-
-@dataclass(frozen=True)
-class TensorBatch:
-    """A batch of preprocessed frames, exactly as the model would get it, and what each row is."""
-
-    tensor: Tensor
-    slots: tuple[Slot, ...]
-
-
-class _Copy:
-    """An engine that runs nothing: its one output is a copy of the batch tensor."""
-
-    def __init__(self, info: ModelInfo) -> None:
-        self.info = info
-
-    def run(self, tensor: Tensor) -> list[Tensor]:
-        return [np.array(tensor, copy=True)]
-
-
-class _Rows:
-    """A decoder that says which row of the copied tensor is this frame's, and how it was made."""
-
-    kind = "raw"
-
-    def decode(self, outputs: list[Tensor], index: int, geometry: Geometry) -> Decoded:
-        return Decoded(outputs={"tensor": outputs[0], "row": index, "geometry": geometry})
-
-
-def _tensor_model(model_or_spec: str | Path | PreprocessSpec | Mapping[str, Any], batch: int) -> LoadedModel:
-    if isinstance(model_or_spec, PreprocessSpec):
-        spec = model_or_spec
-        if not (spec.width and spec.height):
-            raise ConfigError("tensors: the spec needs width and height")
-        info = ModelInfo(Path("spec"), "tensors", (), (), {}, {}, ())
-        return LoadedModel("tensors", _Copy(info), spec, {}, Preprocessor(spec), _Rows(), spec.batch or batch)
-    table: dict[str, Any] = (
-        {"path": str(model_or_spec)} if isinstance(model_or_spec, str | Path) else dict(model_or_spec)
-    )
-    table.setdefault("batch", batch)
-    loaded = load_model(parse({"model": table}).model)
-    return dataclasses.replace(loaded, engine=_Copy(loaded.engine.info), decoder=_Rows())
-
-
-def tensors(
-    sources: SourceLike | Sequence[SourceLike],
-    model_or_spec: str | Path | PreprocessSpec | Mapping[str, Any],
-    *,
-    fps: float | None = None,
-    batch: int = 8,
-    max_wait_ms: float = 50.0,
-    frames: bool = False,
-    buffer: int = BUFFER,
-    **options: Any,
-) -> Iterator[TensorBatch]:
-    """``for batch in streamprep.tensors(sources, "model.onnx", batch=8): ...`` — preprocessed batches
-    (from a model's contract, or a :class:`~streamprep.preprocess.spec.PreprocessSpec`) for inference you
-    run yourself: PyTorch, TensorRT, a remote server. Every slot says its source, pts and geometry, with
-    the inverse mapping to source pixels. Sampling, batching across sources and supervision as in a run.
-    """
-    loaded = _tensor_model(model_or_spec, batch)
-    cfg, custom = configure(sources, None, fps, max_wait_ms=max_wait_ms, **options)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"batch": loaded.max_batch})})
-    rows = _iterate(
-        lambda: Run(cfg, custom, frames=frames, buffer=buffer * max(1, loaded.max_batch), models={"default": loaded}),
-        buffer * max(1, loaded.max_batch),
-    )
-    return _batches(rows)
-
-
-def _batches(results: Iterable[Result]) -> Iterator[TensorBatch]:
-    """Results of one batch come one after another and share the copied tensor: group them."""
-    current: Tensor | None = None
-    slots: list[Slot] = []
-    for r in results:
-        out = r.outputs or {}
-        tensor = out["tensor"]
-        if current is not None and tensor is not current:
-            yield TensorBatch(current, tuple(slots))
-            slots = []
-        current = tensor
-        slots.append(
-            Slot(out["row"], r.source, r.seq, r.pts, r.frame_index, r.width, r.height, out["geometry"], r.frame)
-        )
-    if current is not None:
-        yield TensorBatch(current, tuple(slots))
