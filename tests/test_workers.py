@@ -20,7 +20,8 @@ from test_service import NotifySocket, wait_until
 
 from streamprep.config.schema import parse
 from streamprep.ops.service import read_status
-from streamprep.ops.workers import Carried, combine, merge, plan, settle, shares, worker_config
+from streamprep.ops.workers import Carried, merge, plan, settle, shares, worker_config
+from streamprep.values.errors import most_serious as combine
 from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
 from streamprep.values.published import VOLATILE_FIELDS
 

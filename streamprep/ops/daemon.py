@@ -26,13 +26,13 @@ from streamprep.config.validate import Preflight
 from streamprep.flow.threads import leave_now
 from streamprep.ops.logs import CallbackHandler
 from streamprep.ops.service import Notifier, default_status_socket, status_companion, systemd_companion
-from streamprep.ops.signals import EXIT_ABORTED, Signals, StartupInterrupted
+from streamprep.ops.signals import Signals, StartupInterrupted
 from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.lifetime import Run
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
-from streamprep.values.errors import StreamprepError, print_error
+from streamprep.values.errors import ExitStatus, StreamprepError, most_serious, print_error
 from streamprep.values.metrics import SourceSnapshot
 from streamprep.values.redact import redact_text
 
@@ -51,15 +51,13 @@ class Outcome:
 
     @property
     def exit_code(self) -> int:
-        if self.aborted:
-            return EXIT_ABORTED
-        if self.report is None:
-            return 0
-        if self.report.failures:
-            return self.report.failures[0].exit_code
-        if self.report.sink_failures:
-            return 5
-        return 0
+        """The most serious of its outcomes (:func:`~streamprep.values.errors.most_serious`, the same rule
+        that combines the workers' statuses)."""
+        outcomes: list[int] = [ExitStatus.ABORTED] if self.aborted else []
+        if self.report is not None:
+            outcomes += [failure.exit_code for failure in self.report.failures]
+            outcomes += [ExitStatus.SINK] if self.report.sink_failures else []
+        return most_serious(outcomes)
 
 
 def build_sinks(cfg: Config) -> list[Sink]:
@@ -199,7 +197,7 @@ class Daemon:
                 counted.wait(1.0)
                 with contextlib.suppress(Exception):
                     summarize(Outcome(pipeline.report(), aborted=True))
-            leave_now(EXIT_ABORTED)
+            leave_now(ExitStatus.ABORTED)
 
         self._deadline = threading.Timer(seconds, expire)
         self._deadline.name = "stop deadline"

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-EXIT_ABORTED = 130
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _ALL = (*STOP_SIGNALS, signal.SIGHUP)
 

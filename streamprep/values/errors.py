@@ -20,23 +20,57 @@ control characters escaped, cut to a bounded length.
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterable
+
+
+class ExitStatus(enum.IntEnum):
+    """The command line's exit statuses (each error class below has its own)."""
+
+    OK = 0
+    BUG = 1
+    CONFIG = 2
+    SOURCE = 3
+    MODEL = 4
+    SINK = 5
+    ABORTED = 130  # a second stop signal stopped it at once
+
+
+# the most serious first: what one status says of a run that had several outcomes
+SEVERITY = (
+    ExitStatus.ABORTED,
+    ExitStatus.BUG,
+    ExitStatus.MODEL,
+    ExitStatus.SOURCE,
+    ExitStatus.SINK,
+    ExitStatus.CONFIG,
+)
+
+
+def most_serious(statuses: Iterable[int]) -> int:
+    """The one exit status of a run (or of all the workers of one): the most serious of ``statuses``, else 0.
+    The single rule for both: a run's own outcomes (:class:`streamprep.ops.daemon.Outcome`) and the workers'
+    exit statuses (``--workers``) are combined by it."""
+    seen = set(statuses)
+    return next((int(s) for s in SEVERITY if s in seen), int(ExitStatus.OK))
+
 
 class StreamprepError(Exception):
     """Base class of every error streamprep raises on purpose."""
 
-    exit_code = 1
+    exit_code: int = ExitStatus.BUG
 
 
 class ConfigError(StreamprepError):
     """A configuration key or value is invalid; the message names the key."""
 
-    exit_code = 2
+    exit_code = ExitStatus.CONFIG
 
 
 class SourceError(StreamprepError):
     """A video source failed."""
 
-    exit_code = 3
+    exit_code = ExitStatus.SOURCE
 
     def __init__(self, source: str, reason: str) -> None:
         super().__init__(f"source {source}: {reason}")
@@ -55,13 +89,13 @@ class SourceLostError(SourceError):
 class FrameError(StreamprepError):
     """A frame cannot be processed as configured (a region of interest outside it, say): its source fails."""
 
-    exit_code = 3
+    exit_code = ExitStatus.SOURCE
 
 
 class ModelError(StreamprepError):
     """A model cannot be loaded or does not fit the preprocessing spec or decoder."""
 
-    exit_code = 4
+    exit_code = ExitStatus.MODEL
 
 
 class ServerUnavailable(ModelError):
@@ -72,7 +106,7 @@ class ServerUnavailable(ModelError):
 class SinkError(StreamprepError):
     """Results cannot be delivered to a sink."""
 
-    exit_code = 5
+    exit_code = ExitStatus.SINK
 
 
 def print_error(message: str) -> None:

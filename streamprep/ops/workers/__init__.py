@@ -28,7 +28,8 @@ share of the sources, and this module supervises them:
   to it without handing frames over, so sampling and seqs match a replay never interrupted. A worker that
   ends by itself leaves its exact counts in ``worker-K.final.json``; at the end the supervisor prints the
   per-source summary over every run. Other exit statuses are a worker's verdict and end it. The exit status of
-  the whole is the most serious of the workers' (130, 1, 4, 3, 5, 2, in that order; see :func:`combine`).
+  the whole is the most serious of the workers' (130, 1, 4, 3, 5, 2, in that order; the one rule for a single
+  run too: :func:`streamprep.values.errors.most_serious`).
 
 Workers run in a session of their own, so a Ctrl-C in the terminal reaches only the supervisor, which
 forwards it; under systemd, ``KillMode=mixed`` gives the stop signal to the supervisor alone. A worker whose
@@ -38,14 +39,13 @@ supervisor disappears stops itself (its stdin, a pipe from the supervisor, reach
 from __future__ import annotations
 
 from streamprep.ops.workers._child import as_worker, worker_config
-from streamprep.ops.workers._counts import Carried, combine, merge, settle
+from streamprep.ops.workers._counts import Carried, merge, settle
 from streamprep.ops.workers._pool import supervise
 from streamprep.ops.workers._shares import plan, report_final, shares
 
 __all__ = [
     "Carried",
     "as_worker",
-    "combine",
     "merge",
     "plan",
     "report_final",

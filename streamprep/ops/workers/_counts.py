@@ -6,21 +6,11 @@ import contextlib
 import dataclasses
 import signal
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streamprep.values.frames import DropReason, SourceState
 from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
-
-_SEVERITY = (130, 1, 4, 3, 5, 2)  # the most serious exit status first (see combine)
-
-
-def combine(codes: Iterable[int]) -> int:
-    """One exit status for all workers: the most serious one (130 stopped at once, 1 a bug, 4 a model,
-    3 a source, 5 an output, 2 the config), else 0."""
-    seen = set(codes)
-    return next((code for code in _SEVERITY if code in seen), 0)
-
 
 # -- merging snapshots
 

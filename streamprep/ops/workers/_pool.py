@@ -21,7 +21,7 @@ from streamprep.config.schema import Config
 from streamprep.flow.threads import WriterThread
 from streamprep.ops.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
 from streamprep.ops.workers._child import wants_json_lines
-from streamprep.ops.workers._counts import Carried, add_source, combine, describe_exit, merge, settle
+from streamprep.ops.workers._counts import Carried, add_source, describe_exit, merge, settle
 from streamprep.ops.workers._shares import (
     final_path,
     plan,
@@ -34,7 +34,7 @@ from streamprep.ops.workers._shares import (
     write_plan,
 )
 from streamprep.sources import is_live
-from streamprep.values.errors import SinkError, StreamprepError, print_error
+from streamprep.values.errors import SinkError, StreamprepError, most_serious, print_error
 from streamprep.values.frames import SourceState
 from streamprep.values.metrics import Snapshot, SourceSnapshot
 from streamprep.values.redact import redact_text
@@ -132,7 +132,7 @@ class WorkerPool:
             self.notifier.close()
             await self._close_output()
         codes = [w.code for w in self.workers if w.code is not None]
-        code = combine(codes)
+        code = most_serious(codes)
         if self.aborted:
             code = 130
         elif code == 0 and self.output_failure is not None:
