@@ -30,22 +30,13 @@ from urllib.parse import unquote, urlsplit
 
 from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError, SinkError
-from streamprep.values.frames import SourceState, SourceStatus
-from streamprep.values.metrics import SourceSnapshot
+from streamprep.values.frames import SourceStatus
 from streamprep.values.redact import printable, redact_text, redact_url, safe_text
 
 log = logging.getLogger(__name__)
 
 QUIET_S = 0.5  # retained messages arrive at once after subscribing: this long without one, they are all in
 _STATE_STYLE = {"online": "green", "connecting": "yellow", "stalled": "red", "offline": "red", "failed": "bold red"}
-
-
-def status_counts(s: SourceSnapshot) -> dict[str, int]:
-    """A source's counts as its retained status carries them (the same keys as the final status)."""
-    counts = {"decoded": s.decoded, "sampled": s.sampled, "processed": s.processed, "dropped": s.dropped}
-    counts |= {f"dropped_{reason}": n for reason, n in s.drops.items()}
-    counts["sink_dropped"] = s.sink_dropped
-    return counts
 
 
 def counts_companion(interval: float) -> Callable[[Any], Coroutine[Any, Any, None]]:
@@ -55,11 +46,7 @@ def counts_companion(interval: float) -> Callable[[Any], Coroutine[Any, Any, Non
         while True:
             await asyncio.sleep(interval)
             for s in pipeline.snapshot().sources:
-                try:
-                    state = SourceState(s.state)
-                except ValueError:
-                    continue
-                status = SourceStatus(s.source, state, s.reason, s.decoded, s.sampled, s.corrupt, status_counts(s))
+                status = SourceStatus(s.source, s.state, s.reason, s.decoded, s.sampled, s.corrupt, s.status_counts())
                 pipeline.fanout.status(status)
 
     return run

@@ -34,7 +34,7 @@ from streamprep.run.batching import Batcher
 from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
-from streamprep.values.metrics import Metrics
+from streamprep.values.metrics import Metrics, Timing
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +337,7 @@ class ModelBranch:
                     metrics.frames += len(done.results)
                     metrics.batch_sizes.add(len(flight.batch.items))
                     metrics.inference_ms.add(inference_ms)
-                    metrics.histograms["inference_ms"].add(inference_ms)
+                    metrics.histograms[Timing.INFERENCE].add(inference_ms)
                 for frame, (result, outputs) in _pair(flight.batch.items, done.results):
                     await emit(result, outputs)
                     flight.pending = [f for f in flight.pending if f is not frame]
@@ -345,9 +345,9 @@ class ModelBranch:
                     counters.processed += 1
                     counters.age_ms.add(result.timings.age_ms)
                     counters.capture_clock = result.capture_clock
-                    metrics.histograms["age_ms"].add(result.timings.age_ms)
+                    metrics.histograms[Timing.AGE].add(result.timings.age_ms)
                     metrics.preprocess_ms.add(result.timings.preprocess_ms)
-                    metrics.histograms["preprocess_ms"].add(result.timings.preprocess_ms)
+                    metrics.histograms[Timing.PREPROCESS].add(result.timings.preprocess_ms)
                 self._flying.remove(flight)
                 self._slots.release()
         finally:

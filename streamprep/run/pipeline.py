@@ -30,7 +30,7 @@ from streamprep.sinks.base import Sink
 from streamprep.sources import is_live
 from streamprep.sources.base import Source
 from streamprep.values.errors import SourceError
-from streamprep.values.frames import SourceState, SourceStatus
+from streamprep.values.frames import SourceStatus
 from streamprep.values.metrics import Metrics, Snapshot
 from streamprep.values.redact import redact_url
 
@@ -174,10 +174,7 @@ class Pipeline:
     def _final_statuses(self) -> None:
         """Every source's last state once more, with its final counts (retained by MQTT)."""
         for s in self.snapshot().sources:
-            counts = {"decoded": s.decoded, "sampled": s.sampled, "processed": s.processed, "dropped": s.dropped}
-            counts |= {f"dropped_{reason}": n for reason, n in s.drops.items()}
-            counts["sink_dropped"] = s.sink_dropped
-            self.fanout.status(SourceStatus(s.source, SourceState(s.state), s.reason, counts=counts))
+            self.fanout.status(SourceStatus(s.source, s.state, s.reason, counts=s.status_counts()))
 
     def report(self) -> RunReport:
         return RunReport(

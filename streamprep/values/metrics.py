@@ -8,6 +8,7 @@ them reaches into the pipeline. Latency figures come from bounded windows of rec
 from __future__ import annotations
 
 import collections
+import enum
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -105,10 +106,18 @@ class SourceCounters:
         return self.sampled - self.processed - self.dropped
 
 
+class Timing(enum.StrEnum):
+    """The timing histograms every run keeps (milliseconds)."""
+
+    PREPROCESS = "preprocess_ms"  # per frame
+    INFERENCE = "inference_ms"  # per batch
+    AGE = "age_ms"  # a frame's age when inference started, from its capture
+
+
 @dataclass(frozen=True)
 class SourceSnapshot:
     source: str
-    state: str
+    state: SourceState
     reason: str
     decoded: int
     sampled: int
@@ -119,11 +128,23 @@ class SourceSnapshot:
     queued: int
     age_p50_ms: float
     age_p95_ms: float
-    drops: dict[str, int] = field(default_factory=dict)  # dropped, by DropReason value
+    drops: dict[DropReason, int] = field(default_factory=dict)  # dropped, by reason
     sink_dropped: int = 0
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
+
+    def status_counts(self) -> dict[str, int]:
+        """The counts a retained MQTT status carries (``dropped_<reason>`` per reason): its wire form."""
+        counts = {
+            "decoded": self.decoded,
+            "sampled": self.sampled,
+            "processed": self.processed,
+            "dropped": self.dropped,
+        }
+        counts |= {f"dropped_{reason.value}": n for reason, n in self.drops.items()}
+        counts["sink_dropped"] = self.sink_dropped
+        return counts
 
     def summary(self) -> str:
         """One line of counts, as the end-of-run summary and the final status give them."""
@@ -157,7 +178,7 @@ class Snapshot:
     inference_p50_ms: float
     inference_p95_ms: float
     errors: tuple[str, ...]
-    histograms: dict[str, HistogramSnapshot] = field(default_factory=dict)
+    histograms: dict[Timing, HistogramSnapshot] = field(default_factory=dict)
     draining: bool = False  # stopping: what is in flight is being finished
     drain_left_s: float = 0.0  # while draining: time left before the rest is cut short
 
@@ -166,10 +187,19 @@ class Snapshot:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Snapshot:
-        sources = tuple(SourceSnapshot(**s) for s in data["sources"])
+        sources = tuple(
+            SourceSnapshot(
+                **{
+                    **s,
+                    "state": SourceState(s["state"]),
+                    "drops": {DropReason(k): v for k, v in s.get("drops", {}).items()},
+                }
+            )
+            for s in data["sources"]
+        )
         sinks = tuple(SinkSnapshot(**s) for s in data["sinks"])
         histograms = {
-            k: HistogramSnapshot(tuple(h["bounds"]), tuple(h["counts"]), h["total"], h["count"])
+            Timing(k): HistogramSnapshot(tuple(h["bounds"]), tuple(h["counts"]), h["total"], h["count"])
             for k, h in data.get("histograms", {}).items()
         }
         rest = {k: v for k, v in data.items() if k not in ("sources", "sinks", "errors", "histograms")}
@@ -186,9 +216,7 @@ class Metrics:
     preprocess_ms: Window = field(default_factory=Window)
     inference_ms: Window = field(default_factory=Window)
     errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
-    histograms: dict[str, Histogram] = field(
-        default_factory=lambda: {"preprocess_ms": Histogram(), "inference_ms": Histogram(), "age_ms": Histogram()}
-    )
+    histograms: dict[Timing, Histogram] = field(default_factory=lambda: {t: Histogram() for t in Timing})
 
     def source(self, source_id: str) -> SourceCounters:
         return self.sources.setdefault(source_id, SourceCounters())
@@ -214,7 +242,7 @@ class Metrics:
             sources.append(
                 SourceSnapshot(
                     name,
-                    c.state.value,
+                    c.state,
                     c.reason,
                     c.decoded,
                     c.sampled,
@@ -225,7 +253,7 @@ class Metrics:
                     queued.get(name, 0),
                     p50,
                     p95,
-                    {reason.value: drops[reason] for reason in DropReason},
+                    {reason: drops[reason] for reason in DropReason},
                     c.sink_dropped,
                     c.position_s,
                     c.duration_s,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from streamprep.values.frames import DropReason, SourceState
-from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot
+from streamprep.values.metrics import HistogramSnapshot, SinkSnapshot, Snapshot, SourceSnapshot, Timing
 
 # -- merging snapshots
 
@@ -54,7 +54,7 @@ def settle(
     drops = {k: v for k, v in source.drops.items() if v}
     if delivered is not None:
         sampled, room = delivered, delivered - processed
-        fitting: dict[str, int] = {}
+        fitting: dict[DropReason, int] = {}
         for reason, n in sorted(drops.items()):
             if room > 0:
                 fitting[reason] = min(n, room)
@@ -86,7 +86,7 @@ def merge(parts: Sequence[tuple[int, Snapshot | None]], carried: dict[int, Carri
     sources: list[SourceSnapshot] = []
     sinks: list[SinkSnapshot] = []
     errors: list[str] = []
-    histograms: dict[str, HistogramSnapshot] = {}
+    histograms: dict[Timing, HistogramSnapshot] = {}
     totals = {"batches": 0, "frames": 0, "delivered": 0, "queued": 0}
     weighted = {"batch_fill": 0.0, "preprocess_p50_ms": 0.0, "inference_p50_ms": 0.0}
     highest = {"preprocess_p95_ms": 0.0, "inference_p95_ms": 0.0}
