@@ -74,12 +74,11 @@ from benchenv import load_average, machine, revision, versions
 
 from streamprep.config.schema import parse
 from streamprep.inference.model import LoadedModel, load_model
-from streamprep.inference.onnx import Tensor
 from streamprep.inference.settings import ModelConfig
 from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import to_image
-from streamprep.values.frames import Image, Result
+from streamprep.values.frames import Image, Result, Tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "demo_720p.mp4"

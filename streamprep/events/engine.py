@@ -22,8 +22,8 @@ from streamprep.events.geometry import Line, LineState, Zone, ZoneState, bottom_
 from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig
 from streamprep.events.snapshots import SnapshotStore, fit_jpeg, render_crop, render_full
 from streamprep.events.tracking import Matcher, Tracker, TrackView, greedy_match
-from streamprep.values.events import Box, Event, EventOutput, LineCount, SnapshotRef, ZoneCount
-from streamprep.values.frames import Image, Result
+from streamprep.values.events import Event, EventOutput, LineCount, SnapshotRef, ZoneCount
+from streamprep.values.frames import BoxTuple, Image, Result
 from streamprep.values.names import topic_level
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class _Best:
 
     score: float
     pts: float | None
-    box: Box
+    box: BoxTuple
     image: Image | None = field(repr=False)
     pixel_format: str
 
@@ -52,7 +52,7 @@ class _Visit:
     label: str
     first_pts: float
     last_pts: float
-    box: Box
+    box: BoxTuple
     zones: dict[str, ZoneState]
     lines: dict[str, LineState]
     confirmed: bool = False

@@ -20,11 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamprep.values.frames import Image
+from streamprep.values.frames import BoxTuple, Image
 
 log = logging.getLogger(__name__)
 
-Box = tuple[float, float, float, float]
 _QUEUE = 64  # snapshot files waiting to be written; beyond this they are dropped (counted)
 WAIT_S = 2.0  # how long the engine waits for a snapshot to be written before its event goes without it
 
@@ -82,7 +81,7 @@ def to_bgr(image: Image, pixel_format: str, region: tuple[int, int, int, int] | 
     return np.asarray(cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
 
 
-def crop_region(box: Box, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+def crop_region(box: BoxTuple, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
     """The box grown by ``margin`` of its size on every side, clipped to the frame, in whole pixels."""
     bw, bh = box[2] - box[0], box[3] - box[1]
     x1 = max(0, int(np.floor(box[0] - margin * bw)))
@@ -99,13 +98,13 @@ def encode_jpeg(image: Image, quality: int) -> bytes:
     return bytes(data.tobytes())
 
 
-def render_crop(image: Image, pixel_format: str, box: Box, margin: float, quality: int) -> bytes:
+def render_crop(image: Image, pixel_format: str, box: BoxTuple, margin: float, quality: int) -> bytes:
     height = image.shape[0] * 2 // 3 if pixel_format == "yuv420p" else image.shape[0]
     region = crop_region(box, image.shape[1], height, margin)
     return encode_jpeg(to_bgr(image, pixel_format, region), quality)
 
 
-def render_full(image: Image, pixel_format: str, box: Box, caption: str, quality: int) -> bytes:
+def render_full(image: Image, pixel_format: str, box: BoxTuple, caption: str, quality: int) -> bytes:
     frame = np.array(to_bgr(image, pixel_format), copy=True)
     p1 = (round(box[0]), round(box[1]))
     p2 = (round(box[2]), round(box[3]))
@@ -121,7 +120,7 @@ def render_full(image: Image, pixel_format: str, box: Box, caption: str, quality
     return encode_jpeg(frame, quality)
 
 
-def fit_jpeg(image: Image, pixel_format: str, box: Box, margin: float, quality: int, limit: int) -> bytes | None:
+def fit_jpeg(image: Image, pixel_format: str, box: BoxTuple, margin: float, quality: int, limit: int) -> bytes | None:
     """The crop as a JPEG of at most ``limit`` bytes, lowering the quality as needed (None if it never fits)."""
     q = quality
     while q >= 20:

@@ -31,8 +31,9 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from streamprep.values.frames import BoxTuple
+
 FloatArray = npt.NDArray[np.float64]
-Box = tuple[float, float, float, float]  # x1, y1, x2, y2
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,7 @@ class TrackView:
 
     id: int
     label: str
-    box: Box
+    box: BoxTuple
     score: float | None
     detection: int | None
     confirmed: bool
@@ -150,7 +151,7 @@ class _Tracks:
         self.confirmed: list[bool] = []
         self.first_seen: list[float] = []
         self.last_seen: list[float] = []
-        self.last_box: list[Box] = []
+        self.last_box: list[BoxTuple] = []
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -338,7 +339,7 @@ class Tracker:
         self._time = None
         return out
 
-    def _view(self, r: int, detection: int | None, score: float | None, box: Box) -> TrackView:
+    def _view(self, r: int, detection: int | None, score: float | None, box: BoxTuple) -> TrackView:
         tr = self._tracks
         return TrackView(
             tr.ids[r], tr.labels[r], box, score, detection, tr.confirmed[r], tr.first_seen[r], tr.last_seen[r]

@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from streamprep.preprocess.spec import InputFacts, onnx_dtype
 from streamprep.values.errors import ModelError
+from streamprep.values.frames import Tensor
 
 log = logging.getLogger(__name__)
-
-Tensor = npt.NDArray[Any]
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from streamprep.inference.onnx import ModelInfo, Tensor, TensorInfo, read_sidecar
+from streamprep.inference.onnx import ModelInfo, TensorInfo, read_sidecar
 from streamprep.inference.settings import KServeConfig, ModelConfig
 from streamprep.values.errors import ConfigError, ModelError, ServerUnavailable
+from streamprep.values.frames import Tensor
 from streamprep.values.redact import redact_url
 from streamprep.values.secrets import read_secret
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamprep.events.tracking import iou_matrix
-from streamprep.regions.values import BoxTuple, Region, RegionKind, RegionPlan, box_of, inside_fraction
-from streamprep.values.frames import Box, Detection
+from streamprep.regions.values import Region, RegionKind, RegionPlan, box_of, inside_fraction
+from streamprep.values.frames import Box, BoxTuple, Detection
 
 # the sides of a box, as indices into (x1, y1, x2, y2)
 LEFT, TOP, RIGHT, BOTTOM = 0, 1, 2, 3

@@ -62,7 +62,6 @@ from streamprep.events.geometry import resolve
 from streamprep.events.tracking import greedy_match, iou_matrix
 from streamprep.regions.tiles import tile_plan
 from streamprep.regions.values import (
-    BoxTuple,
     Region,
     RegionKind,
     RegionPlan,
@@ -72,7 +71,7 @@ from streamprep.regions.values import (
     place,
     square_around,
 )
-from streamprep.values.frames import Detection, Image
+from streamprep.values.frames import BoxTuple, Detection, Image
 
 Polygon = tuple[tuple[float, float], ...]
 _EPS = 1e-6  # seconds: timestamps that are due "now" within float rounding

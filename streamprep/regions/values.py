@@ -17,9 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streamprep.values.frames import Box, Detection, Image
-
-BoxTuple = tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+from streamprep.values.frames import Box, BoxTuple, Detection, Image
 
 
 class RegionMode(enum.StrEnum):

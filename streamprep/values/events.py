@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamprep.values.frames import BoxTuple
+
 EVENT_SCHEMA = "streamprep.event/1"
 EVENT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "event-1.json"
 EVENT_VOLATILE_FIELDS = ("id", "event_id", "captured_at")  # differ between two replays of one file
-
-Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,7 @@ class SnapshotRef:
     path: str  # relative to the snapshot directory
     full_path: str | None
     pts: float | None
-    box: Box
+    box: BoxTuple
     score: float
 
 
@@ -53,7 +53,7 @@ class Event:
     last_pts: float
     score: float | None  # in the frame that produced it; None when the object was not seen in that frame
     best_score: float
-    box: Box  # where the object was last seen, in source pixels
+    box: BoxTuple  # where the object was last seen, in source pixels
     zones: tuple[str, ...]
     entered_zones: tuple[str, ...]
     entered: tuple[str, ...] = ()
@@ -91,7 +91,7 @@ class LineCount:
 EventOutput = Event | ZoneCount | LineCount
 
 
-def _box(b: Box) -> list[float]:
+def _box(b: BoxTuple) -> list[float]:
     return [round(v, 1) for v in b]
 
 

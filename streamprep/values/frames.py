@@ -108,6 +108,10 @@ class Frame:
         return rows * 2 // 3 if self.pixel_format in ("yuv420p", "nv12") else rows
 
 
+BoxTuple = tuple[float, float, float, float]
+"""A box as plain numbers, (x1, y1, x2, y2) in source-frame pixels (tracking, events, regions)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Box:
     """An axis-aligned box in source-frame pixels (x1, y1) top-left, (x2, y2) bottom-right."""

@@ -6,10 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from streamprep.inference.onnx import Tensor
 from streamprep.preprocess.geometry import Geometry
 from streamprep.values.errors import ModelError
-from streamprep.values.frames import Classification, Detection
+from streamprep.values.frames import Classification, Detection, Tensor
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from streamprep.inference.decoders.base import Decoded, DecoderOptions, check_labels
-from streamprep.inference.onnx import ModelInfo, Tensor
+from streamprep.inference.onnx import ModelInfo
 from streamprep.preprocess.geometry import Geometry
 from streamprep.values.errors import ModelError
-from streamprep.values.frames import Classification
+from streamprep.values.frames import Classification, Tensor
 
 
 class ClassifyDecoder:

@@ -6,9 +6,10 @@ import numpy as np
 
 from streamprep.inference.decoders.base import Decoded, DecoderOptions, check_labels
 from streamprep.inference.decoders.nms import detections
-from streamprep.inference.onnx import ModelInfo, Tensor
+from streamprep.inference.onnx import ModelInfo
 from streamprep.preprocess.geometry import Geometry
 from streamprep.values.errors import ModelError
+from streamprep.values.frames import Tensor
 
 
 class GridDecoder:

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from streamprep.inference.decoders.base import Decoded, DecoderOptions
-from streamprep.inference.onnx import ModelInfo, Tensor
+from streamprep.inference.onnx import ModelInfo
 from streamprep.preprocess.geometry import Geometry
+from streamprep.values.frames import Tensor
 
 
 class RawDecoder:

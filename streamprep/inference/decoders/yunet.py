@@ -15,9 +15,10 @@ import numpy as np
 
 from streamprep.inference.decoders.base import Decoded, DecoderOptions
 from streamprep.inference.decoders.nms import detections
-from streamprep.inference.onnx import ModelInfo, Tensor
+from streamprep.inference.onnx import ModelInfo
 from streamprep.preprocess.geometry import Geometry
 from streamprep.values.errors import ModelError
+from streamprep.values.frames import Tensor
 
 _CLS = re.compile(r"^cls_(\d+)$")
 
