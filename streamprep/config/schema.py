@@ -273,6 +273,8 @@ class ModelConfig(_Strict):
     tta_fusion: Literal["wbf", "nms"] = "wbf"  # detector views fused by weighted box fusion or class-aware NMS
     nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
     preprocess: SpecOverrides = SpecOverrides()  # [model.preprocess]: overrides of what the model declares
+    # [[model.then]]: second models, each run on native-resolution crops of this model's detections
+    then: tuple[ThenConfig, ...] = ()
 
     @field_validator("path")
     @classmethod
@@ -316,6 +318,27 @@ class ModelConfig(_Strict):
         if self.backend == "onnx" or "path" in self.model_fields_set:
             return self.path
         return None
+
+
+class ThenConfig(ModelConfig):
+    """``[[model.then]]`` (or ``[[models.NAME.then]]``): a second model run on crops of the first model's
+    detections, cut at native resolution from the decoded frame and preprocessed by the second model's own
+    contract. A classifier's answer lands on the detection as ``classes``, a detector's as nested
+    ``detections`` (boxes in source pixels), a raw model's as ``outputs``. Takes every key of ``[model]``
+    (its ``batch`` and ``max_wait_ms`` batch the crops across frames and sources) but ``then``."""
+
+    path: Path  # the second model: an ONNX file, or a bundled model's name
+    on_labels: tuple[str, ...] | None = None  # crop only detections with these labels (default: all)
+    min_score: float = Field(0.0, ge=0, le=1)  # crop only detections the first model scores at least this
+    margin: float = Field(0.0, ge=0, le=10)  # context around the box, as a fraction of its width and height
+
+    @model_validator(mode="after")
+    def _one_level(self) -> ThenConfig:
+        if self.then:
+            raise ValueError("then: a second model cannot have models of its own (one level of crops)")
+        if self.on_labels is not None and not self.on_labels:
+            raise ValueError("on_labels: give at least one label, or leave it out to crop every detection")
+        return self
 
 
 class MqttConfig(_Strict):

@@ -7,14 +7,14 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from streamprep.config.schema import ModelConfig
+from streamprep.config.schema import ModelConfig, ThenConfig
 from streamprep.inference import contract
 from streamprep.inference.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.inference.onnx import Engine, LoadableEngine, OnnxEngine
 from streamprep.inference.tta import VIEW_THRESHOLD, Views, views_for
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
-from streamprep.values.errors import ConfigError, ModelError
+from streamprep.values.errors import ConfigError, ModelError, StreamprepError
 
 if TYPE_CHECKING:
     from streamprep.inference.remote import KServeEngine
@@ -36,6 +36,7 @@ class LoadedModel:
     views: Views = field(default_factory=Views)  # test-time augmentation: slots per frame, and their fusion
     in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
     retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
+    then: tuple[LoadedThen, ...] = ()  # second models, run on crops of this model's detections ([[model.then]])
 
     def new_batch(self) -> Any:
         """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
@@ -65,6 +66,37 @@ class LoadedModel:
                 for k, v in self.spec.to_json().items()
             },
         }
+
+
+@dataclass(frozen=True)
+class LoadedThen:
+    """A second model (``[[model.then]]``) and which of the first model's detections it looks at."""
+
+    model: LoadedModel
+    on_labels: frozenset[str] | None  # None: every label
+    min_score: float
+    margin: float  # context around a box, as a fraction of its width and height
+    max_wait: float  # seconds a batch of crops waits to fill
+
+    def wants(self, label: str, score: float) -> bool:
+        """Whether a detection with this label and score gets a crop for this model."""
+        return score >= self.min_score and (self.on_labels is None or label in self.on_labels)
+
+
+def _load_then(i: int, cfg: ThenConfig) -> LoadedThen:
+    """A second model, loaded as the first one is; an error names the ``then`` entry it comes from."""
+    try:
+        model = load_model(cfg)
+    except StreamprepError as exc:
+        exc.args = (f"model.then.{i}: {exc}", *exc.args[1:])
+        raise
+    return LoadedThen(
+        model=model,
+        on_labels=frozenset(cfg.on_labels) if cfg.on_labels is not None else None,
+        min_score=cfg.min_score,
+        margin=cfg.margin,
+        max_wait=cfg.max_wait_ms / 1000.0,
+    )
 
 
 def _labels(cfg: ModelConfig, engine: Engine) -> tuple[str, ...]:
@@ -185,6 +217,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
     )
     engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
+    then = tuple(_load_then(i, t) for i, t in enumerate(cfg.then))
     return LoadedModel(
         name=name,
         engine=engine,
@@ -198,6 +231,7 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         views=views,
         in_flight=remote.max_in_flight if remote is not None else 1,
         retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
+        then=then,
     )
 
 

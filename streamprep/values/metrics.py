@@ -91,6 +91,7 @@ class SourceCounters:
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
+    crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     def all_drops(self) -> collections.Counter[DropReason]:
         return self.drops + self.source_drops
