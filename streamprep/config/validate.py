@@ -83,13 +83,14 @@ def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Call
             found.problem(exc)
             continue
         found.models[key] = model
-        spec = model.spec
-        found.notes.append(
-            f"model {key}: {model.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
-            f"{type(model.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
-        )
-        lines, _ = contract.review(key, model, strict=False)
-        found.warnings.extend(lines)
+        for name, each in ((key, model), *((f"{key}.then.{i}", t.model) for i, t in enumerate(model.then))):
+            spec = each.spec
+            found.notes.append(
+                f"model {name}: {each.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
+                f"{type(each.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
+            )
+            lines, _ = contract.review(name, each, strict=False)
+            found.warnings.extend(lines)
 
 
 def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int] | None, probe: bool) -> None:

@@ -65,6 +65,7 @@ class LoadedModel:
                 k: {"value": v, "from": self.provenance[k], "assumed": k in self.assumed}
                 for k, v in self.spec.to_json().items()
             },
+            "then": [t.describe() for t in self.then],
         }
 
 
@@ -77,6 +78,12 @@ class LoadedThen:
     min_score: float
     margin: float  # context around a box, as a fraction of its width and height
     max_wait: float  # seconds a batch of crops waits to fill
+
+    def describe(self) -> dict[str, Any]:
+        """What ``streamprep inspect`` prints about a second model: which crops it gets, and the model itself."""
+        on = sorted(self.on_labels) if self.on_labels is not None else None
+        choice = {"on_labels": on, "min_score": self.min_score, "margin": self.margin}
+        return {"name": self.model.name, **choice, **self.model.describe()}
 
     def wants(self, label: str, score: float) -> bool:
         """Whether a detection with this label and score gets a crop for this model."""
