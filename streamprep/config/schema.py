@@ -321,24 +321,31 @@ class ModelConfig(_Strict):
 
 
 class ThenConfig(ModelConfig):
-    """``[[model.then]]`` (or ``[[models.NAME.then]]``): a second model run on crops of the first model's
-    detections, cut at native resolution from the decoded frame and preprocessed by the second model's own
-    contract. A classifier's answer lands on the detection as ``classes``, a detector's as nested
-    ``detections`` (boxes in source pixels), a raw model's as ``outputs``. Takes every key of ``[model]``
-    (its ``batch`` and ``max_wait_ms`` batch the crops across frames and sources) but ``then``."""
+    """Takes every key of ``[model]`` but ``then``, and these. Crops are cut at native resolution from the
+    decoded frame and preprocessed by the second model's own contract; its ``batch`` and ``max_wait_ms`` batch
+    them across frames and sources. A classifier's answer lands on the detection as ``classes``, a
+    detector's as nested ``detections`` (boxes in source pixels), a raw model's as ``outputs``."""
 
     path: Path  # the second model: an ONNX file, or a bundled model's name
     on_labels: tuple[str, ...] | None = None  # crop only detections with these labels (default: all)
     min_score: float = Field(0.0, ge=0, le=1)  # crop only detections the first model scores at least this
     margin: float = Field(0.0, ge=0, le=10)  # context around the box, as a fraction of its width and height
 
-    @model_validator(mode="after")
-    def _one_level(self) -> ThenConfig:
-        if self.then:
-            raise ValueError("then: a second model cannot have models of its own (one level of crops)")
-        if self.on_labels is not None and not self.on_labels:
-            raise ValueError("on_labels: give at least one label, or leave it out to crop every detection")
-        return self
+    then: tuple[()] = Field((), exclude=True)  # not a key here: one level of crops
+
+    @field_validator("then", mode="before")
+    @classmethod
+    def _one_level(cls, v: Any) -> Any:
+        if v:
+            raise ValueError("a second model cannot have models of its own (one level of crops)")
+        return ()
+
+    @field_validator("on_labels")
+    @classmethod
+    def _some_labels(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one label, or leave the key out to crop every detection")
+        return v
 
 
 class MqttConfig(_Strict):
