@@ -80,6 +80,7 @@ def test_cat_boxes_get_an_imagenet_cat_class_and_crops_batch_across_frames() -> 
     assert cups and all(d.classes and d.classes[0].label not in IMAGENET_CATS for d in cups)
     crops = sum(len(t) for t in runs)
     assert crops == len(detections) == report.metrics.sources["demo_720p"].crops
+    assert f"; {crops} crop(s) to second models" in report.snapshot.sources[0].summary()
     assert len(runs) < crops and max(len(t) for t in runs) > 1, "crops of several frames share a batch"
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
     for r in results:

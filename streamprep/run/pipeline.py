@@ -179,6 +179,8 @@ class Pipeline:
             counts = {"decoded": s.decoded, "sampled": s.sampled, "processed": s.processed, "dropped": s.dropped}
             counts |= {f"dropped_{reason}": n for reason, n in s.drops.items()}
             counts["sink_dropped"] = s.sink_dropped
+            if s.crops:
+                counts["crops"] = s.crops  # second models ([[model.then]])
             self.fanout.status(SourceStatus(s.source, SourceState(s.state), s.reason, counts=counts))
 
     def report(self) -> RunReport:

@@ -125,12 +125,14 @@ class SourceSnapshot:
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
+    crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     def summary(self) -> str:
         """One line of counts, as the end-of-run summary and the final status give them."""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
+        line += f"; {self.crops} crop(s) to second models" if self.crops else ""
         return line + (f"; sinks dropped {self.sink_dropped} result(s)" if self.sink_dropped else "")
 
 
@@ -231,6 +233,7 @@ class Metrics:
                     c.position_s,
                     c.duration_s,
                     c.capture_clock,
+                    c.crops,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)
