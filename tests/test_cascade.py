@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -216,3 +217,46 @@ def test_an_inference_error_fails_only_the_frames_with_crops_in_that_batch() -> 
         ]
     else:  # it had been decoded already: every other frame came out
         assert seqs == [s for s in range(12) if s != first_cat]
+
+
+def test_frames_held_for_their_crops_are_counted_as_stopped_when_the_drain_deadline_passes() -> None:
+    cfg = parse(
+        {
+            "sources": [str(DEMO)],
+            "fps": 2,
+            "drain_timeout_s": 0.5,
+            "model": {"then": [{"path": CLASSIFIER, "on_labels": ["cat"]}]},
+        }
+    )
+    model = load_model(cfg.model)
+    engine = model.then[0].model.engine
+    release = threading.Event()
+    started = threading.Event()
+    run = engine.run
+
+    def stuck(tensor: np.ndarray) -> Any:
+        started.set()
+        release.wait(30)  # the second model hangs on the first cat
+        return run(tensor)
+
+    engine.run = stuck  # type: ignore[method-assign]
+    sink = ListSink()
+
+    async def main() -> RunReport:
+        stop = asyncio.Event()
+        pipeline = Pipeline(cfg, model, [sink])
+        task = asyncio.create_task(pipeline.run(stop))
+        await asyncio.to_thread(started.wait, 30)
+        await sink.wait_for(lambda: len(sink.results) >= 8, 30, "the frames before the cat")
+        stop.set()
+        return await asyncio.wait_for(task, 30)
+
+    try:
+        report = asyncio.run(main())
+    finally:
+        release.set()
+    assert report.cut_short
+    assert [r.seq for r in sink.results] == list(range(8)), "nothing after the stuck cat frame came out"
+    counters = report.metrics.sources["demo_720p"]
+    assert counters.drops[DropReason.STOPPED] >= 1, "the held frames were counted"
+    assert counters.sampled == counters.processed + counters.dropped

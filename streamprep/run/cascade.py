@@ -41,6 +41,8 @@ from streamprep.values.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+_MAX_CROPS_PER_FRAME = 10_000  # a frame's detections at most (model.max_detections' upper bound)
+
 Deliver = Callable[[Frame, Result, list[EventOutput]], Awaitable[None]]  # emit a finished result
 Fail = Callable[[list[tuple[Frame, str]]], None]  # drop frames as failed, telling their sources
 
@@ -139,7 +141,8 @@ class Cascade:
     def __init__(self, key: str, stages: tuple[LoadedThen, ...], metrics: Metrics, first_batch: int = 1) -> None:
         held = max(8, 2 * first_batch, *(2 * t.model.max_batch for t in stages))
         self._metrics = metrics
-        self._stages = [_Stage(t, f"then-{key}-{i}", 4 * t.model.max_batch) for i, t in enumerate(stages)]
+        # a result is handed over in one step once there is room for it (see put), so its crops never wait
+        self._stages = [_Stage(t, f"then-{key}-{i}", held * _MAX_CROPS_PER_FRAME) for i, t in enumerate(stages)]
         self._room = asyncio.Semaphore(held)  # results held at once (handing over waits beyond it)
         self._held: collections.deque[_Held] = collections.deque()  # in the order they came
         self._order: asyncio.Queue[_Held | None] = asyncio.Queue()
@@ -151,7 +154,9 @@ class Cascade:
         return tasks
 
     async def put(self, frame: Frame, result: Result, events: list[EventOutput]) -> None:
-        """Hand over one decoded result; it is delivered (or failed) later, in the order handed over."""
+        """Hand over one decoded result; it is delivered (or failed) later, in the order handed over. Waits
+        only for room, before taking anything: once it returns the result is held here (and counted by
+        :meth:`abandon` if the run is cut short), until then it is still the caller's."""
         await self._room.acquire()
         held = _Held(frame, result, events)
         self._held.append(held)
@@ -171,10 +176,9 @@ class Cascade:
         held.waiting = len(crops)
         if not crops:
             held.done.set()
-        counters = self._metrics.source(result.source)
-        counters.crops += len(crops)
+        self._metrics.source(result.source).crops += len(crops)
         for stage, c in crops:
-            await stage.queue.put(c)
+            stage.queue.offer(c)  # never full: room for every crop of every held result
 
     def close(self) -> None:
         """No more results will come: the stages end once their crops are answered, delivery after the last."""
