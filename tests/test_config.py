@@ -131,7 +131,7 @@ def test_a_bad_second_model_is_refused_naming_the_key(then: dict[str, object], m
         parse({"model": {"then": [then]}})
 
 
-def test_check_loads_the_second_model_as_run_would(tmp_path: Path) -> None:
+def test_check_and_inspect_load_the_second_model_as_run_would(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text('[[model.then]]\npath = "mobilenet_v2_224_int8"\non_labels = ["cat"]\n')
     proc = subprocess.run(
@@ -142,6 +142,15 @@ def test_check_loads_the_second_model_as_run_would(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "model default.then.0: mobilenet_v2_224_int8 ok (224x224 nhwc uint8, classify decoder)" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "inspect", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = "then 0    mobilenet_v2_224_int8: classify decoder (max batch 1), 224x224, on cat scoring 0+, margin 0"
+    assert expected in proc.stdout.splitlines()
     bad = tmp_path / "bad.toml"
     bad.write_text('[[model.then]]\npath = "nope.onnx"\n')
     proc = subprocess.run(

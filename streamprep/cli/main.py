@@ -384,12 +384,7 @@ def _inspect(args: argparse.Namespace) -> int:
         mark = "  ASSUMED: declare it in the sidecar or [model.preprocess]" if entry["assumed"] else ""
         print(f"  {key:<16} {shown:<32} from {entry['from']}{mark}")
     for i, then in enumerate(desc["then"]):
-        labels = ", ".join(then["on_labels"]) if then["on_labels"] is not None else "every label"
-        print(
-            f"then {i}    {then['name']}: {then['decoder']} decoder (max batch {then['max_batch']}), "
-            f"{then['preprocess']['width']['value']}x{then['preprocess']['height']['value']}, "
-            f"on {labels} scoring {then['min_score']:g}+, margin {then['margin']:g}"
-        )
+        print(f"then {i}    {then['summary']}")
     return 0
 
 

@@ -83,7 +83,14 @@ class LoadedThen:
         """What ``streamprep inspect`` prints about a second model: which crops it gets, and the model itself."""
         on = sorted(self.on_labels) if self.on_labels is not None else None
         choice = {"on_labels": on, "min_score": self.min_score, "margin": self.margin}
-        return {"name": self.model.name, **choice, **self.model.describe()}
+        model = self.model.describe()
+        spec = self.model.spec
+        summary = (
+            f"{self.model.name}: {model['decoder']} decoder (max batch {self.model.max_batch}), {spec.width}x"
+            f"{spec.height}, on {', '.join(on) if on else 'every label'} scoring {self.min_score:g}+, margin "
+            f"{self.margin:g}"
+        )
+        return {"name": self.model.name, "summary": summary, **choice, **model}
 
     def wants(self, label: str, score: float) -> bool:
         """Whether a detection with this label and score gets a crop for this model."""

@@ -25,7 +25,6 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from streamprep.events.engine import EventHub
 from streamprep.flow.backoff import Backoff, BackoffPolicy
@@ -33,7 +32,8 @@ from streamprep.flow.queues import BoundedQueue, DropPolicy
 from streamprep.inference.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry, Region
 from streamprep.run.batching import Batcher
-from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
+from streamprep.run.cascade import Cascade
+from streamprep.values.errors import ServerUnavailable, frame_failure
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
 from streamprep.values.metrics import Metrics
@@ -46,21 +46,6 @@ _RETRY_FIRST_S = 0.5  # the server is away: the first retry of a batch of file f
 FailureCallback = Callable[[str, str], None]  # (source id, reason)
 TroubleCallback = Callable[[Set[str], "str | None"], None]  # (sources, why no results come; None: recovered)
 Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
-Deliver = Callable[[Frame, Result, list[EventOutput]], Awaitable[None]]  # emit a result and count it
-Fail = Callable[[list[tuple[Frame, str]]], None]  # drop frames as failed, telling their sources
-
-
-class Then(Protocol):
-    """What runs between a batch's decoded results and their emission: second models on crops
-    (:class:`streamprep.run.cascade.Cascade`). It delivers every result handed to it, or fails its frame."""
-
-    def start(self, tg: asyncio.TaskGroup, deliver: Deliver, fail: Fail) -> list[asyncio.Task[None]]: ...
-
-    async def put(self, frame: Frame, result: Result, events: list[EventOutput]) -> None: ...
-
-    def close(self) -> None: ...
-
-    def abandon(self) -> list[Frame]: ...
 
 
 @dataclass(frozen=True)
@@ -94,11 +79,6 @@ class _Flight:
     pending: list[Frame] = field(default_factory=list)
 
 
-def frame_failure(exc: BaseException) -> str:
-    """The reason a frame failed, in one line: our own errors as they are, anything else as a bug."""
-    return str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)
-
-
 class ModelBranch:
     """Batches frames for one model, prepares and runs them, and emits one result per frame."""
 
@@ -118,7 +98,7 @@ class ModelBranch:
         *,
         live: Callable[[str], bool] = lambda _sid: False,
         on_trouble: TroubleCallback | None = None,
-        then: Then | None = None,
+        then: Cascade | None = None,
     ) -> None:
         """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
         live (its frames are dropped while the server is away, a file's wait); ``then`` takes the decoded

@@ -34,7 +34,7 @@ from streamprep.inference.model import LoadedThen
 from streamprep.preprocess.geometry import Geometry
 from streamprep.regions.values import Region, box_region, crop, to_source
 from streamprep.run.batching import Batcher
-from streamprep.run.branch import frame_failure
+from streamprep.values.errors import frame_failure
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import Detection, Frame, Result, StageClass
 from streamprep.values.metrics import Metrics
