@@ -11,6 +11,7 @@ from conftest import RECORDINGS
 
 from streamprep.config import budget
 from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
 from streamprep.values.errors import ConfigError
 
 DEMO = str(RECORDINGS / "demo_720p.mp4")
@@ -161,3 +162,9 @@ def test_check_and_inspect_load_the_second_model_as_run_would(tmp_path: Path) ->
     )
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines()[-1] == "streamprep: error: model.then.0: model nope.onnx: no such file"
+
+
+def test_second_models_need_a_detector_first() -> None:
+    cfg = parse({"model": {"path": "mobilenet_v2_224_int8", "then": [{"path": "mobilenet_v2_224_int8"}]}})
+    with pytest.raises(ConfigError, match=r"^model.then: model mobilenet_v2_224_int8 gives no boxes to crop"):
+        load_model(cfg.model)

@@ -231,6 +231,10 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
     )
     engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
+    if cfg.then and decoder.kind != "detection":
+        raise ConfigError(
+            f"model.then: model {name} gives no boxes to crop ({decoder.kind} decoder); second models need a detector"
+        )
     then = tuple(_load_then(i, t) for i, t in enumerate(cfg.then))
     return LoadedModel(
         name=name,
