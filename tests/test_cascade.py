@@ -124,6 +124,9 @@ def test_a_detector_as_second_model_gives_nested_detections_in_source_pixels() -
         centre = lambda d: (d.box.x1 + d.box.x2) / 2  # noqa: E731
         assert abs(centre(best) - centre(cup)) < region.x / 2, "in crop pixels it would be off by region.x"
         assert _iou(best, cup) > 0.6, (best.box, cup.box)
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
+    for r in results:
+        validator.validate(result_to_dict(r, "test"))
     row = result_to_dict(next(r for r in results if r.detections and r.detections[0].label == "cup"), "t")
     assert row["detections"][0]["detections"][0]["label"] == "cup" and len(row["detections"][0]["box"]) == 4
 
