@@ -61,6 +61,10 @@ EXAMPLES: dict[str, Any] = {
     "models.NAME.kserve.url": "grpc://127.0.0.1:8001",
     "models.NAME.kserve.model": "ssd",
     "output.mqtt.url": "mqtt://127.0.0.1:1883",
+    "model.then.path": "mobilenet_v2_224_int8",
+    "model.then.on_labels": ["cat", "dog"],
+    "model.then.min_score": 0.5,
+    "model.then.margin": 0.1,
 }
 
 
@@ -203,7 +207,10 @@ def _toml_value(value: Any) -> str:
 EXAMPLE_TABLES = {"output.mqtt", "events", "models.NAME.kserve"}
 # [models.NAME] takes every key of [model]: the example shows one model on an inference server
 EXAMPLE_MODELS_NAME = "remote"
-EXAMPLE_KEYS = {"models.NAME": {"backend", "kserve"}}
+EXAMPLE_KEYS = {"models.NAME": {"backend", "kserve"}, "model.then": {"path", "on_labels", "min_score", "margin"}}
+# Tables that take every key of their base class's table ([[model.then]]: [model]'s): their reference table
+# lists only the keys they add (and path), not the base's again with its sub-tables (their docstring says so).
+OWN_KEYS_ONLY = {"model.then", "models.NAME.then"}
 
 
 class _Walk:
@@ -226,8 +233,13 @@ class _Walk:
         rows = ["| key | type | default | description |", "|---|---|---|---|"]
         later: list[tuple[type[BaseModel], str, str, str, bool]] = []
         width = 34
+        inherited = set(cls.__mro__[1].model_fields) - {"path"} if key in OWN_KEYS_ONLY else set()
         for name, info in cls.model_fields.items():
+            if info.exclude:  # a field a subclass keeps from its base but takes no key for (then in then)
+                continue
             path = f"{key}.{name}" if key else name
+            if name in inherited and (only is None or name not in only):
+                continue
             sub = _model_of(info.annotation)
             text = _describe(cls, name, info)
             if sub is not None:
@@ -450,6 +462,7 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 # repository files published with the site (site path -> repository path), so pages can link to them
 SITE_FILES = {
+    "schemas/result-3.json": "streamprep/schemas/result-3.json",
     "schemas/result-2.json": "streamprep/schemas/result-2.json",
     "schemas/result-1.json": "streamprep/schemas/result-1.json",
     "schemas/event-1.json": "streamprep/schemas/event-1.json",

@@ -11,6 +11,7 @@ from conftest import RECORDINGS
 
 from streamprep.config import budget
 from streamprep.config.schema import parse
+from streamprep.inference.model import load_model
 from streamprep.values.errors import ConfigError
 
 DEMO = str(RECORDINGS / "demo_720p.mp4")
@@ -164,3 +165,68 @@ def test_an_error_naming_700_000_unknown_keys_names_ten_and_counts_the_rest() ->
     assert message.startswith("k0: unknown key; k1: unknown key;") and message.endswith(
         "k9: unknown key; ... and 699990 more"
     )
+
+
+def test_second_models_are_read_under_model_and_models_name() -> None:
+    then = {"path": "mobilenet_v2_224_int8", "on_labels": ["cat", "dog"], "min_score": 0.5, "margin": 0.1}
+    cfg = parse({"model": {"then": [then]}, "models": {"door": {"then": [then, {"path": "fastestdet_352"}]}}})
+    (first,) = cfg.model.then
+    assert first.path.name == "mobilenet_v2_224_int8.onnx", "a bundled model's name"
+    assert (first.on_labels, first.min_score, first.margin) == (("cat", "dog"), 0.5, 0.1)
+    assert [t.path.stem for t in cfg.models["door"].then] == ["mobilenet_v2_224_int8", "fastestdet_352"]
+    assert cfg.models["door"].then[1].on_labels is None, "default: every label"
+
+
+@pytest.mark.parametrize(
+    ("then", "message"),
+    [
+        ({"margin": 0.1}, "model.then.0.path: Field required"),
+        ({"path": "mobilenet_v2_224_int8", "min_score": 1.5}, "model.then.0.min_score: Input should be less"),
+        ({"path": "mobilenet_v2_224_int8", "margin": -0.1}, "model.then.0.margin: Input should be greater"),
+        ({"path": "mobilenet_v2_224_int8", "on_label": ["cat"]}, "model.then.0.on_label: unknown key"),
+        ({"path": "mobilenet_v2_224_int8", "on_labels": []}, "on_labels: give at least one label"),
+        ({"path": "mobilenet_v2_224_int8", "then": [{"path": "fastestdet_352"}]}, "cannot have models of its own"),
+    ],
+)
+def test_a_bad_second_model_is_refused_naming_the_key(then: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse({"model": {"then": [then]}})
+
+
+def test_check_and_inspect_load_the_second_model_as_run_would(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text('[[model.then]]\npath = "mobilenet_v2_224_int8"\non_labels = ["cat"]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "check", "--config", str(good), DEMO],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "model default.then.0: mobilenet_v2_224_int8 ok (224x224 nhwc uint8, classify decoder)" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "inspect", "--config", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    expected = "then 0    mobilenet_v2_224_int8: classify decoder (max batch 1), 224x224, on cat scoring 0+, margin 0"
+    assert expected in proc.stdout.splitlines()
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[model.then]]\npath = "nope.onnx"\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "check", "--config", str(bad), DEMO],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    said = proc.stderr.strip().splitlines()[-1]
+    assert said.startswith("streamprep: error: model.then.0: model nope.onnx: no such file"), said
+
+
+def test_second_models_need_a_detector_first() -> None:
+    cfg = parse({"model": {"path": "mobilenet_v2_224_int8", "then": [{"path": "mobilenet_v2_224_int8"}]}})
+    with pytest.raises(ConfigError, match=r"^model.then: model mobilenet_v2_224_int8 gives no boxes to crop"):
+        load_model(cfg.model)

@@ -188,6 +188,8 @@ def test_committed_reference_page_is_what_the_code_generates(uri: str) -> None:
 def _config_keys(model: Any, prefix: str = "") -> list[tuple[str, Any, str]]:
     out = []
     for name, info in model.model_fields.items():
+        if info.exclude:  # no key ([[model.then]] keeps [model]'s then field, but takes no then key)
+            continue
         sub = GEN._model_of(info.annotation)
         path = f"{prefix}{name}"
         if sub is not None:

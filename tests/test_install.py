@@ -57,6 +57,7 @@ def test_the_wheel_carries_what_the_defaults_need(installed: tuple[Path, Path]) 
         "streamprep/models/ssd_mobilenet_v2_fpnlite_256_int8.streamprep.json",
         "streamprep/models/LICENSE-Apache-2.0.txt",
         "streamprep/models/README.md",
+        "streamprep/schemas/result-3.json",
         "streamprep/schemas/result-2.json",
         "streamprep/schemas/event-1.json",
         "streamprep/probe_photos/manifest.json",

@@ -32,7 +32,8 @@ from streamprep.regions import (
     to_source,
 )
 from streamprep.regions.motion import merge_regions
-from streamprep.regions.values import square_around
+from streamprep.regions.values import box_region, square_around
+from streamprep.values.colour import frame_to_bgr
 from streamprep.values.frames import Box, Detection
 
 
@@ -411,3 +412,29 @@ def test_motion_regions_come_in_few_sizes() -> None:
         square_around((0, 0, w, w), 256, 1.5, 1920, 1080, RegionKind.MOTION, step=32).width for w in range(150, 400)
     }
     assert sides <= {256, *range(256, 1081, 32)} and len(sides) <= 12
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (1281, 721), (640, 482)])
+def test_a_detection_s_crop_covers_its_box_and_margin_and_crops_i420_on_whole_samples(width: int, height: int) -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(2000):
+        x1, y1 = rng.uniform(0, width - 8), rng.uniform(0, height - 8)
+        x2, y2 = rng.uniform(x1 + 4, width), rng.uniform(y1 + 4, height)
+        margin = float(rng.choice([0.0, 0.1, 0.5]))
+        r = box_region((x1, y1, x2, y2), margin, width, height)
+        assert r.x % 2 == 0 and r.y % 2 == 0 and r.width % 2 == 0 and r.height % 4 == 0, r
+        assert r.x >= 0 and r.y >= 0 and r.x2 <= width and r.y2 <= height, r
+        mx, my = margin * (x2 - x1), margin * (y2 - y1)
+        assert r.x <= max(0.0, x1 - mx) and r.y <= max(0.0, y1 - my), r
+        assert r.x2 >= min(width - width % 2, x2 + mx), r  # cut to the frame (an odd last column left out)
+        assert r.y2 >= min(height - height % 2, y2 + my) - 2, r  # a height of 4k may end 2 short of an odd edge
+
+
+def test_a_detection_s_crop_of_an_i420_frame_converts_like_the_whole_frame() -> None:
+    rng = np.random.default_rng(5)
+    i420 = rng.integers(0, 256, (720 * 3 // 2, 1280), dtype=np.uint8)
+    whole = frame_to_bgr(i420, "yuv420p", "bt709", "limited")
+    for box in [(101.3, 57.9, 333.3, 401.1), (0.0, 0.0, 17.0, 9.0), (1200.5, 600.5, 1280.0, 720.0)]:
+        r = box_region(box, 0.1, 1280, 720)
+        part = frame_to_bgr(crop(i420, r, "yuv420p"), "yuv420p", "bt709", "limited")
+        assert np.array_equal(part, whole[r.y : r.y2, r.x : r.x2]), r

@@ -77,3 +77,36 @@ def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validato
     ):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(broken)
+
+
+def test_second_models_answers_on_a_detection_validate_and_are_checked(
+    validator: jsonschema.Draft202012Validator,
+) -> None:
+    inner = {"label": "cat", "class_id": 16, "score": 0.9, "box": [1, 1, 9, 9], "track_id": None}
+    classes = [{"model": "mobilenet_v2_224_int8", "label": "tabby", "class_id": 281, "score": 0.5}]
+    detection = {**inner, "classes": classes, "detections": [inner], "outputs": {"y": {"shape": [1], "dtype": "f"}}}
+    row = {
+        "schema": SCHEMA,
+        "id": "r/s/0",
+        "device": "d",
+        "source": "s",
+        "seq": 0,
+        "frame_index": 0,
+        "pts": 0.0,
+        "captured_at": 1.0,
+        "capture_clock": "decode",
+        "model": "m",
+        "frame": {"width": 10, "height": 10},
+        "kind": "detection",
+        "detections": [detection],
+        "batch_size": 1,
+        "timings_ms": {"queue": 0, "preprocess": 0, "inference": 0, "age": 0, "total": 0},
+    }
+    validator.validate(row)
+    for broken in (
+        {**detection, "classes": [{k: v for k, v in classes[0].items() if k != "model"}]},
+        {**detection, "detections": [{**inner, "extra": 1}]},
+        {**detection, "detections": [{**inner, "box": [1, 1]}]},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate({**row, "detections": [broken]})

@@ -401,6 +401,8 @@ def _inspect(args: argparse.Namespace) -> int:
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         mark = "  ASSUMED: declare it in the sidecar or [model.preprocess]" if entry["assumed"] else ""
         print(f"  {key:<16} {shown:<32} from {entry['from']}{mark}")
+    for i, then in enumerate(desc["then"]):
+        print(f"then {i}    {then['summary']}")
     return 0
 
 

@@ -175,12 +175,13 @@ def _models(
             found.problem(exc)
             continue
         found.models[key] = model
-        spec = model.spec
-        found.notes.append(
-            f"model {key}: {model.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
-            f"{type(model.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
-        )
-        found.warnings.extend(w for w in model.warnings if w not in found.warnings)
+        for name, each in ((key, model), *((f"{key}.then.{i}", t.model) for i, t in enumerate(model.then))):
+            spec = each.spec
+            found.notes.append(
+                f"model {name}: {each.name} ok ({spec.width}x{spec.height} {spec.layout.value} {spec.dtype.value}, "
+                f"{type(each.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
+            )
+            found.warnings.extend(w for w in each.warnings if w not in found.warnings)
 
 
 def _source(

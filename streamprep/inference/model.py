@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from streamprep.inference import contract
 from streamprep.inference.decoders import Decoder, DecoderOptions, build_decoder, read_labels, resolve
 from streamprep.inference.onnx import Engine, LoadableEngine, OnnxEngine
-from streamprep.inference.settings import BUNDLED_MODELS, ModelConfig
+from streamprep.inference.settings import BUNDLED_MODELS, ModelConfig, ThenConfig
 from streamprep.inference.tta import VIEW_THRESHOLD, Views, views_for
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import PreprocessSpec, Provenance, derive, parse_overrides
-from streamprep.values.errors import ConfigError, ModelError
+from streamprep.values.errors import ConfigError, ModelError, StreamprepError
 
 if TYPE_CHECKING:
     from streamprep.inference.remote import KServeEngine
@@ -39,6 +39,7 @@ class LoadedModel:
     in_flight: int = 1  # batches the engine may have on their way at once (a remote server: several)
     retry_cap_s: float = 10.0  # a remote server away: batches of file frames are retried, backoff up to this
     warnings: tuple[str, ...] = ()  # what is assumed or missing (preprocessing, labels): each one line
+    then: tuple[LoadedThen, ...] = ()  # second models, run on crops of this model's detections ([[model.then]])
 
     def new_batch(self) -> Any:
         """A batch tensor for the pipeline: ``max_batch`` frames, each with its views (a fixed batch: all)."""
@@ -67,6 +68,7 @@ class LoadedModel:
                 k: {"value": v, "from": self.provenance[k], "assumed": k in self.assumed}
                 for k, v in self.spec.to_json().items()
             },
+            "then": [t.describe() for t in self.then],
         }
 
 
@@ -146,6 +148,50 @@ def missing_model(path: Path) -> ModelError:
     hint = f"; did you mean {' or '.join(near)}?" if near else ""
     return ModelError(
         f"model {path}: no such file, nor a bundled model's name{hint} (`streamprep inspect --list` lists them)"
+    )
+
+
+@dataclass(frozen=True)
+class LoadedThen:
+    """A second model (``[[model.then]]``) and which of the first model's detections it looks at."""
+
+    model: LoadedModel
+    on_labels: frozenset[str] | None  # None: every label
+    min_score: float
+    margin: float  # context around a box, as a fraction of its width and height
+    max_wait: float  # seconds a batch of crops waits to fill
+
+    def describe(self) -> dict[str, Any]:
+        """What ``streamprep inspect`` prints about a second model: which crops it gets, and the model itself."""
+        on = sorted(self.on_labels) if self.on_labels is not None else None
+        choice = {"on_labels": on, "min_score": self.min_score, "margin": self.margin}
+        model = self.model.describe()
+        spec = self.model.spec
+        summary = (
+            f"{self.model.name}: {model['decoder']} decoder (max batch {self.model.max_batch}), {spec.width}x"
+            f"{spec.height}, on {', '.join(on) if on else 'every label'} scoring {self.min_score:g}+, margin "
+            f"{self.margin:g}"
+        )
+        return {"name": self.model.name, "summary": summary, **choice, **model}
+
+    def wants(self, label: str, score: float) -> bool:
+        """Whether a detection with this label and score gets a crop for this model."""
+        return score >= self.min_score and (self.on_labels is None or label in self.on_labels)
+
+
+def _load_then(i: int, cfg: ThenConfig, warn: bool) -> LoadedThen:
+    """A second model, loaded as the first one is; an error names the ``then`` entry it comes from."""
+    try:
+        model = load_model(cfg, warn=warn)
+    except StreamprepError as exc:
+        exc.args = (f"model.then.{i}: {exc}", *exc.args[1:])
+        raise
+    return LoadedThen(
+        model=model,
+        on_labels=frozenset(cfg.on_labels) if cfg.on_labels is not None else None,
+        min_score=cfg.min_score,
+        margin=cfg.margin,
+        max_wait=cfg.max_wait_ms / 1000.0,
     )
 
 
@@ -282,6 +328,11 @@ def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
         "model %s runs on %s%s", info.name, ", ".join(engine.info.providers), " (preprocessing in graph)" * in_graph
     )
     engine.warm_up(preprocessor.new_batch(spec.batch or max_batch * views.count))
+    if cfg.then and decoder.kind != "detection":
+        raise ConfigError(
+            f"model.then: model {name} gives no boxes to crop ({decoder.kind} decoder); second models need a detector"
+        )
+    then = tuple(_load_then(i, t, warn) for i, t in enumerate(cfg.then))
     return LoadedModel(
         name=name,
         engine=engine,
@@ -296,6 +347,7 @@ def load_model(cfg: ModelConfig, *, warn: bool = True) -> LoadedModel:
         in_flight=remote.max_in_flight if remote is not None else 1,
         retry_cap_s=remote.cfg.backoff_cap_s if remote is not None else 10.0,
         warnings=tuple(warnings),
+        then=then,
     )
 
 

@@ -4,7 +4,7 @@ read (streamprep.config); everything that loads and runs a model takes these val
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -103,6 +103,8 @@ class ModelConfig(Strict):
     tta_fusion: Literal["wbf", "nms"] = "wbf"  # detector views fused by weighted box fusion or class-aware NMS
     nice: int = Field(0, ge=0, le=19)  # run inference this much below normal CPU priority: decoding first
     preprocess: SpecOverrides = SpecOverrides()  # [model.preprocess]: overrides of what the model declares
+    # [[model.then]]: second models, each run on native-resolution crops of this model's detections
+    then: tuple[ThenConfig, ...] = ()
 
     @field_validator("path")
     @classmethod
@@ -149,3 +151,34 @@ class ModelConfig(Strict):
         if self.backend == "onnx" or "path" in self.model_fields_set:
             return self.path
         return None
+
+
+class ThenConfig(ModelConfig):
+    """Takes every key of ``[model]`` but ``then``, and these. Crops are cut at native resolution from the
+    decoded frame and preprocessed by the second model's own contract; its ``batch`` and ``max_wait_ms`` batch
+    them across frames and sources. A classifier's answer lands on the detection as ``classes``, a
+    detector's as nested ``detections`` (boxes in source pixels), a raw model's as ``outputs``."""
+
+    path: Path  # the second model: an ONNX file, or a bundled model's name
+    on_labels: tuple[str, ...] | None = None  # crop only detections with these labels (default: all)
+    min_score: float = Field(0.0, ge=0, le=1)  # crop only detections the first model scores at least this
+    margin: float = Field(0.0, ge=0, le=10)  # context around the box, as a fraction of its width and height
+
+    then: tuple[()] = Field((), exclude=True)  # not a key here: one level of crops
+
+    @field_validator("then", mode="before")
+    @classmethod
+    def _one_level(cls, v: Any) -> Any:
+        if v:
+            raise ValueError("a second model cannot have models of its own (one level of crops)")
+        return ()
+
+    @field_validator("on_labels")
+    @classmethod
+    def _some_labels(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and not v:
+            raise ValueError("give at least one label, or leave the key out to crop every detection")
+        return v
+
+
+ModelConfig.model_rebuild()

@@ -36,6 +36,7 @@ class RegionKind(enum.StrEnum):
     MOTION = "motion"  # around something that moved
     RECHECK = "recheck"  # around a still, tracked object whose last check is ``recheck_s`` old
     SCAN = "scan"  # a tile of a whole-frame scan (motion mode: the first frame and after a lighting change)
+    DETECTION = "detection"  # a detection's box with its margin: what a second model looks at ([[model.then]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +200,25 @@ def _up(v: float, step: int = 2) -> int:
     """``v`` rounded up to a multiple of ``step`` (itself rounded up to even)."""
     step = max(2, step + step % 2)
     return int(-(-v // step)) * step
+
+
+def box_region(box: BoxTuple, margin: float, frame_w: int, frame_h: int) -> Region:
+    """The crop a second model looks at for a detection at ``box``: the box widened by ``margin`` × its width
+    on the left and on the right and ``margin`` × its height above and below, in whole pixels covering it, cut
+    to the frame. Its corner and width are even and its height a multiple of 4, so an I420 crop
+    (:func:`crop`) holds whole chroma samples and converts to exactly the pixels of the whole frame's
+    conversion. Raises ValueError for a box that leaves no such region inside the frame."""
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    w_cap, h_cap = frame_w - frame_w % 2, frame_h - frame_h % 2
+    x1 = max(0, _even_floor(max(0.0, box[0] - margin * bw)))
+    y1 = max(0, _even_floor(max(0.0, box[1] - margin * bh)))
+    x2 = min(w_cap, _up(box[2] + margin * bw))
+    y2 = y1 + _up(box[3] + margin * bh - y1, 4)
+    if y2 > h_cap:
+        y2 = h_cap
+        y1 = max(0, y2 - _up(y2 - y1, 4))
+        if (y2 - y1) % 4:
+            y2 -= 2
+    if x2 - x1 < 2 or y2 - y1 < 4:
+        raise ValueError(f"box {[round(v, 1) for v in box]} leaves no crop inside the {frame_w}x{frame_h} frame")
+    return Region(x1, y1, x2 - x1, y2 - y1, RegionKind.DETECTION)

@@ -13,7 +13,8 @@ alone. A remote model's server that cannot be reached is nobody's fault: the liv
 dropped as ``unavailable``, the batch is sent again with the files' frames after a capped backoff (files
 wait), and ``on_trouble`` tells the supervisor which sources are affected and, later, that they recovered.
 Every frame the branch takes is accounted for: it becomes a result, or it is dropped as ``failed`` or
-``unavailable``, or as ``stopped`` when the run is cut short.
+``unavailable``, or as ``stopped`` when the run is cut short. With second models (``then``,
+:mod:`streamprep.run.cascade`) a decoded result is handed over to them instead of emitted; they deliver it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from streamprep.flow.queues import BoundedQueue, DropPolicy
 from streamprep.inference.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry, Region
 from streamprep.run.batching import Batcher
-from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
+from streamprep.run.cascade import Cascade
+from streamprep.values.errors import ServerUnavailable, frame_failure
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
 from streamprep.values.metrics import Metrics, Timing
@@ -77,11 +79,6 @@ class _Flight:
     pending: list[Frame] = field(default_factory=list)
 
 
-def frame_failure(exc: BaseException) -> str:
-    """The reason a frame failed, in one line: our own errors as they are, anything else as a bug."""
-    return str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)
-
-
 class ModelBranch:
     """Batches frames for one model, prepares and runs them, and emits one result per frame."""
 
@@ -101,9 +98,11 @@ class ModelBranch:
         *,
         live: Callable[[str], bool] = lambda _sid: False,
         on_trouble: TroubleCallback | None = None,
+        then: Cascade | None = None,
     ) -> None:
         """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
-        live (its frames are dropped while the server is away, a file's wait)."""
+        live (its frames are dropped while the server is away, a file's wait); ``then`` takes the decoded
+        results and delivers them (second models)."""
         self.key = key
         self.model = model
         self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
@@ -117,6 +116,7 @@ class ModelBranch:
         self._keep_frames = keep_frames  # results carry their decoded frame (library use)
         self._is_live = live
         self._on_trouble = on_trouble
+        self._then = then
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS + model.in_flight):
@@ -149,11 +149,14 @@ class ModelBranch:
     # -- stages
     def start(self, tg: asyncio.TaskGroup, emit: Emit) -> list[asyncio.Task[None]]:
         """Start the stages in ``tg``; they end once the last result has been emitted."""
-        return [
+        tasks = [
             tg.create_task(self._prepare_stage(), name=f"prepare {self.key}"),
             tg.create_task(self._submit_stage(), name=f"submit {self.key}"),
             tg.create_task(self._emit_stage(emit), name=f"infer {self.key}"),
         ]
+        if self._then is not None:
+            tasks += self._then.start(tg, lambda f, r, e: self._deliver(emit, r, e), self._fail)
+        return tasks
 
     def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
         """The tensor ``items`` go into (a view shaped for them with ``resize = rect``), and the frames whose
@@ -339,19 +342,29 @@ class ModelBranch:
                     metrics.inference_ms.add(inference_ms)
                     metrics.histograms[Timing.INFERENCE].add(inference_ms)
                 for frame, (result, outputs) in _pair(flight.batch.items, done.results):
-                    await emit(result, outputs)
+                    if self._then is None:
+                        await self._deliver(emit, result, outputs)
+                    else:
+                        await self._then.put(frame, result, outputs)  # delivered once its crops are answered
                     flight.pending = [f for f in flight.pending if f is not frame]
-                    counters = metrics.source(result.source)
-                    counters.processed += 1
-                    counters.age_ms.add(result.timings.age_ms)
-                    counters.capture_clock = result.capture_clock
-                    metrics.histograms[Timing.AGE].add(result.timings.age_ms)
-                    metrics.preprocess_ms.add(result.timings.preprocess_ms)
-                    metrics.histograms[Timing.PREPROCESS].add(result.timings.preprocess_ms)
                 self._flying.remove(flight)
                 self._slots.release()
+            if self._then is not None:
+                self._then.close()
         finally:
             self._prepared.close()
+
+    async def _deliver(self, emit: Emit, result: Result, outputs: list[EventOutput]) -> None:
+        """Emit one result and count it."""
+        await emit(result, outputs)
+        metrics = self._metrics
+        counters = metrics.source(result.source)
+        counters.processed += 1
+        counters.age_ms.add(result.timings.age_ms)
+        counters.capture_clock = result.capture_clock
+        metrics.histograms[Timing.AGE].add(result.timings.age_ms)
+        metrics.preprocess_ms.add(result.timings.preprocess_ms)
+        metrics.histograms[Timing.PREPROCESS].add(result.timings.preprocess_ms)
 
     async def _settle(self, flight: _Flight) -> Inferred:
         """The flight's outcome. While the server is away its live frames are dropped (``unavailable``) and
@@ -413,6 +426,7 @@ class ModelBranch:
         """The run is cut short: count every frame the branch still holds as dropped (``stopped``)."""
         frames = list(self._in_hand) + self.batcher.take_gathering()
         frames += [f for flight in self._flying for f in flight.pending]
+        frames += self._then.abandon() if self._then is not None else []
         self._in_hand = ()
         self._flying = []
         while (batch := self._prepared.get_nowait()) is not None:

@@ -24,6 +24,7 @@ from streamprep.events.engine import EventHub, SourceGeometry
 from streamprep.flow.threads import cores, pool
 from streamprep.inference.model import LoadedModel
 from streamprep.run.branch import ModelBranch
+from streamprep.run.cascade import Cascade
 from streamprep.run.fanout import RESULTS_QUEUE, Fanout
 from streamprep.run.supervisor import SourceSupervisor
 from streamprep.sinks.base import Sink
@@ -116,6 +117,7 @@ class Pipeline:
                 keep_frames,
                 live=self._is_live,
                 on_trouble=self.supervisor.model_trouble,
+                then=Cascade(key, model.then, self.metrics, model.max_batch) if model.then else None,
             )
 
     @property

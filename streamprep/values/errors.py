@@ -128,3 +128,8 @@ def internal_error(exc: BaseException) -> str:
     first = (str(exc).strip().splitlines() or [""])[0]
     detail = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return f"internal error (a bug in streamprep {__version__}, please report it): {one_line(detail)}"
+
+
+def frame_failure(exc: BaseException) -> str:
+    """The reason a frame failed, in one line: our own errors as they are, anything else as a bug."""
+    return str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)

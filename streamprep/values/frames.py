@@ -123,12 +123,29 @@ class Box:
 
 
 @dataclass(frozen=True, slots=True)
+class StageClass:
+    """A second model's class for a detection's crop (``[[model.then]]`` with a classifier)."""
+
+    model: str
+    label: str
+    class_id: int
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
 class Detection:
+    """One object the model found. A second model run on the detection's crop (``[[model.then]]``) adds
+    ``classes`` (a classifier's top-k), ``detections`` (a detector's, boxes in source pixels) or ``outputs``
+    (a raw model's summary); each stays None when no second model looked at this detection."""
+
     label: str
     class_id: int
     score: float
     box: Box
     track_id: int | None = None  # the object's id while tracking is on (and it is a confirmed track)
+    classes: tuple[StageClass, ...] | None = None
+    detections: tuple[Detection, ...] | None = None
+    outputs: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

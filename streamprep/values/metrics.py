@@ -92,6 +92,7 @@ class SourceCounters:
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
+    crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     def all_drops(self) -> collections.Counter[DropReason]:
         return self.drops + self.source_drops
@@ -133,6 +134,7 @@ class SourceSnapshot:
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
+    crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     def status_counts(self) -> dict[str, int]:
         """The counts a retained MQTT status carries (``dropped_<reason>`` per reason): its wire form."""
@@ -144,6 +146,8 @@ class SourceSnapshot:
         }
         counts |= {f"dropped_{reason.value}": n for reason, n in self.drops.items()}
         counts["sink_dropped"] = self.sink_dropped
+        if self.crops:
+            counts["crops"] = self.crops  # second models ([[model.then]])
         return counts
 
     def summary(self) -> str:
@@ -151,6 +155,7 @@ class SourceSnapshot:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
+        line += f"; {self.crops} crop(s) to second models" if self.crops else ""
         return line + (f"; sinks dropped {self.sink_dropped} result(s)" if self.sink_dropped else "")
 
 
@@ -258,6 +263,7 @@ class Metrics:
                     c.position_s,
                     c.duration_s,
                     c.capture_clock,
+                    c.crops,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

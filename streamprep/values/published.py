@@ -4,7 +4,8 @@ Fields that vary between two replays of the same file are ``id`` (it names the r
 ``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
 everything else is deterministic. See the README for the field reference. Version 2 added
 ``capture_clock`` and counts ``captured_at`` and ``timings_ms.age`` from the frame's capture (version 1:
-from its decoding).
+from its decoding). Version 3 adds what second models (``[[model.then]]``) made of a detection's crop: its
+``classes``, nested ``detections`` or ``outputs``, each only on the detections a second model looked at.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from streamprep.values.frames import Result
+from streamprep.values.frames import Detection, Result
 
-SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id and capture_clock
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-2.json"  # the JSON Schema of SCHEMA
+SCHEMA = "streamprep.result/3"  # version 3 adds a detection's classes, detections and outputs (second models)
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-3.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
 
@@ -36,16 +37,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "kind": result.kind,
     }
     if result.detections is not None:
-        out["detections"] = [
-            {
-                "label": d.label,
-                "class_id": d.class_id,
-                "score": d.score,
-                "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
-                "track_id": d.track_id,
-            }
-            for d in result.detections
-        ]
+        out["detections"] = [detection_to_dict(d) for d in result.detections]
     if result.classifications is not None:
         out["classifications"] = [
             {"label": c.label, "class_id": c.class_id, "score": c.score} for c in result.classifications
@@ -61,6 +53,26 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "age": round(t.age_ms, 3),
         "total": round(t.total_ms, 3),
     }
+    return out
+
+
+def detection_to_dict(d: Detection) -> dict[str, Any]:
+    """One detection; what second models made of its crop only where one looked at it."""
+    out: dict[str, Any] = {
+        "label": d.label,
+        "class_id": d.class_id,
+        "score": d.score,
+        "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
+        "track_id": d.track_id,
+    }
+    if d.classes is not None:
+        out["classes"] = [
+            {"model": c.model, "label": c.label, "class_id": c.class_id, "score": c.score} for c in d.classes
+        ]
+    if d.detections is not None:
+        out["detections"] = [detection_to_dict(n) for n in d.detections]
+    if d.outputs is not None:
+        out["outputs"] = d.outputs
     return out
 
 
