@@ -424,7 +424,7 @@ async def test_results_lost_at_shutdown_are_in_their_sources_counts(
     errors = [x for x in stderr.splitlines() if x.startswith("streamprep: error:")]
     assert len(errors) == 1 and "60 result(s) could not be delivered and are lost" in errors[0], stderr
     line = _source_line(stderr, "demo")
-    assert "60 processed, 0 dropped; sinks dropped 60 result(s)" in line, line
+    assert "60 processed, 0 dropped; sinks dropped 60 result(s) (lost 60)" in line, line
 
 
 async def test_results_a_full_spool_could_not_keep_are_in_their_sources_counts(
@@ -470,4 +470,5 @@ async def test_results_a_full_spool_could_not_keep_are_in_their_sources_counts(
     assert kept is not None, stderr
     assert int(lost.group(1)) + int(kept.group(1)) == 120, "each result is either kept or lost"
     line = _source_line(stderr, "demo")
-    assert f"120 processed, 0 dropped; sinks dropped {lost.group(1)} result(s)" in line, line
+    n = lost.group(1)
+    assert f"120 processed, 0 dropped; sinks dropped {n} result(s) (lost {n})" in line, line

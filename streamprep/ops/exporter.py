@@ -59,6 +59,15 @@ class SnapshotCollector:
             for reason, count in s.drops.items():
                 reasons.add_metric([s.source, reason], float(count))
         yield reasons
+        sink_reasons = CounterMetricFamily(
+            "streamprep_results_sink_dropped_by_reason",
+            "Results of the source that a sink dropped, per source and reason",
+            labels=["source", "reason"],
+        )
+        for s in snap.sources:
+            for why, count in s.sink_drops.items():
+                sink_reasons.add_metric([s.source, why], float(count))
+        yield sink_reasons
         up = GaugeMetricFamily("streamprep_source_online", "1 while the source delivers frames", labels=["source"])
         queued = GaugeMetricFamily("streamprep_queue_depth", "Frames waiting per source", labels=["source"])
         age = GaugeMetricFamily(

@@ -19,7 +19,7 @@ from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.sinks.base import Sink
 from streamprep.values.errors import StreamprepError, internal_error
 from streamprep.values.events import Event, EventOutput
-from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.frames import Result, SinkDrop, SourceStatus
 from streamprep.values.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ class Fanout:
             if hasattr(sink, "on_drop"):  # a sink that drops results itself (an outbox) says whose
                 sink.on_drop = self._dropped_by_sink
 
-    def _dropped_by_sink(self, source: str) -> None:
-        self._metrics.source(source).sink_dropped += 1
+    def _dropped_by_sink(self, source: str, why: SinkDrop) -> None:
+        self._metrics.source(source).sink_drops[why] += 1
 
     @property
     def sinks(self) -> list[Sink]:
@@ -103,7 +103,7 @@ class Fanout:
         if live and len(lane.results) >= lane.results.maxsize:
             lane.dropped += 1
             if isinstance(item, Result):
-                self._metrics.source(source).sink_dropped += 1
+                self._metrics.source(source).sink_drops[SinkDrop.BEHIND] += 1
             return
         try:
             await lane.results.put(item)
@@ -139,7 +139,7 @@ class Fanout:
                     self._failed(lane, exc)
             lane.dropped += 1
             if isinstance(item, Result):
-                self._metrics.source(item.source).sink_dropped += 1
+                self._metrics.source(item.source).sink_drops[SinkDrop.FAILED] += 1
 
     async def _deliver_statuses(self, lane: _Lane) -> None:
         while (status := await lane.statuses.get()) is not None:
@@ -183,7 +183,7 @@ class Fanout:
             while (item := lane.results.get_nowait()) is not None:
                 lane.dropped += 1
                 if isinstance(item, Result):
-                    self._metrics.source(item.source).sink_dropped += 1
+                    self._metrics.source(item.source).sink_drops[SinkDrop.STOPPED] += 1
                 elif isinstance(item, Event):
                     log.warning(
                         "event %s (%s) was not delivered to %s before the run stopped",

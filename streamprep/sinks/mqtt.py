@@ -31,7 +31,7 @@ from streamprep.sinks.outbox import Message, Outbox
 from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError, SinkError
 from streamprep.values.events import EventOutput, LineCount, ZoneCount, encode_event
-from streamprep.values.frames import Result, SourceStatus
+from streamprep.values.frames import Result, SinkDrop, SourceStatus
 from streamprep.values.metrics import SinkSnapshot
 from streamprep.values.names import topic_level
 from streamprep.values.published import encode
@@ -118,8 +118,9 @@ class MqttSink(Sink):
         self._prefix = cfg.topic_prefix
         self._client_id = cfg.client_id or f"streamprep-{self._device}"
         spool = state_dir / "mqtt-outbox.sqlite3" if state_dir is not None else None
-        self.outbox = Outbox(cfg.outbox_max, cfg.outbox_policy, spool, on_drop=self._dropped)
-        self.on_drop: Callable[[str], None] | None = None  # told the source of every result the outbox drops
+        self.outbox = Outbox(cfg.outbox_max, cfg.outbox_policy, spool, on_drop=self._outbox_dropped)
+        # told the source of every result the outbox drops, and why
+        self.on_drop: Callable[[str, SinkDrop], None] | None = None
         self._client: aiomqtt.Client | None = None
         self._closing = asyncio.Event()
         self._retained: dict[str, bytes] = {}  # latest payload per retained topic, re-sent on each connect
@@ -129,9 +130,12 @@ class MqttSink(Sink):
         self._reported_drops = 0
         self._drops_logged_at = -_DROP_LOG_INTERVAL
 
-    def _dropped(self, source: str) -> None:
+    def _outbox_dropped(self, source: str) -> None:
+        self._dropped(source, SinkDrop.OUTBOX_FULL)
+
+    def _dropped(self, source: str, why: SinkDrop) -> None:
         if self.on_drop is not None:
-            self.on_drop(source)
+            self.on_drop(source, why)
 
     # -- topics and payloads
     def topic(self, source: str, kind: str = "results") -> str:
@@ -361,7 +365,7 @@ class MqttSink(Sink):
         if lost := self.outbox.unsent():
             results = [m for m in lost if m.topic.endswith("/results")]
             for message in results:  # in its source's counts (sink_dropped), as the summary line shows them
-                self._dropped(message.source)
+                self._dropped(message.source, SinkDrop.LOST)
             why = "no state_dir to spool them to" if self.outbox.path is None else "the spool could not be written"
             more = f" and {len(lost) - len(results)} event message(s)" if len(lost) > len(results) else ""
             raise SinkError(

@@ -47,6 +47,16 @@ class DropReason(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # a live frame dropped while its model's inference server could not be reached
 
 
+class SinkDrop(enum.StrEnum):
+    """Why a result that was made never reached a sink (counted per source, as ``sink_dropped``)."""
+
+    BEHIND = "behind"  # a live result the sink could not take in time (its hand-off queue was full)
+    FAILED = "failed"  # the sink had failed: nothing more goes to it
+    STOPPED = "stopped"  # still waiting for the sink when the run was cut short (drain deadline, second signal)
+    OUTBOX_FULL = "outbox_full"  # MQTT: the outbox was full (outbox_policy = "drop_oldest")
+    LOST = "lost"  # MQTT: not delivered when the run ended, and no spool could keep it (none, or a full disk)
+
+
 CaptureClock = Literal["camera", "arrival", "decode"]
 """Where a frame's capture time comes from, best first: the camera's own wall clock carried by the stream
 (RTSP: RTCP sender reports), the time the frame's first packet arrived, or the time it was decoded."""

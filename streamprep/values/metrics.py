@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from streamprep.values.frames import DropReason, SourceState, SourceStatus
+from streamprep.values.frames import DropReason, SinkDrop, SourceState, SourceStatus
 
 _WINDOW = 512  # recent values kept per latency figure
 
@@ -87,12 +87,16 @@ class SourceCounters:
     reconnects: int = 0
     drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the pipeline
     source_drops: collections.Counter[DropReason] = field(default_factory=collections.Counter)  # by the source
-    sink_dropped: int = 0
+    sink_drops: collections.Counter[SinkDrop] = field(default_factory=collections.Counter)  # results, by why
     position_s: float = 0.0
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
     crops: int = 0  # detections' crops handed to second models ([[model.then]])
+
+    @property
+    def sink_dropped(self) -> int:
+        return sum(self.sink_drops.values())
 
     def all_drops(self) -> collections.Counter[DropReason]:
         return self.drops + self.source_drops
@@ -131,6 +135,7 @@ class SourceSnapshot:
     age_p95_ms: float
     drops: dict[DropReason, int] = field(default_factory=dict)  # dropped, by reason
     sink_dropped: int = 0
+    sink_drops: dict[SinkDrop, int] = field(default_factory=dict)  # the same, by why
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
@@ -146,6 +151,7 @@ class SourceSnapshot:
         }
         counts |= {f"dropped_{reason.value}": n for reason, n in self.drops.items()}
         counts["sink_dropped"] = self.sink_dropped
+        counts |= {f"sink_dropped_{why.value}": n for why, n in self.sink_drops.items() if n}
         if self.crops:
             counts["crops"] = self.crops  # second models ([[model.then]])
         return counts
@@ -156,7 +162,10 @@ class SourceSnapshot:
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
         line += f"; {self.crops} crop(s) to second models" if self.crops else ""
-        return line + (f"; sinks dropped {self.sink_dropped} result(s)" if self.sink_dropped else "")
+        if self.sink_dropped:
+            whys = ", ".join(f"{k} {v}" for k, v in sorted(self.sink_drops.items()) if v)
+            line += f"; sinks dropped {self.sink_dropped} result(s)" + (f" ({whys})" if whys else "")
+        return line
 
 
 @dataclass(frozen=True)
@@ -198,6 +207,7 @@ class Snapshot:
                     **s,
                     "state": SourceState(s["state"]),
                     "drops": {DropReason(k): v for k, v in s.get("drops", {}).items()},
+                    "sink_drops": {SinkDrop(k): v for k, v in s.get("sink_drops", {}).items()},
                 }
             )
             for s in data["sources"]
@@ -260,6 +270,7 @@ class Metrics:
                     p95,
                     {reason: drops[reason] for reason in DropReason},
                     c.sink_dropped,
+                    dict(c.sink_drops),
                     c.position_s,
                     c.duration_s,
                     c.capture_clock,

@@ -34,6 +34,7 @@ def add_source(a: SourceSnapshot, b: SourceSnapshot) -> SourceSnapshot:
         reconnects=a.reconnects + b.reconnects,
         drops=drops,
         sink_dropped=a.sink_dropped + b.sink_dropped,
+        sink_drops={k: a.sink_drops.get(k, 0) + b.sink_drops.get(k, 0) for k in {*a.sink_drops, *b.sink_drops}},
     )
 
 
