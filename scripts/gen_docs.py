@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONFIG_MODEL = "streamprep.config.schema:Config"  # the root of the TOML file
 CONFIG_PARSE = "streamprep.config.schema:parse"  # dict -> Config, raising ConfigError (what `run --config` uses)
 BUNDLED_MODELS = "streamprep.inference.settings:BUNDLED_MODELS"
-CLI_PARSER = "streamprep.cli.main:_parser"  # builds the argparse parser of `streamprep`
+CLI_PARSER = "streamprep.cli._args:_parser"  # builds the argparse parser of `streamprep`
 
 # Values for the keys that have no default (required ones, and a few tables that only exist when given),
 # used in the example file. They are examples: the tests validate the file they end up in.

@@ -194,7 +194,7 @@ def test_a_camera_user_name_can_be_set_apart_from_the_url() -> None:
 
 
 def test_the_decoder_names_in_help_are_the_configs() -> None:
-    from streamprep.cli.main import DECODER_NAMES
+    from streamprep.cli._args import DECODER_NAMES
     from streamprep.inference.decoders.names import DECODERS
 
     assert set(DECODER_NAMES) == set(DECODERS)
