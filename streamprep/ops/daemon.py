@@ -26,7 +26,7 @@ from streamprep.config.validate import Preflight
 from streamprep.flow.threads import leave_now
 from streamprep.ops.logs import CallbackHandler
 from streamprep.ops.service import Notifier, default_status_socket, status_companion, systemd_companion
-from streamprep.ops.signals import Signals, StartupInterrupted
+from streamprep.ops.signals import Signals, StartupInterrupted, StopPolicy
 from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.lifetime import Run
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
@@ -211,8 +211,26 @@ class Daemon:
         aborted = False
         running = False  # pipeline.run is being awaited: a second signal cancels it
 
-        def on_stop(sig: signal.Signals) -> None:
+        def drain(_sig: signal.Signals) -> None:
+            self.notifier.notify(stopping=1)
+            stop.set()
+
+        def abort(_sig: signal.Signals) -> None:
             nonlocal aborted
+            aborted = True
+            self._arm_deadline(loop)
+            if main is not None and running:  # (else it has finished: cancelling would only lose it)
+                main.cancel()
+
+        def reload() -> None:
+            if self.pipeline is None:
+                self.signals.reload_pending = True
+            else:
+                self._tasks.add(loop.create_task(self._apply_reload()))
+
+        policy = StopPolicy(log, drain, abort, reload)
+
+        def on_stop(sig: signal.Signals) -> None:
             self.signals.stops += 1
             if self.pipeline is None:
                 log.info("%s during start-up: stopping before processing anything", sig.name)
@@ -220,24 +238,9 @@ class Daemon:
                 if main is not None:
                     main.cancel()
                 return
-            if stop.is_set():
-                log.warning("second %s: stopping now", sig.name)
-                aborted = True
-                self._arm_deadline(loop)
-                if main is not None and running:  # (else it has finished: cancelling would only lose it)
-                    main.cancel()
-                return
-            log.info("%s received: stopping", sig.name)
-            self.notifier.notify(stopping=1)
-            stop.set()
+            policy.on_stop(sig)
 
-        def on_reload() -> None:
-            if self.pipeline is None:
-                self.signals.reload_pending = True
-            else:
-                self._tasks.add(loop.create_task(self._apply_reload()))
-
-        self.signals.attach(loop, on_stop, on_reload)
+        self.signals.attach(loop, on_stop, policy.on_reload)
         if self.signals.stop_requested is not None:  # came just before the loop took over the signals
             raise StartupInterrupted(self.signals.stop_requested)
         annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves

@@ -8,6 +8,7 @@ and ends the run cleanly with exit 0 instead of killing the process (exit 143, n
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import types
 from collections.abc import Callable
@@ -125,3 +126,37 @@ def forget_early() -> None:
     it more than once) installs afresh."""
     global _early
     _early = None
+
+
+class StopPolicy:
+    """What stop and reload signals do, one policy for a run and for the ``--workers`` supervisor: the first
+    SIGTERM/SIGINT drains (``first``), any later one stops at once (``again``: exit 130), and SIGHUP reloads
+    (``reload``) unless stopping. ``what`` names what stops in the log lines (``""``: the run itself)."""
+
+    def __init__(
+        self,
+        log: logging.Logger,
+        first: Callable[[signal.Signals], None],
+        again: Callable[[signal.Signals], None],
+        reload: Callable[[], None],
+        what: str = "",
+    ) -> None:
+        self._log = log
+        self._first = first
+        self._again = again
+        self._reload = reload
+        self._what = what
+        self.stopping = False
+
+    def on_stop(self, sig: signal.Signals) -> None:
+        if self.stopping:
+            self._log.warning("second %s: stopping%s now", sig.name, self._what)
+            self._again(sig)
+            return
+        self.stopping = True
+        self._log.info("%s received: stopping%s", sig.name, self._what)
+        self._first(sig)
+
+    def on_reload(self) -> None:
+        if not self.stopping:
+            self._reload()

@@ -20,6 +20,7 @@ from typing import Any
 from streamprep.config.schema import Config
 from streamprep.flow.threads import WriterThread
 from streamprep.ops.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
+from streamprep.ops.signals import StopPolicy
 from streamprep.ops.workers._child import wants_json_lines
 from streamprep.ops.workers._counts import Carried, add_source, describe_exit, merge, settle
 from streamprep.ops.workers._shares import (
@@ -111,7 +112,8 @@ class WorkerPool:
     async def run(self, signals: Any) -> int:
         """Start the workers, supervise them until all have ended, and return the combined exit status."""
         loop = asyncio.get_running_loop()
-        signals.attach(loop, self._on_stop, self._on_reload)
+        policy = StopPolicy(log, self._drain, self._abort, self._reload_all, what=" the workers")
+        signals.attach(loop, policy.on_stop, policy.on_reload)
         try:
             await self._open_output()
             async with asyncio.TaskGroup() as tg:
@@ -377,18 +379,16 @@ class WorkerPool:
                 with contextlib.suppress(ProcessLookupError):
                     w.process.send_signal(sig)
 
-    def _on_stop(self, sig: signal.Signals) -> None:
-        if self._stopping:
-            log.warning("second %s: stopping the workers now", sig.name)
-            self.aborted = True
-            self._signal_all(signal.SIGTERM)
-            return
-        log.info("%s received: stopping the workers", sig.name)
+    def _drain(self, _sig: signal.Signals) -> None:
         self._stopping = True
         self._stop.set()
         self.notifier.notify(stopping=1)
         self._signal_all(signal.SIGTERM)
         asyncio.get_running_loop().call_later(self.cfg.drain_timeout_s + _STOP_GRACE_S, self._kill_late)
+
+    def _abort(self, _sig: signal.Signals) -> None:
+        self.aborted = True
+        self._signal_all(signal.SIGTERM)
 
     def _kill_late(self) -> None:
         late = [w for w in self.workers if w.process is not None and w.process.returncode is None]
@@ -400,9 +400,7 @@ class WorkerPool:
             with contextlib.suppress(ProcessLookupError):
                 w.process.kill()
 
-    def _on_reload(self) -> None:
-        if self._stopping:
-            return
+    def _reload_all(self) -> None:
         asyncio.get_running_loop().create_task(self._apply_reload())
 
     async def _apply_reload(self) -> None:
