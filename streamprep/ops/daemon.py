@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from streamprep.config.resolve import ResolvedSource, resolve_sources
 from streamprep.config.schema import Config
 from streamprep.flow.threads import leave_now
 from streamprep.inference.model import LoadedModel, load_model
@@ -30,7 +31,6 @@ from streamprep.ops.signals import EXIT_ABORTED, Signals, StartupInterrupted
 from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
-from streamprep.sources import is_live
 from streamprep.values.errors import StreamprepError, print_error
 from streamprep.values.metrics import SourceSnapshot
 from streamprep.values.redact import redact_text
@@ -61,7 +61,7 @@ class Outcome:
         return 0
 
 
-def build_sinks(cfg: Config) -> list[Sink]:
+def build_sinks(cfg: Config, sources: Sequence[ResolvedSource]) -> list[Sink]:
     """The sinks the config asks for: JSON lines (``--out``, stdout by default) and/or MQTT."""
     from streamprep.sinks.jsonl import JsonLinesSink
     from streamprep.sinks.mqtt import MqttSink
@@ -73,7 +73,7 @@ def build_sinks(cfg: Config) -> list[Sink]:
     if out.annotate is not None:
         from streamprep.sinks.annotate import AnnotateSink
 
-        sinks.append(AnnotateSink(out.annotate, cfg.source_ids()))
+        sinks.append(AnnotateSink(out.annotate, [s.id for s in sources]))
     if out.mqtt is not None:
         from streamprep.ops.discovery import discovery_messages
 
@@ -115,7 +115,7 @@ def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: b
         from streamprep.ops.dashboard import dashboard_companion
 
         found.append(dashboard_companion(Console(stderr=True)))
-    elif sys.stderr.isatty() and any(not is_live(s, cfg.realtime) for s in cfg.sources):
+    elif sys.stderr.isatty() and any(not s.live for s in pipeline.sources):
         from rich.console import Console
 
         from streamprep.ops.dashboard import progress_companion
@@ -142,6 +142,7 @@ class Daemon:
         self._models = models
         self.notifier = Notifier()
         self.pipeline: Pipeline | None = None
+        self.sources: tuple[ResolvedSource, ...] = ()  # the config's sources, resolved once the run starts
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
         self._deadline: threading.Timer | None = None  # armed by a second stop signal
         self._leaving = threading.Lock()  # the deadline's summary is printed once
@@ -157,7 +158,8 @@ class Daemon:
                 for key in self.cfg.used_models():
                     models[key] = load_model(self.cfg.model_for(key))
                     self.signals.checkpoint()
-            log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
+            self.sources = resolve_sources(self.cfg)
+            log.info("sources: %s", ", ".join(describe_sources(self.sources)))
             self.signals.checkpoint()
             outcome = asyncio.run(self._serve(models))
         finally:
@@ -213,7 +215,7 @@ class Daemon:
     async def _serve(self, models: dict[str, LoadedModel]) -> Outcome:
         loop = asyncio.get_running_loop()
         main = asyncio.current_task()
-        sinks = build_sinks(self.cfg)
+        sinks = build_sinks(self.cfg, self.sources)
         opened: list[Sink] = []
         stop = asyncio.Event()
         aborted = False
@@ -254,7 +256,12 @@ class Daemon:
                 opened.append(sink)
             annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves
             pipeline = self.pipeline = Pipeline(
-                self.cfg, models, sinks, keep_frames=annotate, sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE
+                self.cfg,
+                models,
+                sinks,
+                keep_frames=annotate,
+                sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE,
+                resolved=self.sources,
             )
             # warnings and errors as the dashboard's and top's "recent errors"
             logging.getLogger().addHandler(CallbackHandler(pipeline.metrics.error))
