@@ -78,7 +78,7 @@ def build_sinks(cfg: Config, sources: Sequence[ResolvedSource]) -> list[Sink]:
         from streamprep.ops.discovery import discovery_messages
 
         mqtt = MqttSink(out.mqtt, cfg.device, cfg.state_dir)
-        for topic, payload in discovery_messages(cfg):
+        for topic, payload in discovery_messages(cfg, sources):
             mqtt.keep_retained(topic, payload)
         sinks.append(mqtt)
     return sinks
