@@ -9,6 +9,7 @@ the checks read these values; none of them works a fallback out again. A reload 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
@@ -30,11 +31,13 @@ class ResolvedSource(SourceSpec):
     lines: tuple[LineConfig, ...] = ()
 
 
-def resolve_source(cfg: Config, spec: SourceConfig, source_id: str) -> ResolvedSource:
-    """Source ``spec`` of ``cfg``, known as ``source_id``. Raises ConfigError naming the key when its
-    credentials cannot be read."""
+def resolve_source(cfg: Config, spec: SourceConfig, source_id: str, live: bool | None = None) -> ResolvedSource:
+    """Source ``spec`` of ``cfg``, known as ``source_id``; ``live``: what a ready-made source (the library's
+    own :class:`~streamprep.sources.base.Source`) says it is, None to work it out from the config. Raises
+    ConfigError naming the key when its credentials cannot be read."""
     kind = classify(spec.url)[0]
-    live = kind is not SourceKind.FILE or bool(spec.realtime if spec.realtime is not None else cfg.realtime)
+    if live is None:
+        live = kind is not SourceKind.FILE or bool(spec.realtime if spec.realtime is not None else cfg.realtime)
     if live:
         queue_size, policy = spec.queue_size or cfg.live_queue_size, spec.policy or DropPolicy.DROP_OLDEST
     else:
@@ -80,22 +83,23 @@ def resolve_source(cfg: Config, spec: SourceConfig, source_id: str) -> ResolvedS
     )
 
 
-def resolve_each(cfg: Config) -> list[ResolvedSource | ConfigError]:
+def resolve_each(cfg: Config, live: Mapping[str, bool] | None = None) -> list[ResolvedSource | ConfigError]:
     """Every source of ``cfg`` in the config's order, resolved, or the error that refused it (``check``
-    reports each one)."""
+    reports each one). ``live``: by source id, whether a ready-made source is live (it says so itself)."""
     found: list[ResolvedSource | ConfigError] = []
+    live = live or {}
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
         try:
-            found.append(resolve_source(cfg, spec, sid))
+            found.append(resolve_source(cfg, spec, sid, live.get(sid)))
         except ConfigError as exc:
             found.append(exc)
     return found
 
 
-def resolve_sources(cfg: Config) -> tuple[ResolvedSource, ...]:
-    """Every source of ``cfg``, resolved (see the module docstring), in the config's order. Raises the
-    ConfigError of the first that cannot be."""
-    found = resolve_each(cfg)
+def resolve_sources(cfg: Config, live: Mapping[str, bool] | None = None) -> tuple[ResolvedSource, ...]:
+    """Every source of ``cfg``, resolved (see the module docstring), in the config's order (``live``: as
+    for :func:`resolve_each`). Raises the ConfigError of the first that cannot be."""
+    found = resolve_each(cfg, live)
     for item in found:
         if isinstance(item, ConfigError):
             raise item

@@ -81,7 +81,9 @@ class Pipeline:
         self._cut_short = False
         self._drain_deadline: float | None = None  # loop time by which a stop must be complete
         self._delivering = False  # every result is made: the sinks deliver the rest
-        resolved = tuple(resolved) if resolved is not None else resolve_sources(cfg)
+        # a ready-made source says itself whether it is live (its queue: the latest frame wins, or every frame)
+        self._live = {sid: source.live for sid, source in (sources or {}).items()}
+        resolved = tuple(resolved) if resolved is not None else resolve_sources(cfg, self._live)
         files = sum(not s.live for s in resolved)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
@@ -245,7 +247,7 @@ class Pipeline:
         if cfg.model_dump(exclude={"sources"}) != self.cfg.model_dump(exclude={"sources"}):
             log.warning("reload: only [[sources]] changes apply while running; restart for the other changes")
         kept = self.cfg.model_copy(update={"sources": cfg.sources})
-        started, stopped = self.supervisor.apply(resolve_sources(kept))
+        started, stopped = self.supervisor.apply(resolve_sources(kept, self._live))
         self.cfg = kept
         return started, stopped
 
