@@ -52,7 +52,11 @@ def _sinks(cfg: Any) -> list[Any]:
         from streamprep.ops.daemon import build_sinks
     except ImportError:  # before the daemon module existed
         from streamprep.cli.main import _sinks as build_sinks  # type: ignore[attr-defined,no-redef]
-    return list(build_sinks(cfg))
+    try:
+        from streamprep.config.resolve import resolve_sources
+    except ImportError:  # before the sources were resolved once
+        return list(build_sinks(cfg))
+    return list(build_sinks(cfg, resolve_sources(cfg)))
 
 
 async def _child(scenario: str, work: Path, seconds: float, stats_path: Path) -> None:

@@ -162,3 +162,17 @@ def test_region_of_interest_per_source() -> None:
             assert d.box.x2 <= 640.0 + 1e-6, "boxes stay inside the region, in source pixels"
     whole = [r for r in results if r.source == "all"]
     assert any(d.box.x2 > 640 for r in whole for d in r.detections or ())
+
+
+@pytest.mark.parametrize(("live", "size", "policy"), [(True, 1, "drop_oldest"), (False, 8, "block")])
+def test_a_ready_made_source_gets_the_queue_its_own_liveness_asks_for(live: bool, size: int, policy: str) -> None:
+    from streamprep.api import configure
+    from streamprep.sources.python import FrameSource
+
+    cfg, custom = configure(FrameSource([], id="sdk", live=live))  # its entry, python:sdk, reads like a file
+    pipeline = Pipeline(cfg, load_model(cfg.model), [ListSink()], sources=custom)
+    try:
+        (spec,) = pipeline.sources
+        assert (spec.id, spec.live, spec.queue_size, spec.policy.value) == ("sdk", live, size, policy)
+    finally:
+        pipeline._close_executors()

@@ -23,6 +23,7 @@ import pytest
 from conftest import RECORDINGS, RtspServer
 from servers import streams
 
+from streamprep.config.resolve import resolve_sources
 from streamprep.config.schema import parse
 from streamprep.flow.queues import DropPolicy
 from streamprep.sources import decode_options
@@ -281,7 +282,7 @@ def test_sampling_keys_and_source_overrides() -> None:
             ],
         }
     )
-    a, b = (decode_options(s, cfg) for s in cfg.sources)
+    a, b = (decode_options(s) for s in resolve_sources(cfg))
     assert a == DecodeOptions(sample=SampleMode.KEYFRAMES, skip=True, hwaccel=None)
     assert b == DecodeOptions(sample=SampleMode.EXACT, skip=False, hwaccel=None)
     with pytest.raises(ConfigError, match="sample"):

@@ -18,16 +18,17 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamprep.config.schema import Config, SourceConfig
+from streamprep.config.resolve import resolve_sources
+from streamprep.config.schema import Config
 from streamprep.flow.threads import cores
-from streamprep.sources import is_live
 from streamprep.sources.file import did_not_open, probe_file
-from streamprep.sources.live import classify
+from streamprep.sources.live import SourceKind
 from streamprep.sources.opening import Opener, OpenTimeout
+from streamprep.sources.spec import SourceSpec
 from streamprep.values.errors import ConfigError, SourceOpenError
 
 DECODER_FRAMES = 12  # frames a decoder holds (H.264: references, reordering, pool), measured
@@ -60,60 +61,64 @@ class FileProbe:
     problem: SourceOpenError | None = None
 
 
-def probe_files(cfg: Config, budget_s: float = PROBE_BUDGET_S) -> dict[str, FileProbe]:
-    """Open every file source of ``cfg`` once (by source id), each within its ``open_timeout_s``, all
+def probe_files(sources: Sequence[SourceSpec], budget_s: float = PROBE_BUDGET_S) -> dict[str, FileProbe]:
+    """Open every file source of ``sources`` once (by source id), each within its ``open_timeout_s``, all
     within ``budget_s``."""
     deadline = time.monotonic() + budget_s
     found: dict[str, FileProbe] = {}
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        if classify(spec.url)[0] != "file":
+    for spec in sources:
+        sid = spec.id
+        if spec.kind is not SourceKind.FILE:
             continue
         left = deadline - time.monotonic()
         if left <= 0:
             found[sid] = FileProbe()
             continue
         path = Path(spec.url)
-        timeout = min(spec.open_timeout_s, left)
+        own = spec.options.open_timeout
+        timeout = min(own, left)
         opener: Opener[tuple[int, int]] = Opener(sid, lambda _: None)
         try:
             found[sid] = FileProbe(size=opener.open(functools.partial(probe_file, path, sid), timeout))
         except SourceOpenError as exc:
             found[sid] = FileProbe(problem=exc)
         except OpenTimeout as exc:  # its own bound, or what was left of all of them (then: not read)
-            found[sid] = FileProbe(problem=did_not_open(path, sid, exc) if timeout == spec.open_timeout_s else None)
+            found[sid] = FileProbe(problem=did_not_open(path, sid, exc) if timeout == own else None)
         except Exception:  # anything else: it fails in its own time, with its own message
             found[sid] = FileProbe()
     return found
 
 
-def _frame_size(spec: SourceConfig, probe: FileProbe | None) -> tuple[int, int, bool]:
+def _frame_size(spec: SourceSpec, probe: FileProbe | None) -> tuple[int, int, bool]:
     if probe is not None and probe.size is not None:
         return (*probe.size, True)
-    size = spec.options.get("video_size", "")
+    size = spec.options.input_options.get("video_size", "")
     w, _, h = size.partition("x")
     if w.isdigit() and h.isdigit():
         return int(w), int(h), True
     return (*ASSUMED_SIZE, False)
 
 
-def estimate(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[SourceCost]:
+def estimate(
+    cfg: Config, probes: Mapping[str, FileProbe] | None = None, sources: Sequence[SourceSpec] | None = None
+) -> list[SourceCost]:
     """The estimated cost of each source of ``cfg`` (``probes``: what :func:`probe_files` found; read now
-    when not given)."""
-    probes = probe_files(cfg) if probes is None else probes
-    files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
+    when not given; ``sources``: the sources of ``cfg`` resolved, resolved now when not given)."""
+    sources = resolve_sources(cfg) if sources is None else sources
+    probes = probe_files(sources) if probes is None else probes
+    files = sum(not s.live for s in sources)
     ffmpeg_threads = 1 if files >= cores() else cores() + 1
     costs = []
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        width, height, known = _frame_size(spec, probes.get(sid))
+    for spec in sources:
+        width, height, known = _frame_size(spec, probes.get(spec.id))
         frame_mb = width * height * 1.5 / 1e6
-        if is_live(spec, cfg.realtime):
-            held = DECODER_FRAMES + (spec.queue_size or cfg.live_queue_size) + LIVE_HANDOFF + 1
+        if spec.live:
+            held = DECODER_FRAMES + spec.queue_size + LIVE_HANDOFF + 1
             threads = 1 + cores() + 1
         else:
-            held = DECODER_FRAMES + (spec.queue_size or cfg.queue_size) + FILE_CHUNK
+            held = DECODER_FRAMES + spec.queue_size + FILE_CHUNK
             threads = ffmpeg_threads if files < cores() else 0
-        live = is_live(spec, cfg.realtime)
-        costs.append(SourceCost(sid, width, height, known, held * frame_mb + OVERHEAD_MB, threads, live))
+        costs.append(SourceCost(spec.id, width, height, known, held * frame_mb + OVERHEAD_MB, threads, spec.live))
     return costs
 
 
@@ -146,9 +151,11 @@ def total_mb(costs: list[SourceCost], open_files: int) -> float:
     return PROCESS_MB + sum(c.memory_mb for c in costs if c.live) + sum(files)
 
 
-def check(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[SourceCost]:
-    """Refuse a config whose sources would not fit ``[limits]``; returns the estimate (``probes``: as for
-    :func:`estimate`)."""
+def check(
+    cfg: Config, probes: Mapping[str, FileProbe] | None = None, sources: Sequence[SourceSpec] | None = None
+) -> list[SourceCost]:
+    """Refuse a config whose sources would not fit ``[limits]``; returns the estimate (``probes`` and
+    ``sources``: as for :func:`estimate`)."""
     limits = cfg.limits
     n = len(cfg.sources)
     if n > limits.max_sources:
@@ -156,7 +163,7 @@ def check(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[So
             f"limits.max_sources: {n} sources configured, at most {limits.max_sources} allowed; "
             "raise limits.max_sources if this machine can take them"
         )
-    costs = estimate(cfg, probes)
+    costs = estimate(cfg, probes, sources)
     memory = total_mb(costs, limits.open_files)
     budget = limits.memory_mb
     origin = "limits.memory_mb"
@@ -177,7 +184,7 @@ def check(cfg: Config, probes: Mapping[str, FileProbe] | None = None) -> list[So
     if cap is None and (tasks := tasks_available()) is not None:
         cap, origin = int(0.8 * tasks), "80% of this service's task limit (TasksMax); set limits.threads"
     if cap is not None and threads > cap:
-        live = sum(is_live(s, cfg.realtime) for s in cfg.sources)
+        live = sum(c.live for c in costs)
         raise ConfigError(
             f"limits.threads: the sources would need about {threads} threads ({live} live source(s) at "
             f"{2 + cores()} each), over the cap of {cap} ({origin}): use fewer live sources or raise the cap"

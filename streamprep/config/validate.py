@@ -15,6 +15,7 @@ file, say) is left to that source, which fails alone. ``check`` refuses on any p
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -27,9 +28,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from streamprep.config import budget
-from streamprep.config.schema import Config, SourceConfig
+from streamprep.config.resolve import ResolvedSource, resolve_each
+from streamprep.config.schema import Config
 from streamprep.inference.model import LoadedModel, load_model
-from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, cannot_open, classify, open_input
+from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, SourceKind, cannot_open, classify, open_input
 from streamprep.sources.opening import OpenTimeout, failure_of, open_all
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
 from streamprep.values.redact import redact_url
@@ -70,14 +72,13 @@ def preflight(
     found = Preflight(cfg)
     if not cfg.sources:
         found.problem(ConfigError("no sources: give SOURCE arguments or a [[sources]] table in the config"))
+    each = resolve_each(cfg)
+    resolved = [s for s in each if isinstance(s, ResolvedSource)]
     # over limits.max_sources: refused anyway, without opening them all first
-    ours = cfg
-    if custom:  # the caller's own sources cost what the caller makes them cost: not counted, not opened
-        kept = tuple(s for s, sid in zip(cfg.sources, cfg.source_ids(), strict=True) if sid not in custom)
-        ours = cfg.model_copy(update={"sources": kept})
-    probes = budget.probe_files(ours) if len(ours.sources) <= cfg.limits.max_sources else {}
+    ours = [s for s in resolved if s.id not in custom]  # the caller's own sources: not counted, not opened
+    probes = budget.probe_files(ours) if len(cfg.sources) <= cfg.limits.max_sources else {}
     try:
-        costs = budget.check(ours, probes)
+        costs = budget.check(cfg, probes, ours)
         if costs:
             total = budget.total_mb(costs, cfg.limits.open_files)
             found.notes.append(f"budget: {len(costs)} source(s), about {total:.0f} MB at most")
@@ -86,13 +87,17 @@ def preflight(
         costs = []
     sizes = {c.source: (c.width, c.height) for c in costs if c.size_known}
     _models(found, load, checkpoint, given or {})
-    answers = _probe(cfg) if probe_sources else {}
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+    answers = _probe(ours) if probe_sources else {}
+    for spec in each:
+        if isinstance(spec, ConfigError):  # its credentials cannot be read
+            found.problem(spec)
+            continue
+        sid = spec.id
         if sid in custom:
             continue
         answer = answers.get(sid)
         try:
-            _source(found, spec, sid, sizes.get(sid), probes.get(sid), answer)
+            _source(found, spec, sizes.get(sid), probes.get(sid), answer)
         finally:
             if isinstance(answer, tuple):
                 answer[0].close()  # the container the probe opened
@@ -186,22 +191,16 @@ def _models(
 
 def _source(
     found: Preflight,
-    spec: SourceConfig,
-    sid: str,
+    spec: ResolvedSource,
     size: tuple[int, int] | None,
     probe: budget.FileProbe | None,
     answer: Any,
 ) -> None:
     """``probe``: what opening it found (files); ``answer``: what opening it with ``probe_sources`` gave
     (an open container and stream, closed by the caller, or what it raised; None: not probed)."""
-    kind, _, target = classify(spec.url)
-    try:
-        spec.resolved_url()
-    except ConfigError as exc:
-        found.problem(exc)
-        return
-    shown = redact_url(spec.url)
-    if kind == "file":
+    sid, kind, shown = spec.id, spec.kind, spec.safe_url
+    target = classify(spec.url)[2]
+    if kind is SourceKind.FILE:
         if probe is not None and probe.problem is not None:
             found.problem(probe.problem, fatal=False)
             return
@@ -209,7 +208,7 @@ def _source(
             found.warnings.append(
                 f"source {sid}: {spec.url} not opened (opening the files took over {budget.PROBE_BUDGET_S:g} s)"
             )
-    elif kind == "webcam":
+    elif kind is SourceKind.WEBCAM:
         try:
             mode = os.stat(target).st_mode
         except OSError as exc:
@@ -235,7 +234,7 @@ def _source(
     if isinstance(answer, BaseException):
         failure = failure_of(answer)
         what = cannot_open(shown, answer)
-        if failure.definite and not spec.wait_for_source:
+        if failure.definite and not spec.options.wait_for_source:
             found.problem(SourceOpenError(sid, f"{what} ({WAIT_HINT})"), fatal=False)  # run's words
             return
         found.warnings.append(f"source {sid}: {shown} does not answer: {what.partition(': ')[2]}")
@@ -245,27 +244,17 @@ def _source(
     found.notes.append(f"source {sid}: {kind} {shown}")
 
 
-def _probe(cfg: Config) -> dict[str, Any]:
-    """Open every camera and stream of ``cfg`` once, all at once, each within :data:`PROBE_TIMEOUT_S`
+def _probe(sources: list[ResolvedSource]) -> dict[str, Any]:
+    """Open every camera and stream of ``sources`` once, all at once, each within :data:`PROBE_TIMEOUT_S`
     (or its ``open_timeout_s`` when shorter): the container and stream by source id, or what it raised."""
     calls: dict[str, Callable[[], tuple[Any, Any]]] = {}
     bound = 0.0
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
-        if classify(spec.url)[0] == "file":
+    for spec in sources:
+        if spec.kind is SourceKind.FILE:
             continue
-        try:
-            url = spec.resolved_url()
-        except ConfigError:
-            continue  # reported by _source
-        options = LiveOptions(
-            transport=spec.transport,
-            open_timeout=min(spec.open_timeout_s, PROBE_TIMEOUT_S),
-            stall_timeout=spec.stall_timeout_s,
-            input_format=spec.format,
-            input_options=dict(spec.options),
-        )
+        options = dataclasses.replace(spec.options, open_timeout=min(spec.options.open_timeout, PROBE_TIMEOUT_S))
         bound = max(bound, options.open_timeout + OPEN_MARGIN_S)
-        calls[sid] = functools.partial(_open_in_time, sid, url, options)
+        calls[spec.id] = functools.partial(_open_in_time, spec.id, spec.url, options)
     return dict(open_all(calls, bound, lambda opened: opened[0].close())) if calls else {}
 
 

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from streamprep.config.resolve import ResolvedSource, resolve_sources
 from streamprep.config.schema import Config
 from streamprep.config.validate import Preflight
 from streamprep.flow.threads import leave_now
@@ -31,7 +32,6 @@ from streamprep.run.fanout import RESULTS_QUEUE
 from streamprep.run.lifetime import Run
 from streamprep.run.pipeline import Companion, Pipeline, RunReport, describe_sources
 from streamprep.sinks.base import Sink
-from streamprep.sources import is_live
 from streamprep.values.errors import ExitStatus, StreamprepError, most_serious, print_error
 from streamprep.values.metrics import SourceSnapshot
 from streamprep.values.redact import redact_text
@@ -60,7 +60,7 @@ class Outcome:
         return most_serious(outcomes)
 
 
-def build_sinks(cfg: Config) -> list[Sink]:
+def build_sinks(cfg: Config, sources: Sequence[ResolvedSource]) -> list[Sink]:
     """The sinks the config asks for: JSON lines (``--out``, stdout by default) and/or MQTT."""
     from streamprep.sinks.jsonl import JsonLinesSink
     from streamprep.sinks.mqtt import MqttSink
@@ -72,12 +72,12 @@ def build_sinks(cfg: Config) -> list[Sink]:
     if out.annotate is not None:
         from streamprep.sinks.annotate import AnnotateSink
 
-        sinks.append(AnnotateSink(out.annotate, cfg.source_ids()))
+        sinks.append(AnnotateSink(out.annotate, [s.id for s in sources]))
     if out.mqtt is not None:
         from streamprep.ops.discovery import discovery_messages
 
         mqtt = MqttSink(out.mqtt, cfg.device, cfg.state_dir)
-        for topic, payload in discovery_messages(cfg):
+        for topic, payload in discovery_messages(cfg, sources):
             mqtt.keep_retained(topic, payload)
         sinks.append(mqtt)
     return sinks
@@ -114,7 +114,7 @@ def companions(cfg: Config, pipeline: Pipeline, notifier: Notifier, dashboard: b
         from streamprep.ops.dashboard import dashboard_companion
 
         found.append(dashboard_companion(Console(stderr=True)))
-    elif sys.stderr.isatty() and any(not is_live(s, cfg.realtime) for s in cfg.sources):
+    elif sys.stderr.isatty() and any(not s.live for s in pipeline.sources):
         from rich.console import Console
 
         from streamprep.ops.dashboard import progress_companion
@@ -142,6 +142,7 @@ class Daemon:
         self._checked = checked
         self.notifier = Notifier()
         self.pipeline: Pipeline | None = None
+        self.sources: tuple[ResolvedSource, ...] = ()  # the config's sources, resolved once the run starts
         self._tasks: set[asyncio.Task[None]] = set()  # reloads in progress
         self._deadline: threading.Timer | None = None  # armed by a second stop signal
         self._leaving = threading.Lock()  # the deadline's summary is printed once
@@ -151,7 +152,8 @@ class Daemon:
         (before the loop runs, a stop signal raises :class:`StartupInterrupted`). A second stop signal,
         whenever it comes before the outcome is decided, makes it exit 130."""
         try:
-            log.info("sources: %s", ", ".join(describe_sources(self.cfg)))
+            self.sources = resolve_sources(self.cfg)
+            log.info("sources: %s", ", ".join(describe_sources(self.sources)))
             self.signals.checkpoint()
             outcome = asyncio.run(self._serve())
         finally:
@@ -246,7 +248,8 @@ class Daemon:
         annotate = self.cfg.output.annotate is not None  # that sink draws on the frames themselves
         owner = Run(
             self.cfg,
-            build_sinks(self.cfg),
+            build_sinks(self.cfg, self.sources),
+            resolved=self.sources,
             checked=self._checked,
             keep_frames=annotate,
             sink_queue=ANNOTATE_QUEUE if annotate else RESULTS_QUEUE,

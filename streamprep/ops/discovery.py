@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from streamprep.config.resolve import ResolvedSource
 from streamprep.config.schema import Config
 from streamprep.values.names import topic_level
 
@@ -28,8 +30,9 @@ def _version() -> str:
         return "unknown"
 
 
-def discovery_messages(cfg: Config) -> list[tuple[str, bytes]]:
-    """Every discovery config as (topic, payload), for retained publication; empty when it is off."""
+def discovery_messages(cfg: Config, sources: Sequence[ResolvedSource]) -> list[tuple[str, bytes]]:
+    """Every discovery config for the zones and lines of ``sources`` (those of ``cfg``, resolved) as
+    (topic, payload), for retained publication; empty when it is off."""
     events, mqtt = cfg.events, cfg.output.mqtt
     if events is None or mqtt is None or not events.homeassistant.enabled:
         return []
@@ -55,7 +58,8 @@ def discovery_messages(cfg: Config) -> list[tuple[str, bytes]]:
         payload = {**config, "unique_id": f"{node}_{object_id}", **base}
         out.append((f"{disc}/{component}/{node}/{object_id}/config", json.dumps(payload).encode()))
 
-    for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+    for spec in sources:
+        sid = spec.id
         source = topic_level(sid)
         for zone in spec.zones:
             for label in zone.labels or events.labels or ():

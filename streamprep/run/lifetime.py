@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
+from streamprep.config.resolve import ResolvedSource
 from streamprep.config.schema import Config
 from streamprep.config.validate import Preflight, preflight
 from streamprep.inference.model import LoadedModel
@@ -36,7 +37,8 @@ class Run:
 
     ``sinks``: where results go (opened on entry, shut down on exit). ``sources``: ready-made sources by the
     id a ``[[sources]]`` entry gives them (the library's own ``Source`` objects). ``models``: models already
-    loaded, by model key (the rest are loaded). ``checked``: the preflight the caller already ran for this
+    loaded, by model key (the rest are loaded). ``resolved``: the sources of ``cfg`` already resolved (else the
+    pipeline resolves them). ``checked``: the preflight the caller already ran for this
     config (the command line runs it before deciding on ``--workers``); otherwise entering runs it, off the
     event loop, and raises its first fatal problem. ``keep_frames``: results carry their decoded frames.
     """
@@ -49,6 +51,7 @@ class Run:
         sources: Mapping[str, Source] | None = None,
         models: Mapping[str, LoadedModel] | None = None,
         checked: Preflight | None = None,
+        resolved: Sequence[ResolvedSource] | None = None,
         keep_frames: bool = False,
         sink_queue: int = RESULTS_QUEUE,
         checkpoint: Callable[[], None] = lambda: None,
@@ -58,6 +61,7 @@ class Run:
         self._sources = dict(sources or {})
         self._models = dict(models or {})
         self._checked = checked
+        self._resolved = resolved
         self._keep_frames = keep_frames
         self._sink_queue = sink_queue
         self._checkpoint = checkpoint
@@ -88,6 +92,7 @@ class Run:
                 sources=self._sources,
                 keep_frames=self._keep_frames,
                 sink_queue=self._sink_queue,
+                resolved=self._resolved,
             )
             self._stack = stack.pop_all()
         return self

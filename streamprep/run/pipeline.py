@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from streamprep.config.resolve import ResolvedSource, resolve_sources
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config
 from streamprep.events.engine import EventHub, SourceGeometry
 from streamprep.flow.threads import cores, pool
@@ -28,12 +29,10 @@ from streamprep.run.cascade import Cascade
 from streamprep.run.fanout import RESULTS_QUEUE, Fanout
 from streamprep.run.supervisor import SourceSupervisor
 from streamprep.sinks.base import Sink
-from streamprep.sources import is_live
 from streamprep.sources.base import Source
 from streamprep.values.errors import SourceError
 from streamprep.values.frames import SourceStatus
 from streamprep.values.metrics import Metrics, Snapshot
-from streamprep.values.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +67,12 @@ class Pipeline:
         sources: Mapping[str, Source] | None = None,
         keep_frames: bool = False,
         sink_queue: int = RESULTS_QUEUE,
+        resolved: Sequence[ResolvedSource] | None = None,
     ) -> None:
         """``sources``: ready-made sources (the :class:`~streamprep.sources.base.Source` seam), by the id a
         ``[[sources]]`` entry of ``cfg`` gives them; ``keep_frames``: results carry their decoded frame;
-        ``sink_queue``: results that may wait for each sink (live ones beyond it are dropped there)."""
+        ``sink_queue``: results that may wait for each sink (live ones beyond it are dropped there);
+        ``resolved``: the sources of ``cfg`` already resolved (:func:`~streamprep.config.resolve.resolve_sources`)."""
         self.cfg = cfg
         self.models = {DEFAULT_MODEL_KEY: models} if isinstance(models, LoadedModel) else dict(models)
         self.metrics = Metrics()
@@ -81,7 +82,10 @@ class Pipeline:
         self._cut_short = False
         self._drain_deadline: float | None = None  # loop time by which a stop must be complete
         self._delivering = False  # every result is made: the sinks deliver the rest
-        files = sum(not is_live(s, cfg.realtime) for s in cfg.sources)
+        # a ready-made source says itself whether it is live (its queue: the latest frame wins, or every frame)
+        self._live = {sid: source.live for sid, source in (sources or {}).items()}
+        resolved = tuple(resolved) if resolved is not None else resolve_sources(cfg, self._live)
+        files = sum(not s.live for s in resolved)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
         # a remote model overlaps batches: one thread per request it may have on its way
@@ -91,7 +95,8 @@ class Pipeline:
         )
         self.branches: dict[str, ModelBranch] = {}
         self.supervisor = SourceSupervisor(
-            cfg,
+            resolved,
+            cfg.limits.open_files,
             self.metrics,
             self.branches,
             self.fanout.status,
@@ -119,6 +124,11 @@ class Pipeline:
                 on_trouble=self.supervisor.model_trouble,
                 then=Cascade(key, model.then, self.metrics, model.max_batch) if model.then else None,
             )
+
+    @property
+    def sources(self) -> tuple[ResolvedSource, ...]:
+        """Every source as configured now, resolved (a reload replaces them)."""
+        return self.supervisor.sources
 
     @property
     def sinks(self) -> list[Sink]:
@@ -230,9 +240,14 @@ class Pipeline:
             executor.shutdown(wait=False, cancel_futures=True)
 
     def apply(self, cfg: Config) -> tuple[list[str], list[str]]:
-        """Reload: start the sources ``cfg`` adds or changes, stop those it removes or changes."""
-        started, stopped = self.supervisor.apply(cfg)
-        self.cfg = self.supervisor.cfg
+        """Reload: start the sources ``cfg`` adds or changes, stop those it removes or changes; the others run
+        on untouched. Other changes need a restart (the sources of ``cfg`` are resolved against the settings
+        the run started with)."""
+        if cfg.model_dump(exclude={"sources"}) != self.cfg.model_dump(exclude={"sources"}):
+            log.warning("reload: only [[sources]] changes apply while running; restart for the other changes")
+        kept = self.cfg.model_copy(update={"sources": cfg.sources})
+        started, stopped = self.supervisor.apply(resolve_sources(kept, self._live))
+        self.cfg = kept
         return started, stopped
 
     def snapshot(self) -> Snapshot:
@@ -253,5 +268,5 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-def describe_sources(cfg: Config) -> list[str]:
-    return [f"{sid}={redact_url(s.url)}" for s, sid in zip(cfg.sources, cfg.source_ids(), strict=True)]
+def describe_sources(sources: Sequence[ResolvedSource]) -> list[str]:
+    return [f"{s.id}={s.safe_url}" for s in sources]

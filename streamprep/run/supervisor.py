@@ -15,17 +15,17 @@ import asyncio
 import collections
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Set
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
-from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
-from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
+from streamprep.config.resolve import ResolvedSource
+from streamprep.flow.backoff import Backoff, BackoffPolicy
+from streamprep.flow.queues import BoundedQueue, QueueClosed
 from streamprep.preprocess.geometry import Region
 from streamprep.run.branch import ModelBranch
-from streamprep.sources import is_live, make_source
+from streamprep.sources import make_source
 from streamprep.sources.base import Source, SourceCounts
 from streamprep.sources.opening import GaveUpError
 from streamprep.values.errors import ConfigError, SourceError, SourceLostError, internal_error
@@ -42,7 +42,7 @@ _HEALTHY_AFTER_S = 60.0  # a live source that ran this long starts its backoff a
 
 @dataclass
 class _Running:
-    spec: SourceConfig
+    spec: ResolvedSource
     source: Source
     queue: BoundedQueue[Frame]
     task: asyncio.Task[None] | None = None
@@ -54,7 +54,8 @@ class _Running:
 class SourceSupervisor:
     def __init__(
         self,
-        cfg: Config,
+        sources: tuple[ResolvedSource, ...],
+        open_files: int,
         metrics: Metrics,
         branches: Mapping[str, ModelBranch],
         publish: Callable[[SourceStatus], None],
@@ -62,7 +63,8 @@ class SourceSupervisor:
         decode_threads: int | None,
         custom: Mapping[str, Source] | None = None,
     ) -> None:
-        self.cfg = cfg
+        self.sources = sources  # as configured now (a reload replaces them)
+        self._open_files = open_files
         self.failures: list[SourceError] = []  # sources that ended failed (live sources are restarted instead)
         self.regions: dict[str, Region] = {}
         self._metrics = metrics
@@ -72,10 +74,10 @@ class SourceSupervisor:
         self._decode_threads = decode_threads
         self._custom = dict(custom or {})  # ready-made sources by id (library use): started once, not restarted
         self._running: dict[str, _Running] = {}
-        self._specs: dict[str, SourceConfig] = {}  # every source started so far, as configured
+        self._specs: dict[str, ResolvedSource] = {}  # every source started so far, as configured
         self._history: dict[str, list[SourceCounts]] = {}  # the counts of every run of each source
         self._restarts: dict[str, asyncio.Task[None]] = {}
-        self._backoff: dict[str, float] = {}
+        self._backoff: dict[str, Backoff] = {}
         self._restarted: collections.Counter[str] = collections.Counter()
         self._last_status: dict[str, tuple[SourceState, str]] = {}
         self._said: dict[str, SourceStatus] = {}  # the latest status each source gave itself
@@ -88,9 +90,9 @@ class SourceSupervisor:
     # -- life cycle
     def start(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
-        self._file_slots = asyncio.Semaphore(self.cfg.limits.open_files)
-        for spec, sid in zip(self.cfg.sources, self.cfg.source_ids(), strict=True):
-            self._start(spec, sid)
+        self._file_slots = asyncio.Semaphore(self._open_files)
+        for spec in self.sources:
+            self._start(spec)
         self._seal_if_done()
 
     def stop(self) -> None:
@@ -108,9 +110,9 @@ class SourceSupervisor:
         if run is not None:
             return run.source.live
         spec = self._specs.get(sid)
-        return spec is not None and is_live(spec, self.cfg.realtime)
+        return spec is not None and spec.live
 
-    def spec(self, sid: str) -> SourceConfig | None:
+    def spec(self, sid: str) -> ResolvedSource | None:
         """The source's settings as configured now (None once a reload removed it)."""
         run = self._running.get(sid)
         return run.spec if run is not None else self._specs.get(sid)
@@ -131,34 +133,26 @@ class SourceSupervisor:
             c.source_drops = total.dropped
 
     # -- starting
-    def _start(self, spec: SourceConfig, sid: str) -> None:
+    def _start(self, spec: ResolvedSource) -> None:
         assert self._tg is not None, "sources start inside the pipeline's run"
-        branch = self._branches.get(spec.model or DEFAULT_MODEL_KEY)
+        sid = spec.id
+        branch = self._branches.get(spec.model)
         if branch is None:
-            raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
-        fps = spec.fps if spec.fps is not None else self.cfg.fps
+            raise ConfigError(f"source {sid}: model {spec.model!r} is not loaded")
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
         source = self._custom.pop(sid, None) or make_source(
             spec,
-            sid,
-            fps,
-            self.cfg.realtime,
             self._on_status,
             first_seq=first_seq,
             executor=self._executor,
             decode_threads=self._decode_threads,
-            defaults=self.cfg,
             file_slots=self._file_slots,
             came_up=sid in self._came_up,
         )
         runs.append(source.counts)
         self._metrics.source(sid)
-        if source.live:
-            size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
-        else:
-            size, policy = self.cfg.queue_size, DropPolicy.BLOCK
-        queue = branch.add_queue(spec.queue_size or size, spec.policy or policy, source.live)
+        queue = branch.add_queue(spec.queue_size, spec.policy, source.live)
         run = _Running(spec, source, queue)
         self._running[sid] = run
         self._specs[sid] = spec
@@ -234,22 +228,24 @@ class SourceSupervisor:
             if not run.source.live or (gave_up and not run.removed):
                 self.failures.append(error)
             return
-        ran = time.monotonic() - run.started
-        delay = _RESTART_FIRST_S if ran > _HEALTHY_AFTER_S else self._backoff.get(sid, _RESTART_FIRST_S)
-        self._backoff[sid] = min(delay * 2, run.spec.backoff_cap_s)
-        wait = delay * random.uniform(0.5, 1.0)
+        policy = BackoffPolicy(_RESTART_FIRST_S, run.spec.options.backoff.cap_s, healthy_after_s=_HEALTHY_AFTER_S)
+        backoff = self._backoff.get(sid)
+        if backoff is None or backoff.policy != policy:
+            backoff = self._backoff[sid] = Backoff(policy)
+        wait = backoff.next_wait(ran_s=time.monotonic() - run.started)
         self._on_status(SourceStatus(sid, SourceState.FAILED, f"{error.reason}; restarting in {wait:.1f} s"))
         assert self._tg is not None
-        self._restarts[sid] = self._tg.create_task(self._restart(run.spec, sid, wait), name=f"restart {sid}")
+        self._restarts[sid] = self._tg.create_task(self._restart(run.spec, wait), name=f"restart {sid}")
 
-    async def _restart(self, spec: SourceConfig, sid: str, wait: float) -> None:
+    async def _restart(self, spec: ResolvedSource, wait: float) -> None:
+        sid = spec.id
         try:
             await asyncio.sleep(wait)
         finally:
             self._restarts.pop(sid, None)
         if not self._stopping and sid not in self._running:
             self._restarted[sid] += 1
-            self._start(spec, sid)
+            self._start(spec)
 
     def fail(self, sid: str, reason: str) -> None:
         """A frame of ``sid`` failed further down: end that source (it is restarted if live)."""
@@ -291,17 +287,15 @@ class SourceSupervisor:
         self._publish(status)
 
     # -- reload
-    def apply(self, cfg: Config) -> tuple[list[str], list[str]]:
-        """Start the sources ``cfg`` adds or changes, stop those it removes or changes; the others run on
-        untouched. Returns ``(started, stopped)`` source ids. Other changes need a restart."""
+    def apply(self, sources: tuple[ResolvedSource, ...]) -> tuple[list[str], list[str]]:
+        """Start the sources ``sources`` add or change, stop those they remove or change; the others run on
+        untouched. Returns ``(started, stopped)`` source ids."""
         if self._tg is None or self._stopping:
             raise ConfigError("reload: the pipeline is not running")
-        wanted = dict(zip(cfg.source_ids(), cfg.sources, strict=True))
+        wanted = {spec.id: spec for spec in sources}
         for i, spec in enumerate(wanted.values()):
-            if (spec.model or DEFAULT_MODEL_KEY) not in self._branches:
+            if spec.model not in self._branches:
                 raise ConfigError(f"reload: sources.{i}.model {spec.model!r} is not loaded; restart to add models")
-        if cfg.model_dump(exclude={"sources"}) != self.cfg.model_dump(exclude={"sources"}):
-            log.warning("reload: only [[sources]] changes apply while running; restart for the other changes")
         stopped = [sid for sid, run in self._running.items() if wanted.get(sid) != run.spec]
         stopped += [sid for sid in self._restarts if wanted.get(sid) != self._specs.get(sid) and sid not in stopped]
         # a file that already ended stays ended unless its settings changed
@@ -317,7 +311,7 @@ class SourceSupervisor:
         for sid in started:
             if self._specs.get(sid) != wanted[sid]:
                 self._came_up.discard(sid)  # configured anew: it has to come up again to be waited for
-            self._start(wanted[sid], sid)
-        self.cfg = self.cfg.model_copy(update={"sources": cfg.sources})
+            self._start(wanted[sid])
+        self.sources = sources
         self._seal_if_done()
         return started, stopped

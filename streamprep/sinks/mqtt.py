@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
+from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.sinks.base import Sink
 from streamprep.sinks.outbox import Message, Outbox
 from streamprep.sinks.settings import MqttConfig
@@ -56,6 +56,7 @@ T = TypeVar("T")
 
 CREDENTIAL_NAME = "mqtt-password"  # the name to give systemd's LoadCredential=
 _DROP_LOG_INTERVAL = 10.0  # seconds between two warnings about dropped results
+RECONNECT_FIRST_S = 0.2  # the first wait before connecting again; doubling (jittered) up to backoff_cap_s
 _BACKSTOP_S = 1.0  # added to aiomqtt's own timeout of a connect; the most a failed one's goodbye may take
 
 
@@ -286,18 +287,17 @@ class MqttSink(Sink):
 
     async def serve(self) -> None:
         """Publish from the outbox until :meth:`close` and the outbox is empty (or the drain time is up)."""
-        delay = 0.2
+        backoff = Backoff(BackoffPolicy(first_s=RECONNECT_FIRST_S, cap_s=self.cfg.backoff_cap_s))
         while not (self._closing.is_set() and not len(self.outbox)):
             if self._client is None:
                 try:
                     await self._connect()
                     self.reconnects += 1
-                    delay = 0.2
+                    backoff.succeeded()
                     log.info("reconnected to MQTT broker %s (%d waiting)", self.name, len(self.outbox))
                 except SinkError as exc:
                     log.warning("%s; retrying", exc)
-                    await self._pause(delay * random.uniform(0.5, 1.0))
-                    delay = min(delay * 2, self.cfg.backoff_cap_s)
+                    await self._pause(backoff.next_wait())
                     continue
             message = await self._next_or_closing()
             if message is None:

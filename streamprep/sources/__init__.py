@@ -1,83 +1,58 @@
-"""Video sources. :func:`make_source` picks the kind from the URL."""
+"""Video sources. :func:`make_source` picks the kind from a resolved :class:`~streamprep.sources.spec.SourceSpec`."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from concurrent.futures import Executor
 from pathlib import Path
 
-from streamprep.config.schema import Config, SourceConfig
-from streamprep.flow.queues import DropPolicy
 from streamprep.sources import hwdecode
 from streamprep.sources.base import Source, SourceCounts, StatusCallback
 from streamprep.sources.file import FileSource
-from streamprep.sources.live import LiveOptions, LiveSource, classify
-from streamprep.sources.skipping import DecodeOptions, SampleMode
+from streamprep.sources.live import LiveSource
+from streamprep.sources.skipping import DecodeOptions
+from streamprep.sources.spec import SourceSpec
 
-__all__ = ["FileSource", "LiveSource", "Source", "SourceCounts", "is_live", "make_source"]
-
-
-def is_live(cfg: SourceConfig, realtime: bool) -> bool:
-    """Live semantics (latest frame wins) for cameras and streams, and for files paced in real time."""
-    kind = classify(cfg.url)[0]
-    return kind != "file" or bool(cfg.realtime if cfg.realtime is not None else realtime)
+__all__ = ["FileSource", "LiveSource", "Source", "SourceCounts", "SourceSpec", "decode_options", "make_source"]
 
 
-def decode_options(cfg: SourceConfig, defaults: Config | None = None) -> DecodeOptions:
-    """The source's sampling mode, frame skipping and hardware decoder, falling back to the top level's."""
-    top = defaults or Config()
-    return DecodeOptions(
-        sample=SampleMode(cfg.sample or top.sample),
-        skip=cfg.skip_frames if cfg.skip_frames is not None else top.skip_frames,
-        hwaccel=hwdecode.probe(cfg.hwaccel or top.hwaccel).device,
-    )
+def decode_options(spec: SourceSpec) -> DecodeOptions:
+    """The source's sampling mode and frame skipping, and the hardware decoder its ``hwaccel`` setting finds
+    (probed once per process)."""
+    return dataclasses.replace(spec.options.decoding, hwaccel=hwdecode.probe(spec.hwaccel).device)
 
 
 def make_source(
-    cfg: SourceConfig,
-    source_id: str,
-    fps: float | None,
-    realtime: bool,
+    spec: SourceSpec,
     on_status: StatusCallback,
     *,
     first_seq: int = 0,
     executor: Executor | None = None,
     decode_threads: int | None = None,
-    defaults: Config | None = None,
     file_slots: asyncio.Semaphore | None = None,
     came_up: bool = False,
 ) -> Source:
-    """The source ``cfg`` describes. File sources decode in ``executor`` with at most ``decode_threads``
-    FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own. ``defaults``
-    (the whole config) gives the top-level sampling, skipping and hardware decoding settings. ``came_up``:
-    the source has been online before (a live source then keeps retrying whatever answer it gets)."""
-    decoding = decode_options(cfg, defaults)
-    if not is_live(cfg, realtime):
+    """The source ``spec`` describes. File sources decode in ``executor`` with at most ``decode_threads``
+    FFmpeg threads each (None: FFmpeg's choice); live sources decode in a thread of their own. The hardware
+    decoder of ``spec.hwaccel`` is probed here (once per process). ``came_up``: the source has been online
+    before (a live source then keeps retrying whatever answer it gets)."""
+    decoding = decode_options(spec)
+    if not spec.live:
         return FileSource(
-            source_id,
-            Path(cfg.url),
-            fps,
+            spec.id,
+            Path(spec.url),
+            spec.fps,
             on_status=on_status,
             first_seq=first_seq,
-            resume_seq=cfg.resume_seq,
+            resume_seq=spec.resume_seq,
             executor=executor,
             decode_threads=decode_threads,
             decoding=decoding,
             slots=file_slots,
-            open_timeout=cfg.open_timeout_s,
+            open_timeout=spec.options.open_timeout,
         )
-    options = LiveOptions(
-        transport=cfg.transport,
-        open_timeout=cfg.open_timeout_s,
-        stall_timeout=cfg.stall_timeout_s,
-        backoff_cap=cfg.backoff_cap_s,
-        max_restarts_per_minute=cfg.max_restarts_per_minute,
-        realtime=classify(cfg.url)[0] == "file",
-        input_format=cfg.format,
-        input_options=dict(cfg.options),
-        policy=cfg.policy or DropPolicy.DROP_OLDEST,
-        decoding=decoding,
-        low_delay=cfg.low_delay,
-        wait_for_source=cfg.wait_for_source or came_up,
+    options = dataclasses.replace(
+        spec.options, decoding=decoding, wait_for_source=spec.options.wait_for_source or came_up
     )
-    return LiveSource(source_id, cfg.resolved_url(), fps, options, on_status=on_status, first_seq=first_seq)
+    return LiveSource(spec.id, spec.url, spec.fps, options, on_status=on_status, first_seq=first_seq)

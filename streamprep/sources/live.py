@@ -15,12 +15,11 @@ contains a password. Timestamps stay monotonic across reconnects and stream rese
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import enum
 import logging
-import random
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -30,6 +29,7 @@ from typing import Any
 
 import av
 
+from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.sources.base import SourceCounts, StatusCallback
 from streamprep.sources.clock import Capture, CaptureClocks
@@ -47,14 +47,19 @@ log = logging.getLogger(__name__)
 _NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
 
+# reopening a live input: 0.5 s doubling up to 10 s, jittered, at most 20 restarts a minute
+LIVE_BACKOFF = BackoffPolicy(first_s=0.5, cap_s=10.0, jitter=0.5, per_minute=20)
+
+
 @dataclass(frozen=True)
 class LiveOptions:
+    """How a live input is opened, decoded, handed over and reopened (the one definition; a source's come
+    from its :class:`~streamprep.sources.spec.SourceSpec`)."""
+
     transport: str = "tcp"  # RTSP transport: tcp or udp
     open_timeout: float = 5.0
     stall_timeout: float = 5.0  # no frame for this long: the source is stalled and gets reopened
-    backoff_initial: float = 0.5
-    backoff_cap: float = 10.0
-    max_restarts_per_minute: int = 20
+    backoff: BackoffPolicy = LIVE_BACKOFF  # waits between reopens (and the cap on restarts per minute)
     realtime: bool = False  # pace a file at its own frame rate (live semantics for a file)
     input_format: str | None = None  # FFmpeg demuxer: v4l2, lavfi...
     input_options: dict[str, str] = field(default_factory=dict)  # video_size, framerate, input_format...
@@ -65,17 +70,26 @@ class LiveOptions:
     wait_for_source: bool = False  # retry a source that never came up whatever it answers (not only timeouts)
 
 
-def classify(url: str) -> tuple[str, str | None, str]:
-    """``(kind, demuxer, target)`` for a source URL: kind is ``network``, ``webcam``, ``lavfi`` or ``file``."""
+class SourceKind(enum.StrEnum):
+    """What a source URL names."""
+
+    NETWORK = "network"  # rtsp://, http(s)://, udp://... streams
+    WEBCAM = "webcam"  # a V4L2 device
+    LAVFI = "lavfi"  # an FFmpeg filter graph (test sources)
+    FILE = "file"  # a file (replayed, or paced in real time)
+
+
+def classify(url: str) -> tuple[SourceKind, str | None, str]:
+    """``(kind, demuxer, target)`` for a source URL."""
     if url.startswith(_NETWORK_SCHEMES):
-        return "network", None, url
+        return SourceKind.NETWORK, None, url
     if url.startswith("lavfi:"):
-        return "lavfi", "lavfi", url.removeprefix("lavfi:")
+        return SourceKind.LAVFI, "lavfi", url.removeprefix("lavfi:")
     if url.isdigit():
-        return "webcam", "v4l2", f"/dev/video{url}"
+        return SourceKind.WEBCAM, "v4l2", f"/dev/video{url}"
     if url.startswith("/dev/video"):
-        return "webcam", "v4l2", url
-    return "file", None, url
+        return SourceKind.WEBCAM, "v4l2", url
+    return SourceKind.FILE, None, url
 
 
 AUTH_RETRY_S = 60.0  # a camera that refuses the credentials is tried again this often, not faster
@@ -114,9 +128,9 @@ def decode_settings(kind: str, target: str, options: LiveOptions) -> DecodeSetti
     opts: dict[str, str] = {}
     if target.startswith(("rtsp://", "rtsps://")):
         opts["rtsp_transport"] = options.transport
-    if kind in ("network", "webcam"):
+    if kind in (SourceKind.NETWORK, SourceKind.WEBCAM):
         opts["fflags"] = "nobuffer"  # what the probe read is not queued up for a burst of old frames
-    if kind == "file" or not options.low_delay:
+    if kind == SourceKind.FILE or not options.low_delay:
         return DecodeSettings(opts | dict(options.input_options), "AUTO")
     if target.startswith(("rtsp://", "rtsps://")):
         opts["probesize"] = "32"  # the SDP describes the stream: av.open takes ~0.1 s instead of ~1 s
@@ -151,29 +165,6 @@ def with_capture(frame: Frame, capture: Capture) -> Frame:
     wall_minus_mono = time.time() - time.monotonic()  # read together: the capture on the monotonic clock
     lag = frame.decoded_mono - (capture.at - wall_minus_mono)
     return dataclasses.replace(frame, captured_at=capture.at, capture_clock=capture.clock, capture_lag=lag)
-
-
-class _Restarts:
-    """Exponential backoff with jitter, capped, plus a cap on restarts per minute."""
-
-    def __init__(self, options: LiveOptions) -> None:
-        self._options = options
-        self._delay = options.backoff_initial
-        self._recent: collections.deque[float] = collections.deque()
-
-    def succeeded(self) -> None:
-        self._delay = self._options.backoff_initial
-
-    def next_wait(self) -> float:
-        now = time.monotonic()
-        while self._recent and now - self._recent[0] > 60.0:
-            self._recent.popleft()
-        wait = self._delay * random.uniform(0.5, 1.0)
-        self._delay = min(self._delay * 2, self._options.backoff_cap)
-        if len(self._recent) >= self._options.max_restarts_per_minute:
-            wait = max(wait, 60.0 - (now - self._recent[0]))
-        self._recent.append(now + wait)
-        return wait
 
 
 class LiveSource:
@@ -225,7 +216,7 @@ class LiveSource:
                 self._stop.set()
 
     def _open(self) -> tuple[Any, Any]:
-        bound = self.options.open_timeout + (0.0 if self.kind == "file" else OPEN_MARGIN_S)
+        bound = self.options.open_timeout + (0.0 if self.kind is SourceKind.FILE else OPEN_MARGIN_S)
         return self._opener.open(lambda: open_input(self.id, self.url, self.options), bound)
 
     def _give_up(self, loop: asyncio.AbstractEventLoop, reason: str, failure: Failure) -> None:
@@ -235,7 +226,7 @@ class LiveSource:
     def _run(self, loop: asyncio.AbstractEventLoop, handoff: BoundedQueue[Frame]) -> None:
         """The decode thread: open, decode, hand off, and reopen, until stopped."""
         sampler = Sampler(self.fps)
-        restarts = _Restarts(self.options)
+        restarts = Backoff(self.options.backoff)
         timeline = Timeline(self.id, rebase=True)
         tries = 0  # attempts to open that failed in a row: only the first is announced as connecting
         while not self._stop.is_set():
@@ -246,9 +237,9 @@ class LiveSource:
             except (av.error.FFmpegError, OSError, SourceLostError, OpenTimeout) as exc:
                 failure = failure_of(exc)
                 what = cannot_open(self.safe_url, exc)
-                if isinstance(exc, OpenTimeout) and self.kind == "file":
+                if isinstance(exc, OpenTimeout) and self.kind is SourceKind.FILE:
                     what += f" ({HUNG})"
-                if self.kind == "file":
+                if self.kind is SourceKind.FILE:
                     self._give_up(loop, what, failure)
                     return
                 if failure.definite and not self.came_up and not self.options.wait_for_source:
@@ -279,7 +270,7 @@ class LiveSource:
             ended = "stream ended"
             opts = self.options.decoding
             skip = Skipper(stream, sampler, opts.sample, skip=opts.skip, source=self.id, counts=self.counts)
-            clocks = CaptureClocks(self.id, container, stream) if self.kind != "file" else None
+            clocks = CaptureClocks(self.id, container, stream) if self.kind is not SourceKind.FILE else None
             demuxer = clocks.stamped() if clocks else container
             try:
                 for frame in decode(demuxer, stream, self.counts, skip, Decoder(stream, opts.hwaccel, self.id)):
@@ -322,7 +313,7 @@ class LiveSource:
                 container.close()
             if self._stop.is_set():
                 return
-            if self.kind == "file":
+            if self.kind is SourceKind.FILE:
                 self._status(loop, SourceState.FINISHED, "end of file")
                 return
             if time.monotonic() - online_since > 10.0:

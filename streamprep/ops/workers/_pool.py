@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from streamprep.config.resolve import resolve_sources
 from streamprep.config.schema import Config
+from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.threads import WriterThread
 from streamprep.ops.service import Notifier, default_status_socket, read_status, status_companion, systemd_companion
 from streamprep.ops.signals import StopPolicy
@@ -34,7 +36,6 @@ from streamprep.ops.workers._shares import (
     write_atomically,
     write_plan,
 )
-from streamprep.sources import is_live
 from streamprep.values.errors import SinkError, StreamprepError, most_serious, print_error
 from streamprep.values.frames import SourceState
 from streamprep.values.metrics import Snapshot, SourceSnapshot
@@ -43,9 +44,8 @@ from streamprep.values.redact import redact_text
 log = logging.getLogger("streamprep.ops.workers")
 
 
-RESTART_FIRST_S = 1.0
-RESTART_CAP_S = 30.0
-HEALTHY_AFTER_S = 60.0  # a worker that ran this long restarts with the first delay again
+# a worker that died restarts after 1 s, doubling up to 30 s; one that ran a minute with the first delay again
+RESTART = BackoffPolicy(first_s=1.0, cap_s=30.0, jitter=0.0, healthy_after_s=60.0)
 POLL_S = 1.0  # how often the supervisor reads the workers' snapshots
 START_TIMEOUT_S = 300.0  # READY waits at most this long for every worker's first snapshot
 _STOP_GRACE_S = 30.0  # after the drain deadline: then a worker still running is killed
@@ -62,7 +62,7 @@ class _Worker:
     latest: Snapshot | None = None
     carried: Carried = field(default_factory=Carried)
     note: str | None = None  # why its sources show failed (it died and waits to restart)
-    backoff: float = RESTART_FIRST_S
+    backoff: Backoff = field(default_factory=lambda: Backoff(RESTART))
     restarts: int = 0
     code: int | None = None  # its final exit status, once it ended for good
     resumed: dict[str, int] = field(default_factory=dict)  # the seq each file of this run resumed at
@@ -87,7 +87,8 @@ class WorkerPool:
         self._reload = reload
         self.directory = directory
         self._dashboard = dashboard
-        ids = cfg.source_ids()
+        self.sources = resolve_sources(cfg)
+        ids = [s.id for s in self.sources]
         self.plan = plan(ids, count)
         write_plan(directory, self.plan)
         self.workers = [_Worker(k, share) for k, share in enumerate(shares(ids, self.plan, count))]
@@ -203,8 +204,7 @@ class WorkerPool:
                 w.code = code if code >= 0 else 1
                 self._final(w)
                 return
-            delay = RESTART_FIRST_S if ran > HEALTHY_AFTER_S else w.backoff
-            w.backoff = min(delay * 2, RESTART_CAP_S)
+            delay = w.backoff.next_wait(ran_s=ran)
             why = f"worker {w.index} {describe_exit(code)}; restarting in {delay:.1f} s"
             resuming = [sid for sid in w.sources if self._resumable(sid)]
             log.error(
@@ -227,9 +227,7 @@ class WorkerPool:
         """A file replayed (not live) whose results the supervisor writes: a restart resumes it."""
         if self._writer is None or sid not in self.last_seq:
             return False
-        ids = self.cfg.source_ids()
-        spec = next((s for s, i in zip(self.cfg.sources, ids, strict=True) if i == sid), None)
-        return spec is not None and not is_live(spec, self.cfg.realtime)
+        return any(s.id == sid and not s.live for s in self.sources)
 
     def _final(self, w: _Worker, why: str | None = None) -> None:
         """Fold the run that ended into what the worker's next run adds to (``why``: it died). Its own
@@ -409,13 +407,15 @@ class WorkerPool:
             return
         try:
             cfg = await asyncio.to_thread(self._reload)
+            sources = resolve_sources(cfg)
         except StreamprepError as exc:
             log.error("reload refused, the workers run on as before: %s", redact_text(str(exc)))
             return
         if cfg.workers != self.cfg.workers:
             log.warning("reload: workers = %d needs a restart; %d run on", cfg.workers, self.count)
         self.cfg = cfg.model_copy(update={"workers": self.cfg.workers})
-        ids = cfg.source_ids()
+        self.sources = sources
+        ids = [s.id for s in sources]
         self.plan = plan(ids, self.count, self.plan)  # sources that stay keep their worker
         write_plan(self.directory, self.plan)
         self._signal_all(signal.SIGHUP)
