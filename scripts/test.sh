@@ -8,4 +8,5 @@ source scripts/venv.sh
 ensure_venv "test,docs"
 .venv/bin/ruff check .
 .venv/bin/mypy streamprep
+.venv/bin/lint-imports --no-cache >/dev/null || .venv/bin/lint-imports --no-cache  # the layers (.importlinter)
 exec .venv/bin/python -m pytest "$@"
