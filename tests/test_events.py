@@ -349,4 +349,4 @@ def test_cli_events_flag_and_one_error_line(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = [r["type"] for r in rows if r["schema"] == "streamprep.event/1"]
     assert kinds.count("new") == kinds.count("end") >= 3
-    assert sum(r["schema"] == "streamprep.result/2" for r in rows) == 36
+    assert sum(r["schema"] == "streamprep.result/3" for r in rows) == 36

@@ -91,6 +91,8 @@ class SourceCounters:
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
+    region_mode: str = "full"  # the source's regions: full, tiles or motion
+    model_runs: int = 0  # regions the model ran on (one per frame with regions = "full")
 
     def all_drops(self) -> collections.Counter[DropReason]:
         return self.drops + self.source_drops
@@ -124,12 +126,15 @@ class SourceSnapshot:
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
+    region_mode: str = "full"  # regions: full, tiles or motion
+    model_runs: int = 0  # regions the model ran on (one per processed frame with regions = "full")
 
     def summary(self) -> str:
         """One line of counts, as the end-of-run summary and the final status give them."""
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
+        line += f"; {self.model_runs} model runs ({self.region_mode})" if self.region_mode != "full" else ""
         return line + (f"; sinks dropped {self.sink_dropped} result(s)" if self.sink_dropped else "")
 
 
@@ -230,6 +235,8 @@ class Metrics:
                     c.position_s,
                     c.duration_s,
                     c.capture_clock,
+                    c.region_mode,
+                    c.model_runs,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

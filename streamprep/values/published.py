@@ -4,7 +4,8 @@ Fields that vary between two replays of the same file are ``id`` (it names the r
 ``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
 everything else is deterministic. See the README for the field reference. Version 2 added
 ``capture_clock`` and counts ``captured_at`` and ``timings_ms.age`` from the frame's capture (version 1:
-from its decoding).
+from its decoding). Version 3 adds ``regions`` (the boxes the model looked at for the frame) and a
+detection's ``carried`` (present, and true, when it repeats an earlier frame's detection).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 
 from streamprep.values.frames import Result
 
-SCHEMA = "streamprep.result/2"  # version 2 adds each detection's track_id and capture_clock
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-2.json"  # the JSON Schema of SCHEMA
+SCHEMA = "streamprep.result/3"  # version 3 adds regions and a detection's carried
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-3.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
 
@@ -35,6 +36,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "frame": {"width": result.width, "height": result.height},
         "kind": result.kind,
     }
+    out["regions"] = [list(r) for r in result.regions]
     if result.detections is not None:
         out["detections"] = [
             {
@@ -44,6 +46,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
                 "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
                 "track_id": d.track_id,
             }
+            | ({"carried": True} if d.carried else {})
             for d in result.detections
         ]
     if result.classifications is not None:
