@@ -20,16 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from streamprep.events.engine import EventHub
 from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, DropPolicy
+from streamprep.inference.decoders.base import Decoded
 from streamprep.inference.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry, Region
+from streamprep.regions.source import RegionSettings, SourceRegions
+from streamprep.regions.values import BoxTuple, RegionMode, RegionPlan, crop, to_source
 from streamprep.run.batching import Batcher
 from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
 from streamprep.values.events import EventOutput
@@ -39,6 +44,7 @@ from streamprep.values.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _BUFFERS = 2  # batch tensors besides those in inference: one being filled, one queued
+_SPARES = 64  # batch tensors kept for batches whose regions fill more than one
 _RETRY_FIRST_S = 0.5  # the server is away: the first retry of a batch of file frames comes after this
 
 FailureCallback = Callable[[str, str], None]  # (source id, reason)
@@ -47,12 +53,31 @@ Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and th
 
 
 @dataclass(frozen=True)
+class _Planned:
+    """A frame's regions (``regions`` other than ``full``): its source's state, its plan, its time (s)."""
+
+    state: SourceRegions
+    plan: RegionPlan
+    pts: float
+
+
+@dataclass(frozen=True)
 class PreparedBatch:
+    """Frames preprocessed for one inference step. Each frame takes one slot (the whole frame, ``plans[i]``
+    None) or one per region of its plan, at consecutive positions from ``spans[i][0]``; position ``p`` is
+    slot ``p % per_tensor`` of ``tensors[p // per_tensor]``, ``used[c]`` the slots tensor ``c`` runs with (a
+    frame that failed midway leaves its positions unused). ``buffers`` are the pooled tensors behind them."""
+
     items: tuple[Frame, ...]
-    tensor: Tensor
-    geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view (test-time augmentation)
+    tensors: tuple[Tensor, ...]
+    geometries: tuple[tuple[tuple[Geometry, ...], ...], ...]  # per frame, per slot, one per view
     preprocess_ms: tuple[float, ...]
     started: float
+    spans: tuple[tuple[int, int], ...] = ()  # per frame: its first position and its number of slots
+    plans: tuple[_Planned | None, ...] = ()  # per frame: its regions (None: the whole frame)
+    used: tuple[int, ...] = ()  # per tensor
+    per_tensor: int = 1
+    buffers: tuple[Tensor, ...] = ()
 
 
 Made = tuple[Result, list[EventOutput]]
@@ -60,11 +85,14 @@ Made = tuple[Result, list[EventOutput]]
 
 @dataclass(frozen=True)
 class Inferred:
-    """What became of a batch in inference: results, frames that failed, or the server was away."""
+    """What became of a batch in inference: each frame's decoded slots (None: the frame failed), frames that
+    failed, or the server was away."""
 
-    results: list[Made]
+    decoded: list[list[Decoded] | None]
     failed: list[tuple[Frame, str]]
     unavailable: str | None = None  # why nothing was inferred (ServerUnavailable): the batch may be sent again
+    inference_ms: float = 0.0
+    started: float = 0.0  # when its inference started (time.monotonic)
 
 
 @dataclass
@@ -101,9 +129,11 @@ class ModelBranch:
         *,
         live: Callable[[str], bool] = lambda _sid: False,
         on_trouble: TroubleCallback | None = None,
+        region_settings: Mapping[str, RegionSettings] | None = None,
     ) -> None:
         """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
-        live (its frames are dropped while the server is away, a file's wait)."""
+        live (its frames are dropped while the server is away, a file's wait); ``region_settings``: each
+        source's ``regions`` (a source not in it: the whole frame)."""
         self.key = key
         self.model = model
         self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
@@ -117,6 +147,10 @@ class ModelBranch:
         self._keep_frames = keep_frames  # results carry their decoded frame (library use)
         self._is_live = live
         self._on_trouble = on_trouble
+        self._region_settings: Mapping[str, RegionSettings] = region_settings if region_settings is not None else {}
+        self._states: dict[str, SourceRegions] = {}  # per source (regions other than full)
+        self._states_lock = threading.Lock()
+        self._spare: list[Tensor] = []  # more batch tensors, for batches whose regions fill more than one
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS + model.in_flight):
@@ -155,56 +189,113 @@ class ModelBranch:
             tg.create_task(self._emit_stage(emit), name=f"infer {self.key}"),
         ]
 
-    def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
-        """The tensor ``items`` go into (a view shaped for them with ``resize = rect``), and the frames whose
-        size or region cannot be planned at all, set apart."""
-        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
+    def _source_regions(self, sid: str) -> SourceRegions | None:
+        """The source's region state (worker thread); None with ``regions = "full"``: the frame goes whole."""
+        settings = self._region_settings.get(sid)
+        if settings is None or settings.mode is RegionMode.FULL:
+            return None
+        with self._states_lock:
+            state = self._states.get(sid)
+            if state is None or state.settings != settings:  # new, or changed by a reload
+                state = self._states[sid] = SourceRegions(settings, max(self.model.spec.width, self.model.spec.height))
+            return state
 
-        def shape(frames: list[Frame]) -> Tensor:
-            return views.batch_for(pre, tensor, [(f.width, f.height, regions.get(f.source)) for f in frames])
-
+    def _spare_tensor(self) -> Tensor:
+        """One more batch tensor for a batch whose regions fill more than one (worker thread)."""
         try:
-            return shape(items), items, []
-        except Exception:
-            good: list[Frame] = []
-            failed: list[tuple[Frame, str]] = []
-            for f in items:
-                try:
-                    shape([f])
-                    good.append(f)
-                except Exception as exc:
-                    failed.append((f, frame_failure(exc)))
-            return (shape(good) if good else tensor), good, failed
+            return self._spare.pop()
+        except IndexError:
+            tensor: Tensor = self.model.new_batch()
+            return tensor
 
-    def _fill(self, items: list[Frame], tensor: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
-        """Preprocess ``items`` into ``tensor`` (worker thread); a frame that fails takes no slot."""
-        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
+    def _release(self, batch: PreparedBatch) -> None:
+        """The batch's tensors go back: the first to the pool, the others to the spares (bounded)."""
+        self._free.put_nowait(batch.buffers[0])
+        for tensor in batch.buffers[1:]:
+            if len(self._spare) < _SPARES:
+                self._spare.append(tensor)
+
+    def _fill(self, items: list[Frame], first: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
+        """Plan and preprocess ``items`` (worker thread). Each frame takes one slot (the whole frame) or one per
+        region of its plan; the slots fill tensors of ``max_batch`` slots, ``first`` and then spare ones. A
+        frame that fails is set apart with its reason (its slots stay unused)."""
+        model = self.model
+        pre, views, rois, cap = model.preprocessor, model.views, self._regions, model.max_batch
         started = time.monotonic()
-        tensor, items, failed = self._shape(items, tensor)
-        kept: list[Frame] = []
-        geometries: list[tuple[Geometry, ...]] = []
-        times: list[float] = []
+        failed: list[tuple[Frame, str]] = []
+        planned: list[tuple[Frame, _Planned | None, list[tuple[int, int, Region | None]], float]] = []
         for f in items:
             t0 = time.perf_counter()
             try:
-                geometry = views.prepare(
-                    pre,
-                    tensor,
-                    len(kept),
-                    f.image,
-                    f.pixel_format,
-                    regions.get(f.source),
-                    f.color_matrix,
-                    f.color_range,
-                )
+                state = self._source_regions(f.source)
+                if state is None:
+                    sizes = [(f.width, f.height, rois.get(f.source))]
+                    views.batch_for(pre, first, sizes)  # a size or roi that cannot be planned fails here
+                    planned.append((f, None, sizes, 0.0))
+                    continue
+                pts = f.pts if f.pts is not None else f.captured_mono
+                plan = state.plan(f.image, f.width, f.height, pts, f.pixel_format)
+                sizes = [(r.width, r.height, None) for r in plan.regions]
+                if sizes:
+                    views.batch_for(pre, first, sizes)
+                planned.append((f, _Planned(state, plan, pts), sizes, (time.perf_counter() - t0) * 1000.0))
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in planning", f.source, f.seq, exc_info=True)
+                failed.append((f, frame_failure(exc)))
+        flat = [size for _, _, sizes, _ in planned for size in sizes]
+        buffers = [first] + [self._spare_tensor() for _ in range(1, -(-len(flat) // cap))]
+        try:
+            tensors = [views.batch_for(pre, b, flat[c * cap : (c + 1) * cap]) for c, b in enumerate(buffers) if flat]
+        except Exception as exc:
+            reason = frame_failure(exc)
+            failed += [(f, reason) for f, _, _, _ in planned]
+            return PreparedBatch((), (), (), (), started, buffers=tuple(buffers)), failed
+        kept: list[Frame] = []
+        geometries: list[tuple[tuple[Geometry, ...], ...]] = []
+        times: list[float] = []
+        spans: list[tuple[int, int]] = []
+        plans: list[_Planned | None] = []
+        used = [0] * len(tensors)
+        position = 0
+        for f, planning, sizes, plan_ms in planned:
+            start, position = position, position + len(sizes)
+            t0 = time.perf_counter()
+            geos: list[tuple[Geometry, ...]] = []
+            try:
+                for k in range(len(sizes)):
+                    p = start + k
+                    if planning is None:
+                        image, roi = f.image, rois.get(f.source)
+                    else:
+                        image, roi = crop(f.image, planning.plan.regions[k], f.pixel_format), None
+                    tensor = tensors[p // cap]
+                    geos.append(
+                        views.prepare(pre, tensor, p % cap, image, f.pixel_format, roi, f.color_matrix, f.color_range)
+                    )
             except Exception as exc:
                 log.debug("source %s: frame %d failed in preprocessing", f.source, f.seq, exc_info=True)
                 failed.append((f, frame_failure(exc)))
                 continue
+            for p in range(start, position):
+                used[p // cap] = max(used[p // cap], p % cap + 1)
             kept.append(f)
-            geometries.append(geometry)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        return PreparedBatch(tuple(kept), tensor, tuple(geometries), tuple(times), started), failed
+            geometries.append(tuple(geos))
+            times.append(plan_ms + (time.perf_counter() - t0) * 1000.0)
+            spans.append((start, len(sizes)))
+            plans.append(planning)
+        batch = PreparedBatch(
+            tuple(kept),
+            tuple(tensors),
+            tuple(geometries),
+            tuple(times),
+            started,
+            tuple(spans),
+            tuple(plans),
+            tuple(used),
+            cap,
+            tuple(buffers),
+        )
+        return batch, failed
 
     async def _prepare_stage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -228,7 +319,7 @@ class ModelBranch:
                     raise
                 self._fail(failed)
                 if not batch.items:
-                    self._free.put_nowait(tensor)
+                    self._release(batch)
                     self._in_hand = ()
                     self._demand.release()
                     continue
@@ -243,29 +334,69 @@ class ModelBranch:
             self._on_failure(frame.source, reason)
 
     def _infer(self, batch: PreparedBatch) -> Inferred:
-        """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
-        objects and make its events (worker thread; snapshots come from the very frame)."""
+        """Run the model on a prepared batch (each of its tensors that holds slots) and decode each slot
+        (worker thread)."""
         model = self.model
-        n = len(batch.items)
         started = time.monotonic()
         t0 = time.perf_counter()
+        fixed = model.spec.batch is not None
+        outputs: list[list[Any] | None] = []
         try:
-            fixed = model.spec.batch is not None
-            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
+            for tensor, used in zip(batch.tensors, batch.used, strict=True):
+                run = tensor if fixed else tensor[: used * model.views.count]
+                outputs.append(model.engine.run(run) if used else None)
         except ServerUnavailable as exc:
             return Inferred([], [], unavailable=str(exc))
         except Exception as exc:
             reason = frame_failure(exc)
             return Inferred([], [(f, reason) for f in batch.items])
         inference_ms = (time.perf_counter() - t0) * 1000.0
-        results: list[tuple[Result, list[EventOutput]]] = []
+        decoded: list[list[Decoded] | None] = []
         failed: list[tuple[Frame, str]] = []
-        for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
+        for f, (first, count), geos in zip(batch.items, batch.spans, batch.geometries, strict=True):
+            slots: list[Decoded] = []
             try:
-                decoded = model.views.decode(model.decoder, outputs, i, geo)
+                for k in range(count):
+                    p = first + k
+                    out = outputs[p // batch.per_tensor]
+                    assert out is not None
+                    slots.append(model.views.decode(model.decoder, out, p % batch.per_tensor, geos[k]))
             except Exception as exc:
                 log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
                 failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
+                decoded.append(None)
+                continue
+            decoded.append(slots)
+        return Inferred(decoded, failed, None, inference_ms, started)
+
+    def _finish(self, batch: PreparedBatch, done: Inferred) -> tuple[list[Made], list[tuple[Frame, str]]]:
+        """Each decoded frame's result (worker thread): the whole frame's answer, or its regions' detections
+        merged in source pixels (with ``motion``, and the carried ones); then, with ``[events]``, its tracking
+        and events (snapshots come from the very frame)."""
+        model = self.model
+        n = len(batch.items)
+        results: list[Made] = []
+        failed: list[tuple[Frame, str]] = []
+        for f, slots, geos, planning, preprocess_ms in zip(
+            batch.items, done.decoded, batch.geometries, batch.plans, batch.preprocess_ms, strict=True
+        ):
+            if slots is None:
+                continue
+            try:
+                if planning is None:
+                    decoded = slots[0]
+                    g = geos[0][0]  # the part of the frame the model saw: all of it, or its roi
+                    x, y = float(g.crop_x), float(g.crop_y)
+                    regions: tuple[BoxTuple, ...] = ((x, y, x + g.crop_width, y + g.crop_height),)
+                else:
+                    plan = planning.plan
+                    found = [to_source(d.detections or (), r) for d, r in zip(slots, plan.regions, strict=True)]
+                    iou = model.views.options.iou_threshold
+                    decoded = Decoded(detections=planning.state.report(plan, found, planning.pts, iou))
+                    regions = tuple(r.box for r in plan.regions)
+            except Exception as exc:
+                log.debug("source %s: frame %d failed in merging its regions", f.source, f.seq, exc_info=True)
+                failed.append((f, f"regions: {frame_failure(exc)}"))
                 continue
             result = Result(
                 source=f.source,
@@ -280,9 +411,9 @@ class ModelBranch:
                 batch_size=n,
                 timings=Timings(
                     queue_ms=(batch.started - f.decoded_mono) * 1000.0,
-                    preprocess_ms=batch.preprocess_ms[i],
-                    inference_ms=inference_ms,
-                    age_ms=(started - f.captured_mono) * 1000.0,
+                    preprocess_ms=preprocess_ms,
+                    inference_ms=done.inference_ms,
+                    age_ms=(done.started - f.captured_mono) * 1000.0,
                     total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
                 ),
                 detections=decoded.detections,
@@ -290,16 +421,21 @@ class ModelBranch:
                 outputs=decoded.outputs,
                 capture_clock=f.capture_clock,
                 frame=f if self._keep_frames else None,
+                regions=regions,
             )
             if self._events is None:
                 results.append((result, []))
                 continue
             try:
-                results.append(self._events.process(result, f.image, f.pixel_format))
+                made = self._events.process(result, f.image, f.pixel_format)
             except Exception as exc:
                 log.debug("source %s: frame %d failed in tracking", f.source, f.seq, exc_info=True)
                 failed.append((f, f"events: {frame_failure(exc)}"))
-        return Inferred(results, failed)
+                continue
+            if planning is not None and result.detections:
+                planning.state.remember(result.detections, made[0].detections or ())
+            results.append(made)
+        return results, failed
 
     def _launch(self, batch: PreparedBatch) -> asyncio.Future[Inferred]:
         return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._infer, batch)
@@ -320,29 +456,36 @@ class ModelBranch:
             self._submitted.put_nowait(None)
 
     async def _emit_stage(self, emit: Emit) -> None:
-        """Take each batch's outcome in submission order and emit its results."""
+        """Take each batch's outcome in submission order, make its results and emit them."""
         metrics = self._metrics
+        loop = asyncio.get_running_loop()
         try:
             while (flight := await self._submitted.get()) is not None:
+                made: list[Made] = []
+                late: list[tuple[Frame, str]] = []
                 try:
                     done = await self._settle(flight)
+                    if done.decoded:  # results, merging and tracking where the region states live
+                        made, late = await loop.run_in_executor(
+                            self._prepare_executor, self._finish, flight.batch, done
+                        )
                 finally:
-                    self._free.put_nowait(flight.batch.tensor)
-                self._fail(done.failed)
-                failed = {id(f) for f, _ in done.failed}
+                    self._release(flight.batch)
+                self._fail(done.failed + late)
+                failed = {id(f) for f, _ in done.failed + late}
                 flight.pending = [f for f in flight.pending if id(f) not in failed]
-                if done.results:
-                    inference_ms = done.results[0][0].timings.inference_ms
+                if made:
                     metrics.batches += 1
-                    metrics.frames += len(done.results)
+                    metrics.frames += len(made)
                     metrics.batch_sizes.add(len(flight.batch.items))
-                    metrics.inference_ms.add(inference_ms)
-                    metrics.histograms["inference_ms"].add(inference_ms)
-                for frame, (result, outputs) in _pair(flight.batch.items, done.results):
+                    metrics.inference_ms.add(done.inference_ms)
+                    metrics.histograms["inference_ms"].add(done.inference_ms)
+                for frame, (result, outputs) in _pair(flight.batch.items, made):
                     await emit(result, outputs)
                     flight.pending = [f for f in flight.pending if f is not frame]
                     counters = metrics.source(result.source)
                     counters.processed += 1
+                    counters.model_runs += len(result.regions)
                     counters.age_ms.add(result.timings.age_ms)
                     counters.capture_clock = result.capture_clock
                     metrics.histograms["age_ms"].add(result.timings.age_ms)
@@ -375,18 +518,32 @@ class ModelBranch:
             flight.future = self._launch(flight.batch)
 
     def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
-        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensor."""
-        views = self.model.views.count
-        tensor = batch.tensor
-        for j, i in enumerate(keep):
-            if i != j:
-                tensor[j * views : (j + 1) * views] = tensor[i * views : (i + 1) * views]
-        return PreparedBatch(
-            tuple(batch.items[i] for i in keep),
-            tensor,
-            tuple(batch.geometries[i] for i in keep),
-            tuple(batch.preprocess_ms[i] for i in keep),
-            batch.started,
+        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensors
+        (where the tensors have one shape; else they stay where they are)."""
+        views, cap = self.model.views.count, batch.per_tensor
+        same = len({t.shape for t in batch.tensors}) <= 1
+        used = [0] * len(batch.tensors)
+        spans: list[tuple[int, int]] = []
+        position = 0
+        for i in keep:
+            first, count = batch.spans[i]
+            start = position if same else first
+            for k in range(count):
+                src, dst = first + k, start + k
+                if src != dst:
+                    a, b = batch.tensors[src // cap], batch.tensors[dst // cap]
+                    b[(dst % cap) * views : (dst % cap + 1) * views] = a[(src % cap) * views : (src % cap + 1) * views]
+                used[dst // cap] = max(used[dst // cap], dst % cap + 1)
+            spans.append((start, count))
+            position = start + count
+        return replace(
+            batch,
+            items=tuple(batch.items[i] for i in keep),
+            geometries=tuple(batch.geometries[i] for i in keep),
+            preprocess_ms=tuple(batch.preprocess_ms[i] for i in keep),
+            spans=tuple(spans),
+            plans=tuple(batch.plans[i] for i in keep),
+            used=tuple(used),
         )
 
     def _trouble(self, reason: str) -> None:

@@ -116,6 +116,7 @@ class Pipeline:
                 keep_frames,
                 live=self._is_live,
                 on_trouble=self.supervisor.model_trouble,
+                region_settings=self.supervisor.region_settings,
             )
 
     @property

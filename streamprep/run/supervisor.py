@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, replace
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
 from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.preprocess.geometry import Region
+from streamprep.regions.source import RegionSettings
+from streamprep.regions.values import RegionMode
 from streamprep.run.branch import ModelBranch
 from streamprep.sources import is_live, make_source
 from streamprep.sources.base import Source, SourceCounts
@@ -61,7 +63,8 @@ class SourceSupervisor:
     ) -> None:
         self.cfg = cfg
         self.failures: list[SourceError] = []  # sources that ended failed (live sources are restarted instead)
-        self.regions: dict[str, Region] = {}
+        self.regions: dict[str, Region] = {}  # each source's roi
+        self.region_settings: dict[str, RegionSettings] = {}  # each source's regions (full, tiles, motion)
         self._metrics = metrics
         self._branches = branches
         self._publish = publish
@@ -133,6 +136,12 @@ class SourceSupervisor:
         if branch is None:
             raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
         fps = spec.fps if spec.fps is not None else self.cfg.fps
+        regions = self.cfg.regions_of(spec)
+        if regions.mode is not RegionMode.FULL and branch.model.decoder.kind != "detection":
+            raise ConfigError(
+                f"source {sid}: regions = {regions.mode.value!r} needs a detector; "
+                f"model {branch.model.name} makes {branch.model.decoder.kind} results"
+            )
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
         source = self._custom.pop(sid, None) or make_source(
@@ -148,7 +157,7 @@ class SourceSupervisor:
             file_slots=self._file_slots,
         )
         runs.append(source.counts)
-        self._metrics.source(sid)
+        self._metrics.source(sid).region_mode = regions.mode.value
         if source.live:
             size, policy = self.cfg.live_queue_size, DropPolicy.DROP_OLDEST
         else:
@@ -157,6 +166,7 @@ class SourceSupervisor:
         run = _Running(spec, source, queue)
         self._running[sid] = run
         self._specs[sid] = spec
+        self.region_settings[sid] = regions
         if spec.roi is not None:
             self.regions[sid] = spec.roi
         else:
