@@ -14,7 +14,8 @@ be planned before the one before it is reported (the branch prepares a batch whi
 inference). Such a plan does not know the objects found on that frame: the report then counts every
 tracked object that lies in one of the plan's regions as looked at (what :func:`plan_motion` says of
 objects inside a motion region), so an object that moves is followed rather than left behind as a carried
-copy; one that became due for a re-check in between is re-checked a frame later.
+copy; and a plan marks the objects it looks at as checked at once (not only when its frame is reported),
+so the frames planned meanwhile do not re-check them again.
 """
 
 from __future__ import annotations
@@ -77,9 +78,17 @@ class SourceRegions:
                 if self._tiles is None or (self._tiles.width, self._tiles.height) != (width, height):
                     self._tiles = tile_plan(width, height, self.model_side, s.tile_scale, s.tile_overlap, s.full_frame)
                 return self._tiles
-            if self._motion is None or (self._motion.width, self._motion.height) != (width, height):
-                self._motion = MotionRegions(width, height, self.model_side, s.motion())
-            return self._motion.plan(image, pts, pixel_format)
+            motion = self._motion
+            if motion is None or (motion.width, motion.height) != (width, height):
+                motion = self._motion = MotionRegions(width, height, self.model_side, s.motion())
+            plan = motion.plan(image, pts, pixel_format)
+            if plan.checked:  # looked at now: not due again on the frames planned before this one's report
+                keys = set(plan.checked)
+                motion.tracked = tuple(
+                    dataclasses.replace(t, checked_pts=pts) if t.key in keys and t.misses == 0 else t
+                    for t in motion.tracked
+                )
+            return plan
 
     def report(
         self, plan: RegionPlan, per_region: Sequence[Sequence[Detection]], pts: float, iou_threshold: float
