@@ -9,13 +9,9 @@ lock, since a branch plans a frame in one worker while it finishes an earlier on
     detections = regions.report(plan, per_region, pts, iou)          # merged; motion: with the carried ones
     regions.remember(detections)                                      # after tracking: the carried keep ids
 
-Frames of one source are planned in order and reported in order (the branch makes sure), but a frame may
-be planned before the one before it is reported (the branch prepares a batch while the previous one is in
-inference). Such a plan does not know the objects found on that frame: the report then counts every
-tracked object that lies in one of the plan's regions as looked at (what :func:`plan_motion` says of
-objects inside a motion region), so an object that moves is followed rather than left behind as a carried
-copy; and a plan marks the objects it looks at as checked at once (not only when its frame is reported),
-so the frames planned meanwhile do not re-check them again.
+A ``motion`` source's frames must be planned and reported in turn, each plan after the report of the
+frame before it (its re-checks and carried objects come from that report): the branch plans a motion
+source's next frame only once the previous one is reported.
 """
 
 from __future__ import annotations
@@ -28,7 +24,7 @@ from dataclasses import dataclass
 from streamprep.regions.merge import MergeSettings, merge
 from streamprep.regions.motion import MotionRegions, MotionSettings
 from streamprep.regions.tiles import tile_plan
-from streamprep.regions.values import RegionMode, RegionPlan, box_of
+from streamprep.regions.values import RegionMode, RegionPlan
 from streamprep.values.frames import Detection, Image
 
 Polygon = tuple[tuple[float, float], ...]
@@ -81,14 +77,7 @@ class SourceRegions:
             motion = self._motion
             if motion is None or (motion.width, motion.height) != (width, height):
                 motion = self._motion = MotionRegions(width, height, self.model_side, s.motion())
-            plan = motion.plan(image, pts, pixel_format)
-            if plan.checked:  # looked at now: not due again on the frames planned before this one's report
-                keys = set(plan.checked)
-                motion.tracked = tuple(
-                    dataclasses.replace(t, checked_pts=pts) if t.key in keys and t.misses == 0 else t
-                    for t in motion.tracked
-                )
-            return plan
+            return motion.plan(image, pts, pixel_format)
 
     def report(
         self, plan: RegionPlan, per_region: Sequence[Sequence[Detection]], pts: float, iou_threshold: float
@@ -102,11 +91,6 @@ class SourceRegions:
             motion = self._motion
             if motion is None or (motion.width, motion.height) != (plan.width, plan.height):
                 return found  # the frame size changed since this frame was planned: a fresh state starts
-            # The plan may predate the objects found on the frames just before this one (planned before they
-            # were reported): whatever lies in its regions was looked at, as plan_motion would have said.
-            covered = {t.key for t in motion.tracked if any(r.contains(box_of(t.detection), 0.5) for r in plan.regions)}
-            if not covered <= set(plan.checked):
-                plan = dataclasses.replace(plan, checked=tuple(dict.fromkeys((*plan.checked, *covered))))
             reported = motion.update(plan, found, pts)
         return reported.found + tuple(dataclasses.replace(d, carried=True) for d in reported.carried)
 

@@ -19,6 +19,7 @@ Every frame the branch takes is accounted for: it becomes a result, or it is dro
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import time
@@ -78,6 +79,7 @@ class PreparedBatch:
     used: tuple[int, ...] = ()  # per tensor
     per_tensor: int = 1
     buffers: tuple[Tensor, ...] = ()
+    motion_sources: tuple[str, ...] = ()  # the motion sources of its frames: their next frames wait for it
 
 
 Made = tuple[Result, list[EventOutput]]
@@ -151,6 +153,8 @@ class ModelBranch:
         self._states: dict[str, SourceRegions] = {}  # per source (regions other than full)
         self._states_lock = threading.Lock()
         self._spare: list[Tensor] = []  # more batch tensors, for batches whose regions fill more than one
+        self._unreported: collections.Counter[str] = collections.Counter()  # motion sources: batches on their way
+        self._reported = asyncio.Event()  # a batch was emitted: a motion source's next frame may be planned
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS + model.in_flight):
@@ -219,7 +223,7 @@ class ModelBranch:
         """Plan and preprocess ``items`` (worker thread). Each frame takes one slot (the whole frame) or one per
         region of its plan; the slots fill tensors of ``max_batch`` slots, ``first`` and then spare ones. A
         frame that fails is set apart with its reason (its slots stay unused)."""
-        model = self.model
+        model, motion = self.model, RegionMode.MOTION
         pre, views, rois, cap = model.preprocessor, model.views, self._regions, model.max_batch
         started = time.monotonic()
         failed: list[tuple[Frame, str]] = []
@@ -294,8 +298,28 @@ class ModelBranch:
             tuple(used),
             cap,
             tuple(buffers),
+            tuple(dict.fromkeys(f.source for f, p in zip(kept, plans, strict=True) if p and p.state.mode is motion)),
         )
         return batch, failed
+
+    def _motion(self, sid: str) -> bool:
+        settings = self._region_settings.get(sid)
+        return settings is not None and settings.mode is RegionMode.MOTION
+
+    def _plannable(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
+        """``frames`` split into those that can be planned now and those that must wait: a ``motion``
+        source's frame is planned only once the frame before it is reported (its plan depends on what that
+        one found), so at most one frame per such source is on its way at a time."""
+        now: list[Frame] = []
+        later: list[Frame] = []
+        taken: set[str] = set()
+        for f in frames:
+            if self._motion(f.source) and (self._unreported[f.source] or f.source in taken):
+                later.append(f)
+                continue
+            now.append(f)
+            taken.add(f.source)
+        return now, later
 
     async def _prepare_stage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -311,20 +335,31 @@ class ModelBranch:
                 self._seen.update(f.source for f in items)
                 if self._troubled and not self._seen <= self._troubled:
                     self._trouble(self._trouble_reason)  # a source joined while the server is away
-                tensor = await self._free.get()
-                try:
-                    batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, items, tensor)
-                except BaseException:
-                    self._free.put_nowait(tensor)
-                    raise
-                self._fail(failed)
-                if not batch.items:
-                    self._release(batch)
-                    self._in_hand = ()
-                    self._demand.release()
-                    continue
-                await self._prepared.put(batch)
-                self._in_hand = ()
+                pending, first = list(items), True
+                while pending:
+                    now, pending = self._plannable(pending)
+                    if not now:  # motion sources whose last frame is not reported yet
+                        self._reported.clear()
+                        await self._reported.wait()
+                        continue
+                    if not first and self._live():
+                        await self._demand.acquire()  # a batch of its own: it takes its turn
+                    first = False
+                    tensor = await self._free.get()
+                    try:
+                        batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, now, tensor)
+                    except BaseException:
+                        self._free.put_nowait(tensor)
+                        raise
+                    self._fail(failed)
+                    if not batch.items:
+                        self._release(batch)
+                        self._in_hand = tuple(pending)
+                        self._demand.release()
+                        continue
+                    self._unreported.update(batch.motion_sources)
+                    await self._prepared.put(batch)
+                    self._in_hand = tuple(pending)
         finally:
             self._prepared.close()
 
@@ -471,6 +506,8 @@ class ModelBranch:
                         )
                 finally:
                     self._release(flight.batch)
+                    self._unreported.subtract(flight.batch.motion_sources)
+                    self._reported.set()
                 self._fail(done.failed + late)
                 failed = {id(f) for f, _ in done.failed + late}
                 flight.pending = [f for f in flight.pending if id(f) not in failed]
