@@ -450,6 +450,7 @@ PAGES: dict[str, Callable[[], str]] = {
 }
 # repository files published with the site (site path -> repository path), so pages can link to them
 SITE_FILES = {
+    "schemas/result-3.json": "streamprep/schemas/result-3.json",
     "schemas/result-2.json": "streamprep/schemas/result-2.json",
     "schemas/result-1.json": "streamprep/schemas/result-1.json",
     "schemas/event-1.json": "streamprep/schemas/event-1.json",
