@@ -197,6 +197,11 @@ def test_regions_flag_and_its_errors() -> None:
         parse({"sources": [{"url": str(WALK), "roi": [0, 0, 0.5, 0.5], "regions": "tiles"}]})
     with pytest.raises(streamprep.ConfigError, match=r"motion_masks"):
         parse({"sources": [str(WALK)], "motion_masks": [[[0, 0], [1, 1]]]})
+    classifier = str(FASTESTDET.parent / "mobilenet_v2_224_int8.onnx")
+    with pytest.raises(streamprep.ConfigError, match=r"regions = 'motion' needs a detector"):
+        list(streamprep.stream(str(WALK), classifier, fps=1, regions="motion"))
+    chk = subprocess.run([*cmd, "tiles", "--model", classifier], capture_output=True, text=True, timeout=60)
+    assert chk.returncode != 0 and "regions = 'tiles' needs a detector" in chk.stderr
     own = parse({"sources": [{"url": str(WALK), "regions": "tiles", "tile_scale": 2}], "regions": "motion"})
     settings = own.regions_of(own.sources[0])
     assert (settings.mode, settings.tile_scale, settings.recheck_s) == ("tiles", 2.0, 2.0)

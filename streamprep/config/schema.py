@@ -137,7 +137,7 @@ class SourceConfig(_Strict):
     tile_overlap: float | None = Field(None, ge=0, lt=1)  # tiles: overlap of neighbours; default: the top-level one
     tile_scale: float | None = Field(None, gt=0, le=16)  # tile side / model input side; default: the top-level one
     full_frame: bool | None = None  # tiles: a whole-frame pass too (large objects); default: the top-level one
-    recheck_s: float | None = Field(None, gt=0, le=3600)  # motion: still objects re-checked this often (top-level)
+    recheck_s: float | None = Field(None, gt=0, le=3600)  # motion: re-check still ones this often; default: top-level
     # motion: polygons where motion is ignored ([[x, y], ...], pixels or fractions, as zones); default: top-level
     motion_masks: tuple[Polygon, ...] | None = None
     # not a key: ``run --workers`` resumes a restarted worker's file at this seq (see streamprep.ops.workers)

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streamprep.config import budget
-from streamprep.config.schema import Config, SourceConfig
+from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
 from streamprep.inference import contract
 from streamprep.inference.model import LoadedModel, load_model
+from streamprep.regions.values import RegionMode
 from streamprep.sources.live import LiveOptions, classify, open_input
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
 from streamprep.values.redact import redact_url
@@ -68,6 +69,7 @@ def preflight(
     sizes = {c.source: (c.width, c.height) for c in costs if c.size_known}
     _models(found, load, checkpoint)
     for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+        _regions(found, spec, sid)
         _source(found, spec, sid, sizes.get(sid), probe_sources)
     _outputs(found)
     return found
@@ -90,6 +92,21 @@ def _models(found: Preflight, load: Callable[..., LoadedModel], checkpoint: Call
         )
         lines, _ = contract.review(key, model, strict=False)
         found.warnings.extend(lines)
+
+
+def regions_problem(cfg: Config, spec: SourceConfig, sid: str, model: LoadedModel) -> ConfigError | None:
+    """Tiles and motion regions are for detectors (their boxes are merged across regions)."""
+    mode = cfg.regions_of(spec).mode
+    if mode is RegionMode.FULL or model.decoder.kind == "detection":
+        return None
+    kind = model.decoder.kind
+    return ConfigError(f"source {sid}: regions = {mode.value!r} needs a detector; {model.name} makes {kind} results")
+
+
+def _regions(found: Preflight, spec: SourceConfig, sid: str) -> None:
+    model = found.models.get(spec.model or DEFAULT_MODEL_KEY)
+    if model is not None and (problem := regions_problem(found.cfg, spec, sid, model)) is not None:
+        found.problem(problem)
 
 
 def _source(found: Preflight, spec: SourceConfig, sid: str, size: tuple[int, int] | None, probe: bool) -> None:

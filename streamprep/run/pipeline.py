@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config
+from streamprep.config.validate import regions_problem
 from streamprep.events.engine import EventHub, SourceGeometry
 from streamprep.flow.threads import cores, pool
 from streamprep.inference.model import LoadedModel
@@ -73,6 +74,10 @@ class Pipeline:
         ``sink_queue``: results that may wait for each sink (live ones beyond it are dropped there)."""
         self.cfg = cfg
         self.models = {DEFAULT_MODEL_KEY: models} if isinstance(models, LoadedModel) else dict(models)
+        for spec, sid in zip(cfg.sources, cfg.source_ids(), strict=True):
+            model = self.models.get(spec.model or DEFAULT_MODEL_KEY)
+            if model is not None and (problem := regions_problem(cfg, spec, sid, model)) is not None:
+                raise problem
         self.metrics = Metrics()
         self.run_id = secrets.token_hex(6)  # makes every result id unique across runs
         self.drain_timeout = cfg.drain_timeout_s if drain_timeout is None else drain_timeout

@@ -20,10 +20,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
+from streamprep.config.validate import regions_problem
 from streamprep.flow.queues import BoundedQueue, DropPolicy, QueueClosed
 from streamprep.preprocess.geometry import Region
 from streamprep.regions.source import RegionSettings
-from streamprep.regions.values import RegionMode
 from streamprep.run.branch import ModelBranch
 from streamprep.sources import is_live, make_source
 from streamprep.sources.base import Source, SourceCounts
@@ -136,12 +136,9 @@ class SourceSupervisor:
         if branch is None:
             raise ConfigError(f"source {sid}: model {spec.model or DEFAULT_MODEL_KEY!r} is not loaded")
         fps = spec.fps if spec.fps is not None else self.cfg.fps
+        if (problem := regions_problem(self.cfg, spec, sid, branch.model)) is not None:
+            raise problem
         regions = self.cfg.regions_of(spec)
-        if regions.mode is not RegionMode.FULL and branch.model.decoder.kind != "detection":
-            raise ConfigError(
-                f"source {sid}: regions = {regions.mode.value!r} needs a detector; "
-                f"model {branch.model.name} makes {branch.model.decoder.kind} results"
-            )
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
         source = self._custom.pop(sid, None) or make_source(
