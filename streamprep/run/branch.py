@@ -1,12 +1,14 @@
 """One model's share of the pipeline: batcher → prepare → infer and decode → results.
 
-    per-source queues ──► Batcher ──► prepare (preprocess into a pooled batch tensor)
+    per-source queues ──► Batcher ──► prepare (each frame, or each of its regions, into pooled batch tensors)
                                           ──► submit ──► infer (the engine, then each frame's decoder)
                                           ──► emit (in the order the batches were submitted)
 
 Preprocessing and inference run in executors of their own, so neither waits behind decoding. A local model
 has one batch in inference at a time; a remote one (:mod:`streamprep.inference.remote`) up to its ``max_in_flight``,
-their results still emitted in order. Whatever goes wrong with one frame (its region of interest, its
+their results still emitted in order. What a frame takes in a batch (one slot, or one per region of its
+source's ``regions``) is :mod:`streamprep.run.slots`' business; a ``motion`` source's next frame is planned
+only once the one before it is reported. Whatever goes wrong with one frame (its region of interest, its
 preprocessing, the decoding of its share of the model's output) is that frame's source's business: the
 frame is dropped as ``failed`` and ``on_failure`` tells the supervisor, which ends (or restarts) that source
 alone. A remote model's server that cannot be reached is nobody's fault: the live frames of the batch are
@@ -21,23 +23,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
 from streamprep.events.engine import EventHub
 from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, DropPolicy
 from streamprep.inference.decoders.base import Decoded
 from streamprep.inference.model import LoadedModel
-from streamprep.preprocess.geometry import Geometry, Region
-from streamprep.regions.source import RegionSettings, SourceRegions
-from streamprep.regions.values import BoxTuple, RegionMode, RegionPlan, crop, to_source
+from streamprep.preprocess.geometry import Region
+from streamprep.regions.source import RegionSettings
+from streamprep.regions.values import BoxTuple, to_source
 from streamprep.run.batching import Batcher
-from streamprep.values.errors import ServerUnavailable, StreamprepError, internal_error
+from streamprep.run.slots import Inferred, Packer, PreparedBatch, frame_failure
 from streamprep.values.events import EventOutput
 from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
 from streamprep.values.metrics import Metrics
@@ -45,7 +45,6 @@ from streamprep.values.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _BUFFERS = 2  # batch tensors besides those in inference: one being filled, one queued
-_SPARES = 64  # batch tensors kept for batches whose regions fill more than one
 _RETRY_FIRST_S = 0.5  # the server is away: the first retry of a batch of file frames comes after this
 
 FailureCallback = Callable[[str, str], None]  # (source id, reason)
@@ -53,48 +52,7 @@ TroubleCallback = Callable[[Set[str], "str | None"], None]  # (sources, why no r
 Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
 
 
-@dataclass(frozen=True)
-class _Planned:
-    """A frame's regions (``regions`` other than ``full``): its source's state, its plan, its time (s)."""
-
-    state: SourceRegions
-    plan: RegionPlan
-    pts: float
-
-
-@dataclass(frozen=True)
-class PreparedBatch:
-    """Frames preprocessed for one inference step. Each frame takes one slot (the whole frame, ``plans[i]``
-    None) or one per region of its plan, at consecutive positions from ``spans[i][0]``; position ``p`` is
-    slot ``p % per_tensor`` of ``tensors[p // per_tensor]``, ``used[c]`` the slots tensor ``c`` runs with (a
-    frame that failed midway leaves its positions unused). ``buffers`` are the pooled tensors behind them."""
-
-    items: tuple[Frame, ...]
-    tensors: tuple[Tensor, ...]
-    geometries: tuple[tuple[tuple[Geometry, ...], ...], ...]  # per frame, per slot, one per view
-    preprocess_ms: tuple[float, ...]
-    started: float
-    spans: tuple[tuple[int, int], ...] = ()  # per frame: its first position and its number of slots
-    plans: tuple[_Planned | None, ...] = ()  # per frame: its regions (None: the whole frame)
-    used: tuple[int, ...] = ()  # per tensor
-    per_tensor: int = 1
-    buffers: tuple[Tensor, ...] = ()
-    motion_sources: tuple[str, ...] = ()  # the motion sources of its frames: their next frames wait for it
-
-
 Made = tuple[Result, list[EventOutput]]
-
-
-@dataclass(frozen=True)
-class Inferred:
-    """What became of a batch in inference: each frame's decoded slots (None: the frame failed), frames that
-    failed, or the server was away."""
-
-    decoded: list[list[Decoded] | None]
-    failed: list[tuple[Frame, str]]
-    unavailable: str | None = None  # why nothing was inferred (ServerUnavailable): the batch may be sent again
-    inference_ms: float = 0.0
-    started: float = 0.0  # when its inference started (time.monotonic)
 
 
 @dataclass
@@ -105,11 +63,6 @@ class _Flight:
     batch: PreparedBatch
     future: asyncio.Future[Inferred]
     pending: list[Frame] = field(default_factory=list)
-
-
-def frame_failure(exc: BaseException) -> str:
-    """The reason a frame failed, in one line: our own errors as they are, anything else as a bug."""
-    return str(exc) if isinstance(exc, StreamprepError) else internal_error(exc)
 
 
 class ModelBranch:
@@ -141,7 +94,6 @@ class ModelBranch:
         self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
         self._metrics = metrics
         self._run_id = run_id
-        self._regions = regions
         self._on_failure = on_failure
         self._prepare_executor = prepare_executor
         self._infer_executor = infer_executor
@@ -149,10 +101,7 @@ class ModelBranch:
         self._keep_frames = keep_frames  # results carry their decoded frame (library use)
         self._is_live = live
         self._on_trouble = on_trouble
-        self._region_settings: Mapping[str, RegionSettings] = region_settings if region_settings is not None else {}
-        self._states: dict[str, SourceRegions] = {}  # per source (regions other than full)
-        self._states_lock = threading.Lock()
-        self._spare: list[Tensor] = []  # more batch tensors, for batches whose regions fill more than one
+        self._packer = Packer(model, regions, region_settings if region_settings is not None else {})
         self._unreported: collections.Counter[str] = collections.Counter()  # motion sources: batches on their way
         self._reported = asyncio.Event()  # a batch was emitted: a motion source's next frame may be planned
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
@@ -193,133 +142,10 @@ class ModelBranch:
             tg.create_task(self._emit_stage(emit), name=f"infer {self.key}"),
         ]
 
-    def _source_regions(self, sid: str) -> SourceRegions | None:
-        """The source's region state (worker thread); None with ``regions = "full"``: the frame goes whole."""
-        settings = self._region_settings.get(sid)
-        if settings is None or settings.mode is RegionMode.FULL:
-            return None
-        with self._states_lock:
-            state = self._states.get(sid)
-            if state is None or state.settings != settings:  # new, or changed by a reload
-                state = self._states[sid] = SourceRegions(settings, max(self.model.spec.width, self.model.spec.height))
-            return state
-
-    def _spare_tensor(self) -> Tensor:
-        """One more batch tensor for a batch whose regions fill more than one (worker thread)."""
-        try:
-            return self._spare.pop()
-        except IndexError:
-            tensor: Tensor = self.model.new_batch()
-            return tensor
-
     def _release(self, batch: PreparedBatch) -> None:
         """The batch's tensors go back: the first to the pool, the others to the spares (bounded)."""
         self._free.put_nowait(batch.buffers[0])
-        for tensor in batch.buffers[1:]:
-            if len(self._spare) < _SPARES:
-                self._spare.append(tensor)
-
-    def _fill(self, items: list[Frame], first: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
-        """Plan and preprocess ``items`` (worker thread). Each frame takes one slot (the whole frame) or one per
-        region of its plan; the slots fill tensors of ``max_batch`` slots, ``first`` and then spare ones. A
-        frame that fails is set apart with its reason (its slots stay unused)."""
-        model, motion = self.model, RegionMode.MOTION
-        pre, views, rois, cap = model.preprocessor, model.views, self._regions, model.max_batch
-        started = time.monotonic()
-        failed: list[tuple[Frame, str]] = []
-        planned: list[tuple[Frame, _Planned | None, list[tuple[int, int, Region | None]], float]] = []
-        for f in items:
-            t0 = time.perf_counter()
-            try:
-                state = self._source_regions(f.source)
-                if state is None:
-                    sizes = [(f.width, f.height, rois.get(f.source))]
-                    views.batch_for(pre, first, sizes)  # a size or roi that cannot be planned fails here
-                    planned.append((f, None, sizes, 0.0))
-                    continue
-                pts = f.pts if f.pts is not None else f.captured_mono
-                plan = state.plan(f.image, f.width, f.height, pts, f.pixel_format)
-                sizes = [(r.width, r.height, None) for r in plan.regions]
-                if sizes:
-                    views.batch_for(pre, first, sizes)
-                planned.append((f, _Planned(state, plan, pts), sizes, (time.perf_counter() - t0) * 1000.0))
-            except Exception as exc:
-                log.debug("source %s: frame %d failed in planning", f.source, f.seq, exc_info=True)
-                failed.append((f, frame_failure(exc)))
-        flat = [size for _, _, sizes, _ in planned for size in sizes]
-        buffers = [first] + [self._spare_tensor() for _ in range(1, -(-len(flat) // cap))]
-        try:
-            tensors = [views.batch_for(pre, b, flat[c * cap : (c + 1) * cap]) for c, b in enumerate(buffers) if flat]
-        except Exception as exc:
-            reason = frame_failure(exc)
-            failed += [(f, reason) for f, _, _, _ in planned]
-            return PreparedBatch((), (), (), (), started, buffers=tuple(buffers)), failed
-        kept: list[Frame] = []
-        geometries: list[tuple[tuple[Geometry, ...], ...]] = []
-        times: list[float] = []
-        spans: list[tuple[int, int]] = []
-        plans: list[_Planned | None] = []
-        used = [0] * len(tensors)
-        position = 0
-        for f, planning, sizes, plan_ms in planned:
-            start, position = position, position + len(sizes)
-            t0 = time.perf_counter()
-            geos: list[tuple[Geometry, ...]] = []
-            try:
-                for k in range(len(sizes)):
-                    p = start + k
-                    if planning is None:
-                        image, roi = f.image, rois.get(f.source)
-                    else:
-                        image, roi = crop(f.image, planning.plan.regions[k], f.pixel_format), None
-                    tensor = tensors[p // cap]
-                    geos.append(
-                        views.prepare(pre, tensor, p % cap, image, f.pixel_format, roi, f.color_matrix, f.color_range)
-                    )
-            except Exception as exc:
-                log.debug("source %s: frame %d failed in preprocessing", f.source, f.seq, exc_info=True)
-                failed.append((f, frame_failure(exc)))
-                continue
-            for p in range(start, position):
-                used[p // cap] = max(used[p // cap], p % cap + 1)
-            kept.append(f)
-            geometries.append(tuple(geos))
-            times.append(plan_ms + (time.perf_counter() - t0) * 1000.0)
-            spans.append((start, len(sizes)))
-            plans.append(planning)
-        batch = PreparedBatch(
-            tuple(kept),
-            tuple(tensors),
-            tuple(geometries),
-            tuple(times),
-            started,
-            tuple(spans),
-            tuple(plans),
-            tuple(used),
-            cap,
-            tuple(buffers),
-            tuple(dict.fromkeys(f.source for f, p in zip(kept, plans, strict=True) if p and p.state.mode is motion)),
-        )
-        return batch, failed
-
-    def _motion(self, sid: str) -> bool:
-        settings = self._region_settings.get(sid)
-        return settings is not None and settings.mode is RegionMode.MOTION
-
-    def _plannable(self, frames: list[Frame]) -> tuple[list[Frame], list[Frame]]:
-        """``frames`` split into those that can be planned now and those that must wait: a ``motion``
-        source's frame is planned only once the frame before it is reported (its plan depends on what that
-        one found), so at most one frame per such source is on its way at a time."""
-        now: list[Frame] = []
-        later: list[Frame] = []
-        taken: set[str] = set()
-        for f in frames:
-            if self._motion(f.source) and (self._unreported[f.source] or f.source in taken):
-                later.append(f)
-                continue
-            now.append(f)
-            taken.add(f.source)
-        return now, later
+        self._packer.keep_spares(batch.buffers[1:])
 
     async def _prepare_stage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -337,7 +163,7 @@ class ModelBranch:
                     self._trouble(self._trouble_reason)  # a source joined while the server is away
                 pending, first = list(items), True
                 while pending:
-                    now, pending = self._plannable(pending)
+                    now, pending = self._packer.plannable(pending, self._unreported)
                     if not now:  # motion sources whose last frame is not reported yet
                         self._reported.clear()
                         await self._reported.wait()
@@ -347,7 +173,9 @@ class ModelBranch:
                     first = False
                     tensor = await self._free.get()
                     try:
-                        batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, now, tensor)
+                        batch, failed = await loop.run_in_executor(
+                            self._prepare_executor, self._packer.fill, now, tensor
+                        )
                     except BaseException:
                         self._free.put_nowait(tensor)
                         raise
@@ -367,42 +195,6 @@ class ModelBranch:
         for frame, reason in failed:
             self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
             self._on_failure(frame.source, reason)
-
-    def _infer(self, batch: PreparedBatch) -> Inferred:
-        """Run the model on a prepared batch (each of its tensors that holds slots) and decode each slot
-        (worker thread)."""
-        model = self.model
-        started = time.monotonic()
-        t0 = time.perf_counter()
-        fixed = model.spec.batch is not None
-        outputs: list[list[Any] | None] = []
-        try:
-            for tensor, used in zip(batch.tensors, batch.used, strict=True):
-                run = tensor if fixed else tensor[: used * model.views.count]
-                outputs.append(model.engine.run(run) if used else None)
-        except ServerUnavailable as exc:
-            return Inferred([], [], unavailable=str(exc))
-        except Exception as exc:
-            reason = frame_failure(exc)
-            return Inferred([], [(f, reason) for f in batch.items])
-        inference_ms = (time.perf_counter() - t0) * 1000.0
-        decoded: list[list[Decoded] | None] = []
-        failed: list[tuple[Frame, str]] = []
-        for f, (first, count), geos in zip(batch.items, batch.spans, batch.geometries, strict=True):
-            slots: list[Decoded] = []
-            try:
-                for k in range(count):
-                    p = first + k
-                    out = outputs[p // batch.per_tensor]
-                    assert out is not None
-                    slots.append(model.views.decode(model.decoder, out, p % batch.per_tensor, geos[k]))
-            except Exception as exc:
-                log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
-                failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
-                decoded.append(None)
-                continue
-            decoded.append(slots)
-        return Inferred(decoded, failed, None, inference_ms, started)
 
     def _finish(self, batch: PreparedBatch, done: Inferred) -> tuple[list[Made], list[tuple[Frame, str]]]:
         """Each decoded frame's result (worker thread): the whole frame's answer, or its regions' detections
@@ -473,7 +265,7 @@ class ModelBranch:
         return results, failed
 
     def _launch(self, batch: PreparedBatch) -> asyncio.Future[Inferred]:
-        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._infer, batch)
+        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._packer.infer, batch)
 
     async def _submit_stage(self) -> None:
         """Send prepared batches to inference, up to ``model.in_flight`` at once."""
@@ -550,38 +342,9 @@ class ModelBranch:
             flight.pending = [f for f in flight.pending if not self._is_live(f.source)]
             if not keep:
                 return Inferred([], [])
-            flight.batch = self._compact(batch, keep)
+            flight.batch = self._packer.compact(batch, keep)
             await asyncio.sleep(self._backoff.next_wait())
             flight.future = self._launch(flight.batch)
-
-    def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
-        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensors
-        (where the tensors have one shape; else they stay where they are)."""
-        views, cap = self.model.views.count, batch.per_tensor
-        same = len({t.shape for t in batch.tensors}) <= 1
-        used = [0] * len(batch.tensors)
-        spans: list[tuple[int, int]] = []
-        position = 0
-        for i in keep:
-            first, count = batch.spans[i]
-            start = position if same else first
-            for k in range(count):
-                src, dst = first + k, start + k
-                if src != dst:
-                    a, b = batch.tensors[src // cap], batch.tensors[dst // cap]
-                    b[(dst % cap) * views : (dst % cap + 1) * views] = a[(src % cap) * views : (src % cap + 1) * views]
-                used[dst // cap] = max(used[dst // cap], dst % cap + 1)
-            spans.append((start, count))
-            position = start + count
-        return replace(
-            batch,
-            items=tuple(batch.items[i] for i in keep),
-            geometries=tuple(batch.geometries[i] for i in keep),
-            preprocess_ms=tuple(batch.preprocess_ms[i] for i in keep),
-            spans=tuple(spans),
-            plans=tuple(batch.plans[i] for i in keep),
-            used=tuple(used),
-        )
 
     def _trouble(self, reason: str) -> None:
         """The server is away: every source of the branch is told (its frames cannot come out either)."""
