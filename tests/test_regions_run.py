@@ -205,3 +205,14 @@ def test_regions_flag_and_its_errors() -> None:
     own = parse({"sources": [{"url": str(WALK), "regions": "tiles", "tile_scale": 2}], "regions": "motion"})
     settings = own.regions_of(own.sources[0])
     assert (settings.mode, settings.tile_scale, settings.recheck_s) == ("tiles", 2.0, 2.0)
+
+
+def test_motion_masks_hide_the_motion_inside_them(walk_motion: tuple[list[Result], RunReport]) -> None:
+    """The walker setting off at 1.5 s is looked at (unmasked); with the whole frame masked, only re-checks
+    and scans run, and nothing before the re-check at 2.0 s."""
+    starting = [r for r in walk_motion[0] if r.pts is not None and 1.5 < r.pts < 2.0]
+    assert starting and all(r.regions for r in starting)
+    everywhere = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]
+    masked = list(streamprep.stream(str(WALK), fps=5, regions="motion", motion_masks=[everywhere]))
+    assert len(masked[0].regions) == 60
+    assert all(not r.regions for r in masked if r.pts is not None and 0 < r.pts < 2.0)
