@@ -62,13 +62,21 @@ def test_schema_rejects_what_it_should(validator: jsonschema.Draft202012Validato
         "model": "m",
         "frame": {"width": 2, "height": 2},
         "kind": "detection",
-        "detections": [],
+        "regions": [[0, 0, 2, 2]],
+        "detections": [{"label": "cup", "class_id": 42, "score": 0.9, "box": [0, 0, 1, 1], "track_id": None}],
         "batch_size": 1,
         "timings_ms": {"queue": 0, "preprocess": 0, "inference": 0, "age": 0, "total": 0},
     }
     validator.validate(good)
+    validator.validate({**good, "regions": []})  # no model run on this frame
+    carried = {**good["detections"][0], "carried": True}
+    validator.validate({**good, "detections": [carried]})
     no_clock = {k: v for k, v in good.items() if k != "capture_clock"}
+    no_regions = {k: v for k, v in good.items() if k != "regions"}
     for broken in (
+        no_regions,
+        {**good, "regions": [[0, 0, 2]]},
+        {**good, "detections": [{**carried, "carried": False}]},  # absent when not carried
         {**good, "seq": -1},
         {**good, "kind": "classification"},
         {**good, "extra": 1},
@@ -98,6 +106,7 @@ def test_second_models_answers_on_a_detection_validate_and_are_checked(
         "model": "m",
         "frame": {"width": 10, "height": 10},
         "kind": "detection",
+        "regions": [[0, 0, 10, 10]],
         "detections": [detection],
         "batch_size": 1,
         "timings_ms": {"queue": 0, "preprocess": 0, "inference": 0, "age": 0, "total": 0},
@@ -110,3 +119,25 @@ def test_second_models_answers_on_a_detection_validate_and_are_checked(
     ):
         with pytest.raises(jsonschema.ValidationError):
             validator.validate({**row, "detections": [broken]})
+
+
+def test_regions_and_carried_results_validate(validator: jsonschema.Draft202012Validator) -> None:
+    """A motion run publishes frames without a model run (``regions: []``) and carried detections."""
+    clip = RECORDINGS / "regions_walk_1080p.mp4"
+    proc = subprocess.run(
+        [sys.executable, "-m", "streamprep", "run", str(clip), "--fps", "2", "--regions", "motion"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    for row in rows:
+        validator.validate(row)
+    assert any(not row["regions"] for row in rows)
+    assert any(d.get("carried") for row in rows for d in row["detections"])
+
+
+def test_version_2_schema_is_still_published() -> None:
+    old = json.loads((SCHEMA_FILE.parent / "result-2.json").read_text())
+    assert old["$id"] == "streamprep.result/2" and SCHEMA == "streamprep.result/3"

@@ -277,6 +277,8 @@ def test_prometheus_metrics_during_a_replay(tmp_path: Path) -> None:
     for reason in ("queue", "stopped", "failed"):
         assert metric(text, "streamprep_frames_dropped_by_reason_total", reason=reason, source="demo_720p") == 0
     assert metric(text, "streamprep_results_sink_dropped_total", source="demo_720p") == 0
+    processed = metric(text, "streamprep_frames_processed_total", source="demo_720p")
+    assert metric(text, "streamprep_model_runs_total", source="demo_720p") == processed  # full: one a frame
     assert metric(text, "streamprep_source_online", source="demo_720p") == 1
     assert metric(text, "streamprep_inference_ms_count") > 0
     assert metric(text, "streamprep_preprocess_ms_sum") > 0

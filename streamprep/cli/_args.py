@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         "--model", type=Path, help="ONNX model, or a bundled model's name (default: the bundled SSD detector)"
     )
     options.add_argument("--fps", type=float, help="sample every source to this frame rate")
+    options.add_argument(
+        "--regions",
+        choices=("full", "tiles", "motion"),
+        metavar="MODE",
+        help="what the model looks at: full (the whole frame), tiles or motion (see docs/regions.md)",
+    )
     options.add_argument("--batch", type=int, help="max batch size")
     options.add_argument("--max-wait-ms", type=float, help="max time a batch waits to fill")
     options.add_argument("--decoder", help=f"{', '.join(DECODER_NAMES)}")
@@ -173,6 +179,8 @@ def _config_from_args(args: argparse.Namespace, quiet: bool = False) -> config_m
         flags["state_dir"] = args.state_dir
     if getattr(args, "fps", None) is not None:
         flags["fps"] = args.fps
+    if getattr(args, "regions", None) is not None:
+        flags["regions"] = args.regions
     if getattr(args, "device", None) is not None:
         flags["device"] = args.device
     if getattr(args, "realtime", None):

@@ -10,12 +10,13 @@ the checks read these values; none of them works a fallback out again. A reload 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config, SourceConfig
 from streamprep.events.settings import LineConfig, ZoneConfig
 from streamprep.flow.backoff import BackoffPolicy
 from streamprep.flow.queues import DropPolicy
+from streamprep.regions.source import RegionSettings
 from streamprep.sources.live import LIVE_BACKOFF, LiveOptions, SourceKind, classify
 from streamprep.sources.skipping import DecodeOptions, SampleMode
 from streamprep.sources.spec import SourceSpec
@@ -29,6 +30,7 @@ class ResolvedSource(SourceSpec):
 
     zones: tuple[ZoneConfig, ...] = ()
     lines: tuple[LineConfig, ...] = ()
+    regions: RegionSettings = field(default_factory=RegionSettings)  # which pixels the model looks at
 
 
 def resolve_source(cfg: Config, spec: SourceConfig, source_id: str, live: bool | None = None) -> ResolvedSource:
@@ -80,6 +82,7 @@ def resolve_source(cfg: Config, spec: SourceConfig, source_id: str, live: bool |
         model=spec.model or DEFAULT_MODEL_KEY,
         zones=spec.zones,
         lines=spec.lines,
+        regions=cfg.regions_of(spec),
     )
 
 

@@ -17,9 +17,11 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, unique_names
+from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, _points, unique_names
 from streamprep.flow.queues import DropPolicy
 from streamprep.inference.settings import ModelConfig
+from streamprep.regions.source import RegionSettings
+from streamprep.regions.values import RegionMode
 from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError
 from streamprep.values.names import NAME_MAX, check_name, topic_level
@@ -31,6 +33,18 @@ DEFAULT_MODEL_KEY = "default"
 
 
 SampleMode = Literal["exact", "keyframes"]
+Polygon = tuple[tuple[float, float], ...]
+
+
+def _masks(v: tuple[Polygon, ...] | None) -> tuple[Polygon, ...] | None:
+    for i, polygon in enumerate(v or ()):
+        try:
+            _points(polygon, 3)
+        except ValueError as exc:
+            raise ValueError(f"polygon {i}: {exc}") from None
+    return v
+
+
 # FFmpeg hardware device types streamprep can ask for (see streamprep.sources.hwdecode), plus auto and off
 HWACCEL_SETTINGS = ("auto", "off", "cuda", "vaapi", "qsv", "videotoolbox", "d3d11va", "d3d12va", "dxva2", "vdpau")
 
@@ -80,10 +94,20 @@ class SourceConfig(Strict):
     sample: SampleMode | None = None  # default: the top-level sample
     skip_frames: bool | None = None  # default: the top-level skip_frames
     hwaccel: str | None = None  # default: the top-level hwaccel
+    # what the model looks at: full (the whole frame), tiles or motion; default: the top-level regions
+    regions: RegionMode | None = None
+    tile_overlap: float | None = Field(None, ge=0, lt=1)  # tiles: overlap of neighbours; default: the top-level one
+    tile_scale: float | None = Field(None, gt=0, le=16)  # tile side / model input side; default: the top-level one
+    full_frame: bool | None = None  # tiles: a whole-frame pass too (large objects); default: the top-level one
+    recheck_s: float | None = Field(None, gt=0, le=3600)  # motion: re-check still ones this often; default: top-level
+    # motion: polygons where motion is ignored ([[x, y], ...], pixels or fractions, as zones); default: top-level
+    motion_masks: tuple[Polygon, ...] | None = None
     # not a key: ``run --workers`` resumes a restarted worker's file at this seq (see streamprep.ops.workers)
     _resume_seq: int = PrivateAttr(0)
 
     _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
+    _masks = field_validator("motion_masks")(_masks)
+    _finite_regions = field_validator("tile_overlap", "tile_scale", "recheck_s", mode="before")(_finite)
 
     @property
     def resume_seq(self) -> int:
@@ -208,6 +232,15 @@ class Config(Strict):
     sample: SampleMode = "exact"
     skip_frames: bool = True  # leave undecoded the frames sampling will not select (same frames selected)
     hwaccel: str = "auto"  # hardware decoding: auto, off, or a device type (cuda, vaapi, qsv, videotoolbox...)
+    # what the model looks at in each frame: full (the whole frame resized), tiles (native-resolution tiles over
+    # the whole frame) or motion (native-resolution regions where something moves); see docs/regions.md
+    regions: RegionMode = RegionMode.FULL
+    tile_overlap: float = Field(0.2, ge=0, lt=1)  # tiles: at least this fraction of a tile overlaps its neighbour
+    tile_scale: float = Field(1.0, gt=0, le=16)  # tile (and motion region) side / the model's input side
+    full_frame: bool = False  # tiles: a whole-frame pass too, for objects larger than a tile
+    recheck_s: float = Field(2.0, gt=0, le=3600)  # motion: a still object is looked at again this often
+    # motion: polygons where motion is ignored (a tree, a clock, a screen): [[x, y], ...] in pixels, or fractions
+    motion_masks: tuple[Polygon, ...] = ()
     model: ModelConfig = ModelConfig()  # [model]: the model sources use unless they name another
     # [models.NAME]: more models, each with the keys of [model]; a source picks one with model = NAME
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -219,6 +252,8 @@ class Config(Strict):
     events: EventsConfig | None = None  # [events]: tracking, zones, lines, events, snapshots
 
     _hwaccel = field_validator("hwaccel")(_hwaccel_setting)
+    _masks = field_validator("motion_masks")(_masks)
+    _finite_regions = field_validator("tile_overlap", "tile_scale", "recheck_s", mode="before")(_finite)
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -265,6 +300,9 @@ class Config(Strict):
                 known = ", ".join([DEFAULT_MODEL_KEY, *self.models]) or "none"
                 raise ValueError(f"sources.{i}.model: no model named {s.model!r} (models: {known})")
         for i, s in enumerate(self.sources):
+            if s.roi is not None and self.regions_of(s).mode is not RegionMode.FULL:
+                raise ValueError(f'sources.{i}.roi: a region of interest works with regions = "full" only')
+        for i, s in enumerate(self.sources):
             for key, items in (("zones", s.zones), ("lines", s.lines)):
                 if items and self.events is None:
                     raise ValueError(f"sources.{i}.{key}: zones and lines need an [events] table (or --events)")
@@ -276,6 +314,21 @@ class Config(Strict):
             if self.events.homeassistant.enabled and self.output.mqtt is None:
                 raise ValueError("events.homeassistant.enabled: Home Assistant discovery needs [output.mqtt]")
         return self
+
+    def regions_of(self, source: SourceConfig) -> RegionSettings:
+        """A source's regions settings, its own keys over the top-level ones."""
+
+        def pick(own: Any, default: Any) -> Any:
+            return default if own is None else own
+
+        return RegionSettings(
+            mode=pick(source.regions, self.regions),
+            tile_overlap=pick(source.tile_overlap, self.tile_overlap),
+            tile_scale=pick(source.tile_scale, self.tile_scale),
+            full_frame=pick(source.full_frame, self.full_frame),
+            recheck_s=pick(source.recheck_s, self.recheck_s),
+            masks=pick(source.motion_masks, self.motion_masks),
+        )
 
     def model_for(self, key: str) -> ModelConfig:
         return self.model if key == DEFAULT_MODEL_KEY else self.models[key]

@@ -31,6 +31,7 @@ from streamprep.config import budget
 from streamprep.config.resolve import ResolvedSource, resolve_each
 from streamprep.config.schema import Config
 from streamprep.inference.model import LoadedModel, load_model
+from streamprep.regions.values import RegionMode
 from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, SourceKind, cannot_open, classify, open_input
 from streamprep.sources.opening import OpenTimeout, failure_of, open_all
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
@@ -95,6 +96,7 @@ def preflight(
         sid = spec.id
         if sid in custom:
             continue
+        _regions(found, spec)
         answer = answers.get(sid)
         try:
             _source(found, spec, sizes.get(sid), probes.get(sid), answer)
@@ -187,6 +189,23 @@ def _models(
                 f"{type(each.decoder).__name__.removesuffix('Decoder').lower()} decoder)"
             )
             found.warnings.extend(w for w in each.warnings if w not in found.warnings)
+
+
+def regions_problem(spec: ResolvedSource, model: LoadedModel) -> ConfigError | None:
+    """Tiles and motion regions are for detectors (their boxes are merged across regions)."""
+    mode = spec.regions.mode
+    if mode is RegionMode.FULL or model.decoder.kind == "detection":
+        return None
+    kind = model.decoder.kind
+    return ConfigError(
+        f"source {spec.id}: regions = {mode.value!r} needs a detector; {model.name} makes {kind} results"
+    )
+
+
+def _regions(found: Preflight, spec: ResolvedSource) -> None:
+    model = found.models.get(spec.model)
+    if model is not None and (problem := regions_problem(spec, model)) is not None:
+        found.problem(problem)
 
 
 def _source(

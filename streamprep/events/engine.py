@@ -119,7 +119,13 @@ class EventEngine:
         if self._last is not None and t < self._last.t:
             out += self.finish("stopped")  # the source started again from an earlier time
         frame = _Frame(result, t, image, pixel_format)
-        tracked = [i for i, d in enumerate(result.detections) if self._labels is None or d.label in self._labels]
+        # carried detections (regions = "motion") are no sightings: the tracker predicts those objects, and
+        # they keep the track id they had
+        tracked = [
+            i
+            for i, d in enumerate(result.detections)
+            if not d.carried and (self._labels is None or d.label in self._labels)
+        ]
         dets = [result.detections[i] for i in tracked]
         boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets], dtype=np.float64).reshape(-1, 4)
         scores = np.array([d.score for d in dets], dtype=np.float64)

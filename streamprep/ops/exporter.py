@@ -42,6 +42,7 @@ class SnapshotCollector:
                 "Results of the source that a sink dropped (outbox full, output behind)",
                 "sink_dropped",
             ),
+            "model_runs": ("Regions the model ran on per source (one per frame with regions = full)", "model_runs"),
             "packets_corrupt": ("Packets that could not be decoded per source", "corrupt"),
             "source_reconnects": ("Reconnections per source", "reconnects"),
         }

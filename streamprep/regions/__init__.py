@@ -35,6 +35,9 @@ off the event loop)::
     else:
         publish found
 
+A branch does exactly this through :class:`SourceRegions` (:mod:`streamprep.regions.source`), one per source
+with its :class:`RegionSettings` (the config's ``regions`` keys).
+
 ``pts`` is the frame's time in seconds on the source's timeline (``frame.pts``; a frame without one needs a
 stand-in such as its capture time on the monotonic clock). Cropping first keeps the preprocessor's
 per-geometry caches to one entry per region *size* (motion regions come in 32-px steps); passing
@@ -51,6 +54,7 @@ from streamprep.regions.motion import (
     Reported,
     plan_motion,
 )
+from streamprep.regions.source import RegionSettings, SourceRegions
 from streamprep.regions.tiles import tile_plan, tile_side
 from streamprep.regions.values import Region, RegionKind, RegionMode, RegionPlan, Tracked, crop, to_source
 
@@ -65,7 +69,9 @@ __all__ = [
     "RegionKind",
     "RegionMode",
     "RegionPlan",
+    "RegionSettings",
     "Reported",
+    "SourceRegions",
     "Tracked",
     "crop",
     "merge",

@@ -1,12 +1,14 @@
 """One model's share of the pipeline: batcher → prepare → infer and decode → results.
 
-    per-source queues ──► Batcher ──► prepare (preprocess into a pooled batch tensor)
+    per-source queues ──► Batcher ──► prepare (each frame, or each of its regions, into pooled batch tensors)
                                           ──► submit ──► infer (the engine, then each frame's decoder)
                                           ──► emit (in the order the batches were submitted)
 
 Preprocessing and inference run in executors of their own, so neither waits behind decoding. A local model
 has one batch in inference at a time; a remote one (:mod:`streamprep.inference.remote`) up to its ``max_in_flight``,
-their results still emitted in order. Whatever goes wrong with one frame (its region of interest, its
+their results still emitted in order. What a frame takes in a batch (one slot, or one per region of its
+source's ``regions``) is :mod:`streamprep.run.slots`' business; a ``motion`` source's next frame is planned
+only once the one before it is reported. Whatever goes wrong with one frame (its region of interest, its
 preprocessing, the decoding of its share of the model's output) is that frame's source's business: the
 frame is dropped as ``failed`` and ``on_failure`` tells the supervisor, which ends (or restarts) that source
 alone. A remote model's server that cannot be reached is nobody's fault: the live frames of the batch are
@@ -20,6 +22,7 @@ Every frame the branch takes is accounted for: it becomes a result, or it is dro
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Set
@@ -29,13 +32,17 @@ from dataclasses import dataclass, field
 from streamprep.events.engine import EventHub
 from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, DropPolicy
+from streamprep.inference.decoders.base import Decoded
 from streamprep.inference.model import LoadedModel
-from streamprep.preprocess.geometry import Geometry, Region
+from streamprep.preprocess.geometry import Region
+from streamprep.regions.source import RegionSettings
+from streamprep.regions.values import to_source
 from streamprep.run.batching import Batcher
 from streamprep.run.cascade import Cascade
-from streamprep.values.errors import ServerUnavailable, frame_failure
+from streamprep.run.slots import Inferred, Packer, PreparedBatch
+from streamprep.values.errors import frame_failure
 from streamprep.values.events import EventOutput
-from streamprep.values.frames import DropReason, Frame, Result, Tensor, Timings
+from streamprep.values.frames import BoxTuple, DropReason, Frame, Result, Tensor, Timings
 from streamprep.values.metrics import Metrics, Timing
 
 log = logging.getLogger(__name__)
@@ -48,25 +55,7 @@ TroubleCallback = Callable[[Set[str], "str | None"], None]  # (sources, why no r
 Emit = Callable[[Result, list[EventOutput]], Awaitable[None]]  # a result and the events it caused
 
 
-@dataclass(frozen=True)
-class PreparedBatch:
-    items: tuple[Frame, ...]
-    tensor: Tensor
-    geometries: tuple[tuple[Geometry, ...], ...]  # per frame, one per view (test-time augmentation)
-    preprocess_ms: tuple[float, ...]
-    started: float
-
-
 Made = tuple[Result, list[EventOutput]]
-
-
-@dataclass(frozen=True)
-class Inferred:
-    """What became of a batch in inference: results, frames that failed, or the server was away."""
-
-    results: list[Made]
-    failed: list[tuple[Frame, str]]
-    unavailable: str | None = None  # why nothing was inferred (ServerUnavailable): the batch may be sent again
 
 
 @dataclass
@@ -99,16 +88,17 @@ class ModelBranch:
         live: Callable[[str], bool] = lambda _sid: False,
         on_trouble: TroubleCallback | None = None,
         then: Cascade | None = None,
+        region_settings: Mapping[str, RegionSettings] | None = None,
     ) -> None:
         """``infer_executor`` needs ``model.in_flight`` threads; ``live(source)`` says whether a source is
         live (its frames are dropped while the server is away, a file's wait); ``then`` takes the decoded
-        results and delivers them (second models)."""
+        results and delivers them (second models); ``region_settings``: each source's ``regions`` (a source
+        not in it: the whole frame)."""
         self.key = key
         self.model = model
         self.batcher: Batcher[Frame] = Batcher(model.max_batch, max_wait)
         self._metrics = metrics
         self._run_id = run_id
-        self._regions = regions
         self._on_failure = on_failure
         self._prepare_executor = prepare_executor
         self._infer_executor = infer_executor
@@ -117,6 +107,9 @@ class ModelBranch:
         self._is_live = live
         self._on_trouble = on_trouble
         self._then = then
+        self._packer = Packer(model, regions, region_settings if region_settings is not None else {})
+        self._unreported: collections.Counter[str] = collections.Counter()  # motion sources: batches on their way
+        self._reported = asyncio.Event()  # a batch was emitted: a motion source's next frame may be planned
         self._prepared: BoundedQueue[PreparedBatch] = BoundedQueue(1)
         self._free: asyncio.Queue[Tensor] = asyncio.Queue()
         for _ in range(_BUFFERS + model.in_flight):
@@ -158,56 +151,10 @@ class ModelBranch:
             tasks += self._then.start(tg, lambda f, r, e: self._deliver(emit, r, e), self._fail)
         return tasks
 
-    def _shape(self, items: list[Frame], tensor: Tensor) -> tuple[Tensor, list[Frame], list[tuple[Frame, str]]]:
-        """The tensor ``items`` go into (a view shaped for them with ``resize = rect``), and the frames whose
-        size or region cannot be planned at all, set apart."""
-        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
-
-        def shape(frames: list[Frame]) -> Tensor:
-            return views.batch_for(pre, tensor, [(f.width, f.height, regions.get(f.source)) for f in frames])
-
-        try:
-            return shape(items), items, []
-        except Exception:
-            good: list[Frame] = []
-            failed: list[tuple[Frame, str]] = []
-            for f in items:
-                try:
-                    shape([f])
-                    good.append(f)
-                except Exception as exc:
-                    failed.append((f, frame_failure(exc)))
-            return (shape(good) if good else tensor), good, failed
-
-    def _fill(self, items: list[Frame], tensor: Tensor) -> tuple[PreparedBatch, list[tuple[Frame, str]]]:
-        """Preprocess ``items`` into ``tensor`` (worker thread); a frame that fails takes no slot."""
-        pre, views, regions = self.model.preprocessor, self.model.views, self._regions
-        started = time.monotonic()
-        tensor, items, failed = self._shape(items, tensor)
-        kept: list[Frame] = []
-        geometries: list[tuple[Geometry, ...]] = []
-        times: list[float] = []
-        for f in items:
-            t0 = time.perf_counter()
-            try:
-                geometry = views.prepare(
-                    pre,
-                    tensor,
-                    len(kept),
-                    f.image,
-                    f.pixel_format,
-                    regions.get(f.source),
-                    f.color_matrix,
-                    f.color_range,
-                )
-            except Exception as exc:
-                log.debug("source %s: frame %d failed in preprocessing", f.source, f.seq, exc_info=True)
-                failed.append((f, frame_failure(exc)))
-                continue
-            kept.append(f)
-            geometries.append(geometry)
-            times.append((time.perf_counter() - t0) * 1000.0)
-        return PreparedBatch(tuple(kept), tensor, tuple(geometries), tuple(times), started), failed
+    def _release(self, batch: PreparedBatch) -> None:
+        """The batch's tensors go back: the first to the pool, the others to the spares (bounded)."""
+        self._free.put_nowait(batch.buffers[0])
+        self._packer.keep_spares(batch.buffers[1:])
 
     async def _prepare_stage(self) -> None:
         loop = asyncio.get_running_loop()
@@ -223,20 +170,33 @@ class ModelBranch:
                 self._seen.update(f.source for f in items)
                 if self._troubled and not self._seen <= self._troubled:
                     self._trouble(self._trouble_reason)  # a source joined while the server is away
-                tensor = await self._free.get()
-                try:
-                    batch, failed = await loop.run_in_executor(self._prepare_executor, self._fill, items, tensor)
-                except BaseException:
-                    self._free.put_nowait(tensor)
-                    raise
-                self._fail(failed)
-                if not batch.items:
-                    self._free.put_nowait(tensor)
-                    self._in_hand = ()
-                    self._demand.release()
-                    continue
-                await self._prepared.put(batch)
-                self._in_hand = ()
+                pending, first = list(items), True
+                while pending:
+                    now, pending = self._packer.plannable(pending, self._unreported)
+                    if not now:  # motion sources whose last frame is not reported yet
+                        self._reported.clear()
+                        await self._reported.wait()
+                        continue
+                    if not first and self._live():
+                        await self._demand.acquire()  # a batch of its own: it takes its turn
+                    first = False
+                    tensor = await self._free.get()
+                    try:
+                        batch, failed = await loop.run_in_executor(
+                            self._prepare_executor, self._packer.fill, now, tensor
+                        )
+                    except BaseException:
+                        self._free.put_nowait(tensor)
+                        raise
+                    self._fail(failed)
+                    if not batch.items:
+                        self._release(batch)
+                        self._in_hand = tuple(pending)
+                        self._demand.release()
+                        continue
+                    self._unreported.update(batch.motion_sources)
+                    await self._prepared.put(batch)
+                    self._in_hand = tuple(pending)
         finally:
             self._prepared.close()
 
@@ -245,30 +205,34 @@ class ModelBranch:
             self._metrics.source(frame.source).drops[DropReason.FAILED] += 1
             self._on_failure(frame.source, reason)
 
-    def _infer(self, batch: PreparedBatch) -> Inferred:
-        """Run the model on a prepared batch, decode each frame's share and, with ``[events]``, track its
-        objects and make its events (worker thread; snapshots come from the very frame)."""
+    def _finish(self, batch: PreparedBatch, done: Inferred) -> tuple[list[Made], list[tuple[Frame, str]]]:
+        """Each decoded frame's result (worker thread): the whole frame's answer, or its regions' detections
+        merged in source pixels (with ``motion``, and the carried ones); then, with ``[events]``, its tracking
+        and events (snapshots come from the very frame)."""
         model = self.model
         n = len(batch.items)
-        started = time.monotonic()
-        t0 = time.perf_counter()
-        try:
-            fixed = model.spec.batch is not None
-            outputs = model.engine.run(batch.tensor if fixed else batch.tensor[: n * model.views.count])
-        except ServerUnavailable as exc:
-            return Inferred([], [], unavailable=str(exc))
-        except Exception as exc:
-            reason = frame_failure(exc)
-            return Inferred([], [(f, reason) for f in batch.items])
-        inference_ms = (time.perf_counter() - t0) * 1000.0
-        results: list[tuple[Result, list[EventOutput]]] = []
+        results: list[Made] = []
         failed: list[tuple[Frame, str]] = []
-        for i, (f, geo) in enumerate(zip(batch.items, batch.geometries, strict=True)):
+        for f, slots, geos, planning, preprocess_ms in zip(
+            batch.items, done.decoded, batch.geometries, batch.plans, batch.preprocess_ms, strict=True
+        ):
+            if slots is None:
+                continue
             try:
-                decoded = model.views.decode(model.decoder, outputs, i, geo)
+                if planning is None:
+                    decoded = slots[0]
+                    g = geos[0][0]  # the part of the frame the model saw: all of it, or its roi
+                    x, y = float(g.crop_x), float(g.crop_y)
+                    regions: tuple[BoxTuple, ...] = ((x, y, x + g.crop_width, y + g.crop_height),)
+                else:
+                    plan = planning.plan
+                    found = [to_source(d.detections or (), r) for d, r in zip(slots, plan.regions, strict=True)]
+                    iou = model.views.options.iou_threshold
+                    decoded = Decoded(detections=planning.state.report(plan, found, planning.pts, iou))
+                    regions = tuple(r.box for r in plan.regions)
             except Exception as exc:
-                log.debug("source %s: frame %d failed in decoding", f.source, f.seq, exc_info=True)
-                failed.append((f, f"model {model.name}: decoding its output failed: {frame_failure(exc)}"))
+                log.debug("source %s: frame %d failed in merging its regions", f.source, f.seq, exc_info=True)
+                failed.append((f, f"regions: {frame_failure(exc)}"))
                 continue
             result = Result(
                 source=f.source,
@@ -283,9 +247,9 @@ class ModelBranch:
                 batch_size=n,
                 timings=Timings(
                     queue_ms=(batch.started - f.decoded_mono) * 1000.0,
-                    preprocess_ms=batch.preprocess_ms[i],
-                    inference_ms=inference_ms,
-                    age_ms=(started - f.captured_mono) * 1000.0,
+                    preprocess_ms=preprocess_ms,
+                    inference_ms=done.inference_ms,
+                    age_ms=(done.started - f.captured_mono) * 1000.0,
                     total_ms=(time.monotonic() - f.decoded_mono) * 1000.0,
                 ),
                 detections=decoded.detections,
@@ -293,19 +257,24 @@ class ModelBranch:
                 outputs=decoded.outputs,
                 capture_clock=f.capture_clock,
                 frame=f if self._keep_frames else None,
+                regions=regions,
             )
             if self._events is None:
                 results.append((result, []))
                 continue
             try:
-                results.append(self._events.process(result, f.image, f.pixel_format))
+                made = self._events.process(result, f.image, f.pixel_format)
             except Exception as exc:
                 log.debug("source %s: frame %d failed in tracking", f.source, f.seq, exc_info=True)
                 failed.append((f, f"events: {frame_failure(exc)}"))
-        return Inferred(results, failed)
+                continue
+            if planning is not None and result.detections:
+                planning.state.remember(result.detections, made[0].detections or ())
+            results.append(made)
+        return results, failed
 
     def _launch(self, batch: PreparedBatch) -> asyncio.Future[Inferred]:
-        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._infer, batch)
+        return asyncio.get_running_loop().run_in_executor(self._infer_executor, self._packer.infer, batch)
 
     async def _submit_stage(self) -> None:
         """Send prepared batches to inference, up to ``model.in_flight`` at once."""
@@ -323,25 +292,33 @@ class ModelBranch:
             self._submitted.put_nowait(None)
 
     async def _emit_stage(self, emit: Emit) -> None:
-        """Take each batch's outcome in submission order and emit its results."""
+        """Take each batch's outcome in submission order, make its results and emit them."""
         metrics = self._metrics
+        loop = asyncio.get_running_loop()
         try:
             while (flight := await self._submitted.get()) is not None:
+                made: list[Made] = []
+                late: list[tuple[Frame, str]] = []
                 try:
                     done = await self._settle(flight)
+                    if done.decoded:  # results, merging and tracking where the region states live
+                        made, late = await loop.run_in_executor(
+                            self._prepare_executor, self._finish, flight.batch, done
+                        )
                 finally:
-                    self._free.put_nowait(flight.batch.tensor)
-                self._fail(done.failed)
-                failed = {id(f) for f, _ in done.failed}
+                    self._release(flight.batch)
+                    self._unreported.subtract(flight.batch.motion_sources)
+                    self._reported.set()
+                self._fail(done.failed + late)
+                failed = {id(f) for f, _ in done.failed + late}
                 flight.pending = [f for f in flight.pending if id(f) not in failed]
-                if done.results:
-                    inference_ms = done.results[0][0].timings.inference_ms
+                if made:
                     metrics.batches += 1
-                    metrics.frames += len(done.results)
+                    metrics.frames += len(made)
                     metrics.batch_sizes.add(len(flight.batch.items))
-                    metrics.inference_ms.add(inference_ms)
-                    metrics.histograms[Timing.INFERENCE].add(inference_ms)
-                for frame, (result, outputs) in _pair(flight.batch.items, done.results):
+                    metrics.inference_ms.add(done.inference_ms)
+                    metrics.histograms[Timing.INFERENCE].add(done.inference_ms)
+                for frame, (result, outputs) in _pair(flight.batch.items, made):
                     if self._then is None:
                         await self._deliver(emit, result, outputs)
                     else:
@@ -360,6 +337,7 @@ class ModelBranch:
         metrics = self._metrics
         counters = metrics.source(result.source)
         counters.processed += 1
+        counters.model_runs += len(result.regions)
         counters.age_ms.add(result.timings.age_ms)
         counters.capture_clock = result.capture_clock
         metrics.histograms[Timing.AGE].add(result.timings.age_ms)
@@ -383,24 +361,9 @@ class ModelBranch:
             flight.pending = [f for f in flight.pending if not self._is_live(f.source)]
             if not keep:
                 return Inferred([], [])
-            flight.batch = self._compact(batch, keep)
+            flight.batch = self._packer.compact(batch, keep)
             await asyncio.sleep(self._backoff.next_wait())
             flight.future = self._launch(flight.batch)
-
-    def _compact(self, batch: PreparedBatch, keep: list[int]) -> PreparedBatch:
-        """``batch`` with only the frames at ``keep``, their slots moved to the front of the same tensor."""
-        views = self.model.views.count
-        tensor = batch.tensor
-        for j, i in enumerate(keep):
-            if i != j:
-                tensor[j * views : (j + 1) * views] = tensor[i * views : (i + 1) * views]
-        return PreparedBatch(
-            tuple(batch.items[i] for i in keep),
-            tensor,
-            tuple(batch.geometries[i] for i in keep),
-            tuple(batch.preprocess_ms[i] for i in keep),
-            batch.started,
-        )
 
     def _trouble(self, reason: str) -> None:
         """The server is away: every source of the branch is told (its frames cannot come out either)."""

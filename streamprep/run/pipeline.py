@@ -21,6 +21,7 @@ from typing import Any
 
 from streamprep.config.resolve import ResolvedSource, resolve_sources
 from streamprep.config.schema import DEFAULT_MODEL_KEY, Config
+from streamprep.config.validate import regions_problem
 from streamprep.events.engine import EventHub, SourceGeometry
 from streamprep.flow.threads import cores, pool
 from streamprep.inference.model import LoadedModel
@@ -85,6 +86,10 @@ class Pipeline:
         # a ready-made source says itself whether it is live (its queue: the latest frame wins, or every frame)
         self._live = {sid: source.live for sid, source in (sources or {}).items()}
         resolved = tuple(resolved) if resolved is not None else resolve_sources(cfg, self._live)
+        for spec in resolved:  # tiles and motion need a detector: refused before anything starts
+            model = self.models.get(spec.model)
+            if model is not None and (problem := regions_problem(spec, model)) is not None:
+                raise problem
         files = sum(not s.live for s in resolved)
         self._decode = pool("decode", cores())
         self._prepare = pool("prepare", len(self.models))
@@ -123,6 +128,7 @@ class Pipeline:
                 live=self._is_live,
                 on_trouble=self.supervisor.model_trouble,
                 then=Cascade(key, model.then, self.metrics, model.max_batch) if model.then else None,
+                region_settings=self.supervisor.region_settings,
             )
 
     @property

@@ -21,9 +21,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 
 from streamprep.config.resolve import ResolvedSource
+from streamprep.config.validate import regions_problem
 from streamprep.flow.backoff import Backoff, BackoffPolicy
 from streamprep.flow.queues import BoundedQueue, QueueClosed
 from streamprep.preprocess.geometry import Region
+from streamprep.regions.source import RegionSettings
 from streamprep.run.branch import ModelBranch
 from streamprep.sources import make_source
 from streamprep.sources.base import Source, SourceCounts
@@ -66,7 +68,8 @@ class SourceSupervisor:
         self.sources = sources  # as configured now (a reload replaces them)
         self._open_files = open_files
         self.failures: list[SourceError] = []  # sources that ended failed (live sources are restarted instead)
-        self.regions: dict[str, Region] = {}
+        self.regions: dict[str, Region] = {}  # each source's roi
+        self.region_settings: dict[str, RegionSettings] = {}  # each source's regions (full, tiles, motion)
         self._metrics = metrics
         self._branches = branches
         self._publish = publish
@@ -139,6 +142,9 @@ class SourceSupervisor:
         branch = self._branches.get(spec.model)
         if branch is None:
             raise ConfigError(f"source {sid}: model {spec.model!r} is not loaded")
+        if (problem := regions_problem(spec, branch.model)) is not None:
+            raise problem
+        regions = spec.regions
         runs = self._history.setdefault(sid, [])
         first_seq = sum(c.sampled for c in runs)
         source = self._custom.pop(sid, None) or make_source(
@@ -151,11 +157,12 @@ class SourceSupervisor:
             came_up=sid in self._came_up,
         )
         runs.append(source.counts)
-        self._metrics.source(sid)
+        self._metrics.source(sid).region_mode = regions.mode.value
         queue = branch.add_queue(spec.queue_size, spec.policy, source.live)
         run = _Running(spec, source, queue)
         self._running[sid] = run
         self._specs[sid] = spec
+        self.region_settings[sid] = regions
         if spec.roi is not None:
             self.regions[sid] = spec.roi
         else:

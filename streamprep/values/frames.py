@@ -156,6 +156,7 @@ class Detection:
     classes: tuple[StageClass, ...] | None = None
     detections: tuple[Detection, ...] | None = None
     outputs: dict[str, Any] | None = None
+    carried: bool = False  # repeated from an earlier frame, not looked at on this one (regions = "motion")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +204,9 @@ class Result:
     outputs: dict[str, Any] | None = None
     frame: Frame | None = field(default=None, repr=False, compare=False)  # when asked for (library use)
     capture_clock: CaptureClock = "decode"
+    # the boxes (x1, y1, x2, y2, source pixels) the model looked at for this frame: the whole frame (or the
+    # source's roi) with regions = "full", the tiles or motion regions otherwise; empty: no model run
+    regions: tuple[tuple[float, float, float, float], ...] = ()
 
     @property
     def id(self) -> str:

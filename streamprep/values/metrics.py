@@ -92,6 +92,8 @@ class SourceCounters:
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
+    region_mode: str = "full"  # the source's regions: full, tiles or motion
+    model_runs: int = 0  # regions the model ran on (one per frame with regions = "full")
     crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     @property
@@ -139,6 +141,8 @@ class SourceSnapshot:
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
+    region_mode: str = "full"  # regions: full, tiles or motion
+    model_runs: int = 0  # regions the model ran on (one per processed frame with regions = "full")
     crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
     def status_counts(self) -> dict[str, int]:
@@ -161,6 +165,7 @@ class SourceSnapshot:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
+        line += f"; {self.model_runs} model runs ({self.region_mode})" if self.region_mode != "full" else ""
         line += f"; {self.crops} crop(s) to second models" if self.crops else ""
         if self.sink_dropped:
             whys = ", ".join(f"{k} {v}" for k, v in sorted(self.sink_drops.items()) if v)
@@ -274,7 +279,9 @@ class Metrics:
                     c.position_s,
                     c.duration_s,
                     c.capture_clock,
-                    c.crops,
+                    region_mode=c.region_mode,
+                    model_runs=c.model_runs,
+                    crops=c.crops,
                 )
             )
         pre50, pre95 = self.preprocess_ms.percentiles(50, 95)

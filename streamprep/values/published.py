@@ -4,8 +4,10 @@ Fields that vary between two replays of the same file are ``id`` (it names the r
 ``batch_size`` (which frames share a batch depends on timing) and ``timings_ms``;
 everything else is deterministic. See the README for the field reference. Version 2 added
 ``capture_clock`` and counts ``captured_at`` and ``timings_ms.age`` from the frame's capture (version 1:
-from its decoding). Version 3 adds what second models (``[[model.then]]``) made of a detection's crop: its
-``classes``, nested ``detections`` or ``outputs``, each only on the detections a second model looked at.
+from its decoding). Version 3 adds ``regions`` (the boxes the model looked at for the frame), a detection's
+``carried`` (present, and true, when it repeats an earlier frame's detection), and what second models
+(``[[model.then]]``) made of a detection's crop: its ``classes``, nested ``detections`` or ``outputs``, each
+only on the detections a second model looked at.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from streamprep.values.frames import Detection, Result
 
-SCHEMA = "streamprep.result/3"  # version 3 adds a detection's classes, detections and outputs (second models)
+SCHEMA = "streamprep.result/3"  # version 3 adds regions, and a detection's carried, classes, detections, outputs
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "result-3.json"  # the JSON Schema of SCHEMA
 VOLATILE_FIELDS = ("id", "captured_at", "batch_size", "timings_ms")
 
@@ -36,6 +38,7 @@ def result_to_dict(result: Result, device: str) -> dict[str, Any]:
         "frame": {"width": result.width, "height": result.height},
         "kind": result.kind,
     }
+    out["regions"] = [list(r) for r in result.regions]
     if result.detections is not None:
         out["detections"] = [detection_to_dict(d) for d in result.detections]
     if result.classifications is not None:
@@ -65,6 +68,8 @@ def detection_to_dict(d: Detection) -> dict[str, Any]:
         "box": [d.box.x1, d.box.y1, d.box.x2, d.box.y2],
         "track_id": d.track_id,
     }
+    if d.carried:
+        out["carried"] = True
     if d.classes is not None:
         out["classes"] = [
             {"model": c.model, "label": c.label, "class_id": c.class_id, "score": c.score} for c in d.classes
