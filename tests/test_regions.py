@@ -31,7 +31,7 @@ from streamprep.regions import (
     tile_plan,
     to_source,
 )
-from streamprep.regions.motion import merge_regions
+from streamprep.regions.planner import merge_regions
 from streamprep.regions.values import box_region, square_around
 from streamprep.values.colour import frame_to_bgr
 from streamprep.values.frames import Box, Detection

@@ -45,15 +45,8 @@ per-geometry caches to one entry per region *size* (motion regions come in 32-px
 """
 
 from streamprep.regions.merge import MergeSettings, merge, nms
-from streamprep.regions.motion import (
-    MotionDetector,
-    MotionRegions,
-    MotionResult,
-    MotionSettings,
-    MotionState,
-    Reported,
-    plan_motion,
-)
+from streamprep.regions.motion import MotionDetector, MotionResult, MotionSettings, MotionState
+from streamprep.regions.planner import MotionRegions, Reported, plan_motion
 from streamprep.regions.source import RegionSettings, SourceRegions
 from streamprep.regions.tiles import tile_plan, tile_side
 from streamprep.regions.values import Region, RegionKind, RegionMode, RegionPlan, Tracked, crop, to_source

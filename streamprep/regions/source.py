@@ -1,7 +1,7 @@
 """One source's regions, as a model branch uses them: the plan for each sampled frame and what it reports.
 
 :class:`SourceRegions` keeps what a source needs between frames: the tile plan (made once per frame size)
-or the :class:`~streamprep.regions.motion.MotionRegions` (a new one when the frame size changes), behind a
+or the :class:`~streamprep.regions.planner.MotionRegions` (a new one when the frame size changes), behind a
 lock, since a branch plans a frame in one worker while it finishes an earlier one in another. Per frame:
 
     plan = regions.plan(image, width, height, pts, pixel_format)    # tiles or motion (full: no plan)
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streamprep.regions.merge import MergeSettings, merge
-from streamprep.regions.motion import MotionRegions, MotionSettings
+from streamprep.regions.motion import MotionSettings
+from streamprep.regions.planner import MotionRegions
 from streamprep.regions.tiles import tile_plan
 from streamprep.regions.values import RegionMode, RegionPlan
 from streamprep.values.frames import Detection, Image
