@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from conftest import RECORDINGS, InBackground, ManagedBroker
 from test_mqtt_delivery import streamprep
 
@@ -112,6 +113,7 @@ def scene_config(tmp_path: Path, broker: ManagedBroker, *events: str) -> Path:
     return cfg
 
 
+@pytest.mark.slow
 async def test_events_and_snapshots_survive_a_10s_broker_outage(
     mosquitto: Callable[..., ManagedBroker], tmp_path: Path
 ) -> None:

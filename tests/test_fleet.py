@@ -81,6 +81,7 @@ def daemon_config(tmp_path: Path, device: str, edge: ManagedBroker) -> Path:
     return cfg
 
 
+@pytest.mark.slow
 async def test_bridged_brokers_shared_subscriptions_and_outages_lose_nothing(
     mosquitto: Callable[..., ManagedBroker], tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     yield dist, venv
 
 
+@pytest.mark.slow
 def test_the_wheel_carries_what_the_defaults_need(installed: tuple[Path, Path]) -> None:
     dist, _ = installed
     assert list(dist.glob("streamprep-*.tar.gz")), "an sdist builds"
@@ -65,6 +66,7 @@ def test_the_wheel_carries_what_the_defaults_need(installed: tuple[Path, Path]) 
         assert needed in names, needed
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_the_demo_outside_the_repository(
     installed: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -90,6 +92,7 @@ def notify_socket(path: Path) -> socket.socket:
     return sock
 
 
+@pytest.mark.slow
 def test_the_service_as_the_readme_installs_it_reaches_ready(
     tmp_path: Path, mosquitto: object, rtsp_server: object
 ) -> None:

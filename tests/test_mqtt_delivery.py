@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from conftest import RECORDINGS, InBackground, ManagedBroker
 
 DEMO = RECORDINGS / "demo_720p.mp4"
@@ -110,6 +111,7 @@ async def streamprep(*args: str, env: dict[str, str] | None = None) -> asyncio.s
     )
 
 
+@pytest.mark.slow
 async def test_broker_down_for_10s_mid_replay_loses_nothing(
     mosquitto: Callable[..., ManagedBroker], tmp_path: Path
 ) -> None:

@@ -338,6 +338,7 @@ def test_tls_and_a_token_like_the_mqtt_credentials(tmp_path: Path, monkeypatch: 
         server.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 async def test_server_killed_and_restarted_mid_run(protocol: str) -> None:
     """Files wait for the server and lose nothing; live frames are dropped and counted (``unavailable``);

@@ -182,6 +182,7 @@ def slow_model(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_watchdog_stops_when_the_pipeline_hangs(notify: NotifySocket, tmp_path: Path) -> None:
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
     model = slow_model(tmp_path)

@@ -211,6 +211,7 @@ def test_keyframe_mode_on_the_live_loop_does_not_wait_for_the_decoder_delay(gene
     assert source.counts.decoded == 4
 
 
+@pytest.mark.slow
 async def test_rtsp_camera_with_b_frames_leaves_frames_out_and_delivers_intact_ones(
     rtsp_server: Callable[..., RtspServer], generated: dict[str, Path], truth: Callable[[Path], list[Decoded]]
 ) -> None:

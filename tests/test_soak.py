@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_a_minute_of_chaos_keeps_every_invariant(rtsp_server: object, broker: object) -> None:
     # the fixtures are asked for only to fail (in CI) or skip when GStreamer's RTSP server or mosquitto is missing
     # RSS: one minute is judged only for runaway growth; a file source the soak adds holds 18-37 MB while it

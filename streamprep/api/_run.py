@@ -203,7 +203,7 @@ class Run:
         if self._task is None or self.report is not None:
             return
         self.report = await self._task
-        raise_failures(self.report, stopped=self._consumer.abandoned)
+        raise_failures(self.report, self.cfg.source_ids(), stopped=self._consumer.abandoned)
 
     def snapshot(self) -> Snapshot:
         """The run's counters now: per source state, decoded, sampled, processed, dropped; sinks; timings."""
@@ -230,12 +230,15 @@ class Run:
             await self._owner.__aexit__(kind, exc, tb)
 
 
-def raise_failures(report: RunReport, stopped: bool = False) -> None:
+def raise_failures(report: RunReport, order: Sequence[str], stopped: bool = False) -> None:
     """Raise the first source failure of a run the caller read to its end: one failing source does not stop
-    the others (their results all came first), but it is never silent. The other failures are notes on it."""
+    the others (their results all came first), but it is never silent. "First" is by the sources' order
+    (``order``: their ids), not by which failed first, so the same inputs raise the same error; the other
+    failures are notes on it."""
     if stopped or not report.failures:
         return
-    first, *others = report.failures
+    rank = {sid: i for i, sid in enumerate(order)}
+    first, *others = sorted(report.failures, key=lambda f: rank.get(f.source, len(rank)))
     for other in others:
         first.add_note(f"also failed: {other}")
     raise first
