@@ -70,11 +70,18 @@ import onnxruntime as ort
 from benchenv import ROOT, load_average, machine, revision, versions
 from onnx import TensorProto, helper, numpy_helper
 
-from streamprep.config.schema import parse
-from streamprep.inference.model import load_model
-from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.live import LiveOptions, open_input
+
+try:
+    from streamprep.config.schema import parse
+    from streamprep.inference.model import load_model
+    from streamprep.run.pipeline import Pipeline
+except ImportError:  # before the reshape into layer folders (0d4bbb7 and earlier): measure the old code too
+    from streamprep.model import load_model  # type: ignore[import-not-found,no-redef]
+    from streamprep.pipeline import Pipeline  # type: ignore[import-not-found,no-redef]
+
+    from streamprep.config import parse  # type: ignore[attr-defined,no-redef]
 
 sys.path.insert(0, str(ROOT / "tests"))
 from servers.groundtruth import ClockReadingEngine

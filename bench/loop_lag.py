@@ -50,8 +50,11 @@ SSD = ROOT / "streamprep" / "models" / "ssd_mobilenet_v2_fpnlite_256_int8.onnx"
 def _sinks(cfg: Any) -> list[Any]:
     try:
         from streamprep.ops.daemon import build_sinks
-    except ImportError:  # before the daemon module existed
-        from streamprep.cli.main import _sinks as build_sinks  # type: ignore[attr-defined,no-redef]
+    except ImportError:
+        try:  # before the reshape into layer folders (0d4bbb7 and earlier)
+            from streamprep.daemon import build_sinks  # type: ignore[import-not-found,no-redef]
+        except ImportError:  # before the daemon module existed (c391060)
+            from streamprep.cli import _sinks as build_sinks  # type: ignore[attr-defined,no-redef]
     try:
         from streamprep.config.resolve import resolve_sources
     except ImportError:  # before the sources were resolved once
@@ -60,10 +63,17 @@ def _sinks(cfg: Any) -> list[Any]:
 
 
 async def _child(scenario: str, work: Path, seconds: float, stats_path: Path) -> None:
-    from streamprep.config.schema import parse
-    from streamprep.inference.model import load_model
-    from streamprep.run.pipeline import Pipeline
     from streamprep.sinks.memory import MemorySink
+
+    try:
+        from streamprep.config.schema import parse
+        from streamprep.inference.model import load_model
+        from streamprep.run.pipeline import Pipeline
+    except ImportError:  # before the reshape into layer folders (0d4bbb7 and earlier)
+        from streamprep.model import load_model  # type: ignore[import-not-found,no-redef]
+        from streamprep.pipeline import Pipeline  # type: ignore[import-not-found,no-redef]
+
+        from streamprep.config import parse  # type: ignore[attr-defined,no-redef]
 
     cam = {"url": LIVE, "id": "cam", "fps": 10}
     data: dict[str, Any] = {"sources": [cam], "drain_timeout_s": 5, "device": "bench"}

@@ -82,18 +82,27 @@ import numpy.typing as npt
 import onnxruntime as ort
 from benchenv import load_average, machine, revision, versions
 
-from streamprep.config.schema import parse
-from streamprep.inference.model import LoadedModel, load_model
-from streamprep.inference.settings import ModelConfig
 from streamprep.preprocess import spec as spec_mod
 from streamprep.preprocess.kernels import Preprocessor
 from streamprep.preprocess.spec import DType, Layout, Scaling, SpecOverrides
-from streamprep.run.pipeline import Pipeline
 from streamprep.sinks.memory import MemorySink
 from streamprep.sources.file import FileSource, to_image
-from streamprep.sources.sampling import Sampler
 from streamprep.sources.skipping import DecodeOptions, SampleMode
-from streamprep.values.frames import Frame
+
+try:
+    from streamprep.config.schema import parse
+    from streamprep.inference.model import LoadedModel, load_model
+    from streamprep.inference.settings import ModelConfig
+    from streamprep.run.pipeline import Pipeline
+    from streamprep.sources.sampling import Sampler
+    from streamprep.values.frames import Frame
+except ImportError:  # before the reshape into layer folders (0d4bbb7 and earlier): measure the old code too
+    from streamprep.frames import Frame  # type: ignore[import-not-found,no-redef]
+    from streamprep.model import LoadedModel, load_model  # type: ignore[import-not-found,no-redef]
+    from streamprep.pipeline import Pipeline  # type: ignore[import-not-found,no-redef]
+    from streamprep.sampling import Sampler  # type: ignore[import-not-found,no-redef]
+
+    from streamprep.config import ModelConfig, parse  # type: ignore[attr-defined,no-redef]
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = ROOT / "recordings" / "pan_1080p.mp4"
