@@ -21,9 +21,9 @@ from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig, _po
 from streamprep.flow.queues import DropPolicy
 from streamprep.inference.settings import ModelConfig
 from streamprep.regions.source import RegionSettings
-from streamprep.regions.values import RegionMode
 from streamprep.sinks.settings import MqttConfig
 from streamprep.values.errors import ConfigError
+from streamprep.values.frames import RegionMode
 from streamprep.values.names import NAME_MAX, check_name, topic_level
 from streamprep.values.redact import redact_url
 from streamprep.values.secrets import read_credential

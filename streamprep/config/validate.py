@@ -31,10 +31,10 @@ from streamprep.config import budget
 from streamprep.config.resolve import ResolvedSource, resolve_each
 from streamprep.config.schema import Config
 from streamprep.inference.model import LoadedModel, load_model
-from streamprep.regions.values import RegionMode
 from streamprep.sources.live import OPEN_MARGIN_S, WAIT_HINT, LiveOptions, SourceKind, cannot_open, classify, open_input
 from streamprep.sources.opening import OpenTimeout, failure_of, open_all
 from streamprep.values.errors import ConfigError, SinkError, SourceOpenError, StreamprepError
+from streamprep.values.frames import RegionMode
 from streamprep.values.redact import redact_url
 
 log = logging.getLogger(__name__)

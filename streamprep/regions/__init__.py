@@ -49,7 +49,8 @@ from streamprep.regions.motion import MotionDetector, MotionResult, MotionSettin
 from streamprep.regions.planner import MotionRegions, Reported, plan_motion
 from streamprep.regions.source import RegionSettings, SourceRegions
 from streamprep.regions.tiles import tile_plan, tile_side
-from streamprep.regions.values import Region, RegionKind, RegionMode, RegionPlan, Tracked, crop, to_source
+from streamprep.regions.values import Region, RegionKind, RegionPlan, Tracked, crop, to_source
+from streamprep.values.frames import RegionMode
 
 __all__ = [
     "MergeSettings",

@@ -25,8 +25,8 @@ from streamprep.regions.merge import MergeSettings, merge
 from streamprep.regions.motion import MotionSettings
 from streamprep.regions.planner import MotionRegions
 from streamprep.regions.tiles import tile_plan
-from streamprep.regions.values import RegionMode, RegionPlan
-from streamprep.values.frames import Detection, Image
+from streamprep.regions.values import RegionPlan
+from streamprep.values.frames import Detection, Image, RegionMode
 
 Polygon = tuple[tuple[float, float], ...]
 

@@ -20,14 +20,6 @@ import numpy as np
 from streamprep.values.frames import Box, BoxTuple, Detection, Image
 
 
-class RegionMode(enum.StrEnum):
-    """How a source's frames are split for the model (per source)."""
-
-    FULL = "full"  # the whole frame, resized to the model's input (what streamprep did before regions)
-    TILES = "tiles"  # overlapping native-resolution tiles over the whole frame, every sampled frame
-    MOTION = "motion"  # native-resolution regions where something moved, plus re-checks of still objects
-
-
 class RegionKind(enum.StrEnum):
     """Why a region is in a plan."""
 

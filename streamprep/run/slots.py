@@ -20,9 +20,9 @@ from streamprep.inference.decoders.base import Decoded
 from streamprep.inference.model import LoadedModel
 from streamprep.preprocess.geometry import Geometry, Region
 from streamprep.regions.source import RegionSettings, SourceRegions
-from streamprep.regions.values import RegionMode, RegionPlan, crop
+from streamprep.regions.values import RegionPlan, crop
 from streamprep.values.errors import ServerUnavailable, frame_failure
-from streamprep.values.frames import Frame, Tensor
+from streamprep.values.frames import Frame, RegionMode, Tensor
 
 log = logging.getLogger(__name__)
 

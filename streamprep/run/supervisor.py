@@ -157,7 +157,7 @@ class SourceSupervisor:
             came_up=sid in self._came_up,
         )
         runs.append(source.counts)
-        self._metrics.source(sid).region_mode = regions.mode.value
+        self._metrics.source(sid).region_mode = regions.mode
         queue = branch.add_queue(spec.queue_size, spec.policy, source.live)
         run = _Running(spec, source, queue)
         self._running[sid] = run

@@ -47,6 +47,14 @@ class DropReason(enum.StrEnum):
     UNAVAILABLE = "unavailable"  # a live frame dropped while its model's inference server could not be reached
 
 
+class RegionMode(enum.StrEnum):
+    """How a source's frames are split for the model (per source)."""
+
+    FULL = "full"  # the whole frame, resized to the model's input (what streamprep did before regions)
+    TILES = "tiles"  # overlapping native-resolution tiles over the whole frame, every sampled frame
+    MOTION = "motion"  # native-resolution regions where something moved, plus re-checks of still objects
+
+
 class SinkDrop(enum.StrEnum):
     """Why a result that was made never reached a sink (counted per source, as ``sink_dropped``)."""
 

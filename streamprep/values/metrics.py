@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from streamprep.values.frames import DropReason, SinkDrop, SourceState, SourceStatus
+from streamprep.values.frames import DropReason, RegionMode, SinkDrop, SourceState, SourceStatus
 
 _WINDOW = 512  # recent values kept per latency figure
 
@@ -92,7 +92,7 @@ class SourceCounters:
     duration_s: float | None = None
     age_ms: Window = field(default_factory=Window)
     capture_clock: str = ""  # the clock the latest result's age counts from: camera, arrival or decode
-    region_mode: str = "full"  # the source's regions: full, tiles or motion
+    region_mode: RegionMode = RegionMode.FULL  # the source's regions: full, tiles or motion
     model_runs: int = 0  # regions the model ran on (one per frame with regions = "full")
     crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
@@ -141,7 +141,7 @@ class SourceSnapshot:
     position_s: float = 0.0  # files: how far the replay is, and of how long
     duration_s: float | None = None
     capture_clock: str = ""  # live: "camera" when stamped by the camera's clock, else "decode"
-    region_mode: str = "full"  # regions: full, tiles or motion
+    region_mode: RegionMode = RegionMode.FULL  # regions: full, tiles or motion
     model_runs: int = 0  # regions the model ran on (one per processed frame with regions = "full")
     crops: int = 0  # detections' crops handed to second models ([[model.then]])
 
@@ -165,7 +165,9 @@ class SourceSnapshot:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.drops.items()) if v)
         line = f"{self.decoded} decoded, {self.sampled} sampled, {self.processed} processed, {self.dropped} dropped"
         line += f" ({reasons})" if reasons else ""
-        line += f"; {self.model_runs} model runs ({self.region_mode})" if self.region_mode != "full" else ""
+        line += (
+            f"; {self.model_runs} model runs ({self.region_mode})" if self.region_mode is not RegionMode.FULL else ""
+        )
         line += f"; {self.crops} crop(s) to second models" if self.crops else ""
         if self.sink_dropped:
             whys = ", ".join(f"{k} {v}" for k, v in sorted(self.sink_drops.items()) if v)
@@ -213,6 +215,7 @@ class Snapshot:
                     "state": SourceState(s["state"]),
                     "drops": {DropReason(k): v for k, v in s.get("drops", {}).items()},
                     "sink_drops": {SinkDrop(k): v for k, v in s.get("sink_drops", {}).items()},
+                    "region_mode": RegionMode(s.get("region_mode", RegionMode.FULL)),
                 }
             )
             for s in data["sources"]
