@@ -24,7 +24,9 @@ What it measures, with the bundled SSD MobileNetV2 FPNLite 256² uint8 (score th
    ``--cameras`` copies of ``regions_light`` and of ``regions_walk`` as sources of one run at ``--fps``, each
    run in a child process; the child's CPU seconds (``resource.getrusage(RUSAGE_CHILDREN)``: the whole process,
    imports and model load included) and the CPU of the ``stream`` call alone (``time.process_time``), per camera
-   and per camera-minute of video, medians of ``--repeats`` round-robin repeats.
+   and per camera-minute of video, medians of ``--repeats`` round-robin repeats; the same for the still clip of
+   ``--seconds`` below (the short recordings are dominated by motion's whole-frame tile scans: the first frame,
+   and regions_light's lighting step).
    **Sustained cameras** (``--parts ...,sustained``, not in the default parts): a still 1080p clip of
    ``--seconds`` (``regions_light``'s first 2 s, before its light goes on, looped and encoded once into the
    temporary directory) as N real-time cameras (``realtime = true``) at ``--fps`` in one process, N from
@@ -56,6 +58,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -358,12 +361,13 @@ def run_child(mode: str, clip: str, cameras: int, fps: float, realtime: bool = F
     return data
 
 
-def cpu_per_camera(fps: float, cameras: int, repeats: int) -> None:
+def cpu_per_camera(fps: float, cameras: int, repeats: int, seconds: float) -> None:
     if not regions_supported():
         print("### Model runs and CPU per camera: skipped (this streamprep has no `regions` option)")
         print()
         return
-    cases = [(m, c) for c in ("regions_light_1080p", "regions_walk_1080p") for m in ("full", "motion")]
+    clips = {"regions_light_1080p": 4.0, "regions_walk_1080p": 6.0, str(static_clip(seconds)): seconds}
+    cases = [(m, c) for c in clips for m in ("full", "motion")]
     runs: dict[tuple[str, str], list[dict[str, float]]] = {k: [] for k in cases}
     for i in range(repeats):
         for case in cases[i % len(cases) :] + cases[: i % len(cases)]:
@@ -371,7 +375,7 @@ def cpu_per_camera(fps: float, cameras: int, repeats: int) -> None:
         print(f"cpu: round {i + 1}/{repeats} done", file=sys.stderr, flush=True)
     print(
         f"### Model runs and CPU per camera: {cameras} copies of each recording as sources of one run, {fps:g} fps, "
-        f"not paced (as fast as it goes); medians of {repeats}"
+        f"not paced (as fast as it goes); still {seconds:g} s = regions_light's first 2 s looped; medians of {repeats}"
     )
     print()
     print(
@@ -379,17 +383,17 @@ def cpu_per_camera(fps: float, cameras: int, repeats: int) -> None:
         "stream() CPU s per camera-minute | CPU vs full | wall s |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for clip in ("regions_light_1080p", "regions_walk_1080p"):
-        truth = json.loads((RECORDINGS / f"{clip}.json").read_text())
-        minutes = cameras * truth["duration"] / 60
+    for clip, duration in clips.items():
+        minutes = cameras * duration / 60
         base = statistics.median(r["cpu"] for r in runs[("full", clip)])
+        name = clip if "/" not in clip else f"still {seconds:g} s"
         for mode in ("full", "motion"):
             rs = runs[(mode, clip)]
             cpu = statistics.median(r["cpu"] for r in rs)
             results = int(statistics.median(r["results"] for r in rs))
             model_runs = int(statistics.median(r["runs"] for r in rs))
             print(
-                f"| {clip} | {mode} | {results} | {model_runs} | {model_runs / max(1, results):.2f} | "
+                f"| {name} | {mode} | {results} | {model_runs} | {model_runs / max(1, results):.2f} | "
                 f"{statistics.median(r['process_cpu'] for r in rs):.2f} | {cpu:.2f} | {cpu / minutes:.2f} | "
                 f"{cpu / base:.2f}x | {statistics.median(r['wall'] for r in rs):.2f} |"
             )
@@ -410,6 +414,7 @@ def static_clip(seconds: float) -> Path:
         stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
         for k in range(round(seconds * 10)):
             frame = av.VideoFrame.from_ndarray(frames[k % len(frames)], format="bgr24")
+            frame.pts, frame.time_base = k, Fraction(1, 10)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
     part.rename(out)
@@ -453,7 +458,7 @@ def sustained(fps: float, seconds: float, ladders: dict[str, list[int]]) -> None
 def crops_cost(ssd: LoadedModel, fps: float, repeats: int, limit: int | None) -> None:
     from streamprep.regions.values import box_region  # with the second models (issue 21)
 
-    second = load_model(ModelConfig(path=Path(CLASSIFIER)))
+    second = load_model(ModelConfig(path=Path(CLASSIFIER), batch=8))
     frames = decode(RECORDINGS / "demo_720p.mp4", max(1, round(30 / fps)), limit)
     cut: list[Image] = []
     for _, _, image in frames:
@@ -571,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot(recalled, args.plot)
     if "cpu" in parts:
-        cpu_per_camera(args.fps, args.cameras, args.repeats)
+        cpu_per_camera(args.fps, args.cameras, args.repeats, args.seconds)
     if "sustained" in parts:
         ladders = {"full": [int(n) for n in args.full_cameras.split(",")]}
         ladders["motion"] = [int(n) for n in args.motion_cameras.split(",")]
