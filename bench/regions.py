@@ -40,7 +40,7 @@ What it measures, with the bundled SSD MobileNetV2 FPNLite 256² uint8 (score th
 
 Run from the repository root (``PYTHONPATH=/path/to/tree`` measures another checkout)::
 
-    .venv/bin/python bench/regions.py [--fps 5] [--cameras 4] [--repeats 3] [--parts recall,cpu,crops]
+    .venv/bin/python bench/regions.py [--fps 5] [--cameras 4] [--repeats 3] [--parts recall,cpu,decode,crops]
         [--plot bench/plots/regions_recall.png] [--max-frames N]
         [--parts sustained --seconds 30 --full-cameras 1,2,4 --motion-cameras 4,8,12]
 """
@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -400,6 +401,28 @@ def cpu_per_camera(fps: float, cameras: int, repeats: int, seconds: float) -> No
     print()
 
 
+def decode_floor(cameras: int, seconds: float, repeats: int) -> None:
+    """What decoding alone costs per camera: every frame of the still clip decoded (PyAV, no pixel conversion,
+    the codec's default threads), ``cameras`` times, CPU of this process; the floor under both modes, since
+    a camera's every frame is decoded in both (the clip has one keyframe)."""
+    clip = static_clip(seconds)
+    cpu: list[float] = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for _ in range(cameras):
+            with av.open(str(clip)) as container:
+                for _ in container.decode(video=0):
+                    pass
+        cpu.append(time.process_time() - c0)
+    c = statistics.median(cpu)
+    print(
+        f"Decode only, the floor under both modes: the still {seconds:g} s clip decoded {cameras} times (PyAV, every "
+        f"frame, no conversion): {c:.2f} CPU s, {c / (cameras * seconds / 60):.2f} CPU s per camera-minute "
+        f"(median of {repeats})"
+    )
+    print()
+
+
 def static_clip(seconds: float) -> Path:
     """A still 1080p scene ``seconds`` long: ``regions_light``'s first 2 s (three still small objects, before
     its light goes on) looped at 10 fps, encoded once into a temporary file (libx264, CRF 30, as the
@@ -408,7 +431,7 @@ def static_clip(seconds: float) -> Path:
     if out.exists():
         return out
     frames = [image for _, _, image in decode(RECORDINGS / "regions_light_1080p.mp4", 1, 20)]
-    part = out.with_suffix(".part.mp4")
+    part = out.with_name(f"{out.stem}.{os.getpid()}.part.mp4")  # two benches at once: each its own
     with av.open(str(part), "w") as container:
         stream = container.add_stream("libx264", rate=10, options={"crf": "30", "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
@@ -417,7 +440,7 @@ def static_clip(seconds: float) -> Path:
             frame.pts, frame.time_base = k, Fraction(1, 10)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
-    part.rename(out)
+    part.replace(out)
     return out
 
 
@@ -577,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             plot(recalled, args.plot)
     if "cpu" in parts:
         cpu_per_camera(args.fps, args.cameras, args.repeats, args.seconds)
+    if "cpu" in parts or "decode" in parts:
+        decode_floor(args.cameras, args.seconds, args.repeats)
     if "sustained" in parts:
         ladders = {"full": [int(n) for n in args.full_cameras.split(",")]}
         ladders["motion"] = [int(n) for n in args.motion_cameras.split(",")]
