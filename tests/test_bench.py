@@ -17,6 +17,7 @@ QUICK = {
     "live_cpu": ["--cameras", "1", "--seconds", "2", "--warmup", "1", "--repeats", "1"],
     "live_decode_settings": ["--seconds", "2", "--rounds", "1"],
     "preprocess_speed": ["--repeats", "2", "--warmup", "1"],
+    "regions": ["--max-frames", "2", "--repeats", "1", "--cameras", "1", "--fps", "5"],
     "replay_throughput": ["--repeats", "1", "--fps", "5"],
     "tta_cost": ["--repeats", "1"],
     "workers": ["--cameras", "2", "--workers", "1", "--repeats", "1"],
