@@ -221,6 +221,7 @@ def test_demo_finds_person_cat_and_cup_where_they_are(model: Path) -> None:
         assert 1280 * 0.2 < cx < 1280 * 0.8 and 720 * 0.15 < cy < 720 * 0.85, "box lies on the centred subject"
 
 
+@pytest.mark.slow
 def test_annotate_writes_the_sampled_frames_with_their_boxes(tmp_path: Path) -> None:
     import av
 

@@ -139,6 +139,7 @@ def test_sigterm_mid_run_accounts_for_every_frame(tmp_path: Path, drain: int) ->
         assert sum(counts(daemon.stderr, s).get("dropped_stopped", 0) for s in ("pan_1080p", "demo_720p")) > 0
 
 
+@pytest.mark.slow
 def test_a_second_signal_stops_at_once_with_exit_130(tmp_path: Path) -> None:
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)

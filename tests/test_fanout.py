@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+import pytest
 from conftest import RECORDINGS, ListSink
 
 from streamprep.config.schema import parse
@@ -27,6 +28,7 @@ def blocked_output(tmp_path: Path) -> tuple[Path, int]:
     return fifo, reader
 
 
+@pytest.mark.slow
 async def test_a_blocked_output_drops_live_results_instead_of_falling_behind(tmp_path: Path) -> None:
     fifo, reader = blocked_output(tmp_path)
     try:

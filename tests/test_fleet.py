@@ -150,6 +150,7 @@ async def test_bridged_brokers_shared_subscriptions_and_outages_lose_nothing(
     assert table.row_count == 3
 
 
+@pytest.mark.slow
 async def test_fleet_command_lists_devices_and_sources_with_counts_while_they_run(
     mosquitto: Callable[..., ManagedBroker], tmp_path: Path
 ) -> None:

@@ -177,6 +177,7 @@ async def test_a_source_waited_for_is_retried_with_one_line_per_try(
     assert not any(sink.of(s) for s in WRONG)
 
 
+@pytest.mark.slow
 def test_record_then_replay_gives_the_same_frames(rtsp_server: Callable[..., RtspServer], tmp_path: Path) -> None:
     server = rtsp_server("--file", str(RECORDINGS / "demo_720p.mp4"))
     out = tmp_path / "field.mp4"

@@ -172,6 +172,7 @@ async def test_spooled_results_survive_sigkill_while_the_broker_is_down(
     assert b"from before; delivering them first" in stderr
 
 
+@pytest.mark.slow
 async def test_outbox_bound_drops_oldest_and_says_so(mosquitto: Callable[..., ManagedBroker], tmp_path: Path) -> None:
     broker = mosquitto("allow_anonymous true", "persistence true")  # the subscriber's session survives too
     cfg = write_config(tmp_path, broker, "outbox_max = 5", 'outbox_policy = "drop_oldest"')
