@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamprep.inference.decoders.names import DECODERS as DECODER_NAMES
+from streamprep.inference.decoders.names import DECODERS
 from streamprep.values.errors import ConfigError
 from streamprep.version import __version__
 
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--batch", type=int, help="max batch size")
     options.add_argument("--max-wait-ms", type=float, help="max time a batch waits to fill")
-    options.add_argument("--decoder", help=f"{', '.join(DECODER_NAMES)}")
+    options.add_argument("--decoder", help=f"{', '.join(DECODERS)}")
     options.add_argument("--score-threshold", type=float, help="drop detections scoring less (0..1)")
     options.add_argument("--out", help="JSON lines to FILE, or - for stdout (default when no --mqtt)")
     options.add_argument("--mqtt", help="publish to mqtt://[USER[:PASSWORD]@]HOST[:PORT]")

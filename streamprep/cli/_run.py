@@ -60,12 +60,7 @@ def _serve(args: argparse.Namespace, signals: Signals) -> int:
     count = cfg.workers
     found = preflight(cfg, checkpoint=signals.checkpoint)
     signals.checkpoint()
-    for warning in found.warnings:
-        log.warning("%s", warning)
-    if found.fatal:
-        for later in found.fatal[1:]:
-            log.error("%s", later)
-        raise found.fatal[0]
+    found.enforce(log)
     if count > 1 and args.worker is None:
         from streamprep.ops import workers
 

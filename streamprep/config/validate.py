@@ -56,6 +56,16 @@ class Preflight:
         if fatal:
             self.fatal.append(error)
 
+    def enforce(self, logger: logging.Logger) -> None:
+        """What ``run`` does with it: log each warning, and refuse to start on the first fatal problem (the
+        others logged as errors)."""
+        for warning in self.warnings:
+            logger.warning("%s", warning)
+        if self.fatal:
+            for later in self.fatal[1:]:
+                logger.error("%s", later)
+            raise self.fatal[0]
+
 
 def preflight(
     cfg: Config,

@@ -51,24 +51,19 @@ class SnapshotCollector:
             for s in snap.sources:
                 family.add_metric([s.source], float(getattr(s, attr)))
             yield family
-        reasons = CounterMetricFamily(
-            "streamprep_frames_dropped_by_reason",
-            "Sampled frames dropped per source and reason",
-            labels=["source", "reason"],
-        )
-        for s in snap.sources:
-            for reason, count in s.drops.items():
-                reasons.add_metric([s.source, reason], float(count))
-        yield reasons
-        sink_reasons = CounterMetricFamily(
-            "streamprep_results_sink_dropped_by_reason",
-            "Results of the source that a sink dropped, per source and reason",
-            labels=["source", "reason"],
-        )
-        for s in snap.sources:
-            for why, count in s.sink_drops.items():
-                sink_reasons.add_metric([s.source, why], float(count))
-        yield sink_reasons
+        by_reason = {
+            "frames_dropped_by_reason": ("Sampled frames dropped per source and reason", "drops"),
+            "results_sink_dropped_by_reason": (
+                "Results of the source that a sink dropped, per source and reason",
+                "sink_drops",
+            ),
+        }
+        for name, (doc, attr) in by_reason.items():
+            family = CounterMetricFamily(f"streamprep_{name}", doc, labels=["source", "reason"])
+            for s in snap.sources:
+                for reason, count in getattr(s, attr).items():
+                    family.add_metric([s.source, reason], float(count))
+            yield family
         up = GaugeMetricFamily("streamprep_source_online", "1 while the source delivers frames", labels=["source"])
         queued = GaugeMetricFamily("streamprep_queue_depth", "Frames waiting per source", labels=["source"])
         age = GaugeMetricFamily(

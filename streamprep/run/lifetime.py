@@ -75,12 +75,7 @@ class Run:
             found = await asyncio.to_thread(
                 preflight, self.cfg, given=self._models, custom=frozenset(self._sources), checkpoint=self._checkpoint
             )
-            for warning in found.warnings:
-                log.warning("%s", warning)
-            if found.fatal:
-                for later in found.fatal[1:]:
-                    log.error("%s", later)
-                raise found.fatal[0]
+            found.enforce(log)
         models = {**found.models, **self._models}
         async with contextlib.AsyncExitStack() as stack:
             for sink in self.sinks:
