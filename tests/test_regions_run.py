@@ -20,6 +20,7 @@ from conftest import FASTESTDET, RECORDINGS, replay, stable
 import streamprep
 from streamprep.config.schema import parse
 from streamprep.run.pipeline import RunReport
+from streamprep.values.events import Event
 from streamprep.values.frames import Detection, Result
 from streamprep.values.published import SCHEMA
 
@@ -150,8 +151,11 @@ def test_carried_detections_keep_their_track_id_and_do_not_feed_the_tracker(
     moving = [d for r in results for d in r.detections or () if d.label == "person" and not d.carried]
     assert any(d.track_id is not None for d in moving)  # found on every frame: confirmed tracks
     cup = next(o for o in truth(WALK)[0] if o["label"] == "cup")
-    # the still cup is seen every 2 s only: its carried copies in between do not confirm a track
-    assert all(d.track_id is None for r in results for d in on(cup, r.detections or ()))
+    # the still cup is looked at every 2 s only (0, 2 and 4 s): its carried copies in between hold its track
+    # but are no sightings, so it is confirmed at its third look (min_hits = 3), not before
+    cups = [(r.pts or 0.0, d) for r in results for d in on(cup, r.detections or ())]
+    assert all(d.track_id is None for pts, d in cups if pts < 4.0 - 1e-6)
+    assert any(d.track_id is not None and not d.carried for pts, d in cups if pts >= 4.0 - 1e-6)
 
 
 def test_an_object_across_two_tiles_is_reported_once() -> None:
@@ -216,3 +220,46 @@ def test_motion_masks_hide_the_motion_inside_them(walk_motion: tuple[list[Result
     masked = list(streamprep.stream(str(WALK), fps=5, regions="motion", motion_masks=[everywhere]))
     assert len(masked[0].regions) == 60
     assert all(not r.regions for r in masked if r.pts is not None and 0 < r.pts < 2.0)
+
+
+def scene_events(regions: str, fps: float) -> tuple[list[tuple[str, str, str, str]], list[float], int]:
+    """The tracking recording (zone ``mat``, line ``gate``, as tests/test_events.py) with ``regions``: its
+    events as (type, label, line or zone, direction), zone entries and exits as ``entered``/``left`` (score
+    updates left out), their times, and the model runs."""
+    clip = RECORDINGS / "tracks_800x600.mp4"
+    scene = json.loads(clip.with_suffix(".json").read_text())
+    source = {
+        "url": str(clip),
+        "id": "yard",
+        "zones": [{"name": "mat", "polygon": scene["zones"]["mat"]}],
+        "lines": [{"name": "gate", "points": scene["lines"]["gate"]}],
+    }
+    events = {"labels": ["person", "cat", "cup"], "new_track_score": 0.5}
+    got: list[tuple[str, str, str, str]] = []
+    times: list[float] = []
+    runs = 0
+    for item in streamprep.stream(source, fps=fps, regions=regions, events=events, score_threshold=0.3):
+        if isinstance(item, Result):
+            runs += len(item.regions)
+        elif isinstance(item, Event):
+            keys = [(item.type, item.label, item.line or "", item.direction or "")] if item.type != "update" else []
+            keys += [("entered", item.label, z, "") for z in item.entered] + [
+                ("left", item.label, z, "") for z in item.left
+            ]
+            got += keys
+            times += [item.pts or 0.0] * len(keys)
+    return got, times, runs
+
+
+def test_motion_gives_the_events_of_the_whole_frame_on_the_tracking_recording() -> None:
+    """Where the whole frame sees the objects, motion must report the same visits, crossings and ends (a still
+    cat waiting 2 s in the zone stays one visit: its carried detections hold its track), with times within a
+    second (at 15 fps; at 5 fps a person coming out from behind the van still splits into two tracks)."""
+    full, full_times, full_runs = scene_events("full", 15)
+    motion, motion_times, motion_runs = scene_events("motion", 15)
+    assert sorted(motion) == sorted(full) and len(full) >= 11
+    for kind in set(full):
+        a = [t for e, t in zip(full, full_times, strict=True) if e == kind]
+        b = [t for e, t in zip(motion, motion_times, strict=True) if e == kind]
+        assert all(abs(x - y) <= 1.0 for x, y in zip(a, b, strict=True)), (kind, a, b)
+    assert full_runs == 270 and motion_runs > 0

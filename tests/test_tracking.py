@@ -51,6 +51,45 @@ def test_max_age_is_in_seconds_whatever_the_frame_rate(fps: int) -> None:
     assert len(ids) == 2, "after the long gap the object is a new track"
 
 
+def test_a_held_box_keeps_a_still_object_without_confirming_it() -> None:
+    """``regions = "motion"`` carries a still object between looks: its held box keeps the track where it was
+    (no ageing out, tentative or confirmed), but only detections are hits."""
+    still = np.array([[100.0, 100.0, 160.0, 220.0]])
+    tracker = Tracker(TrackerSettings(min_hits=3, max_age_s=1.5))
+    steps = []
+    for i in range(31):  # 6 s at 5 fps, looked at every 2 s (0, 2, 4, 6 s), held in between
+        t = i * 0.2
+        looked = i % 10 == 0
+        found = still if looked else np.zeros((0, 4))
+        held = np.zeros((0, 4)) if looked else still
+        steps.append(
+            tracker.update(t, found, np.full(len(found), 0.9), ["car"] * len(found), held, ["car"] * len(held))
+        )
+    assert [s.assigned for s in steps[:20:10]] == [(None,), (None,)], "not confirmed by the held frames"
+    assert steps[20].assigned == (1,) and steps[20].confirmed == (1,), "confirmed at the third look, 4 s in"
+    assert steps[30].assigned == (1,) and not any(s.ended for s in steps), "held for 2 s > max_age_s: kept"
+    assert tracker.finish()[0].box == (100.0, 100.0, 160.0, 220.0)
+    # without the held boxes the tentative track is dropped at once, and a confirmed one ages out
+    bare = Tracker(TrackerSettings(min_hits=1, max_age_s=1.5))
+    ended = [
+        v
+        for i in range(11)
+        for v in bare.update(
+            i * 0.2, still if i == 0 else np.zeros((0, 4)), np.array([0.9] * (i == 0)), ["car"] * (i == 0)
+        ).ended
+    ]
+    assert len(ended) == 1
+
+
+def test_a_held_box_of_another_label_or_place_holds_nothing() -> None:
+    tracker = Tracker(TrackerSettings(min_hits=1, max_age_s=0.5))
+    box = np.array([[100.0, 100.0, 160.0, 220.0]])
+    tracker.update(0.0, box, np.array([0.9]), ["car"])
+    far = np.array([[400.0, 100.0, 460.0, 220.0]])
+    step = tracker.update(1.0, np.zeros((0, 4)), np.zeros(0), [], np.vstack([box, far]), ["person", "car"])
+    assert [v.id for v in step.ended] == [1]
+
+
 def test_tracks_through_a_short_occlusion_with_the_motion_model() -> None:
     """Two objects moving towards each other; one is unseen while it moves 60 px: ids are not swapped."""
     tracker = Tracker(TrackerSettings(min_hits=2))

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from streamprep.events.geometry import Line, LineState, Zone, ZoneState, bottom_centre, inside, resolve
 from streamprep.events.settings import EventsConfig, LineConfig, ZoneConfig
 from streamprep.events.snapshots import SnapshotStore, fit_jpeg, render_crop, render_full
 from streamprep.events.tracking import Matcher, Tracker, TrackView, greedy_match
 from streamprep.values.events import Event, EventOutput, LineCount, SnapshotRef, ZoneCount
-from streamprep.values.frames import BoxTuple, Image, Result
+from streamprep.values.frames import BoxTuple, Detection, Image, Result
 from streamprep.values.names import topic_level
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,11 @@ SourceGeometry = tuple[tuple[ZoneConfig, ...], tuple[LineConfig, ...]]
 _Resolved = tuple[
     list[tuple[Zone, tuple[tuple[float, float], ...]]], list[tuple[Line, tuple[tuple[float, float], ...]]]
 ]
+
+
+def _boxes(detections: Sequence[Detection]) -> npt.NDArray[np.float64]:
+    """The detections' boxes, n×4 (x1, y1, x2, y2)."""
+    return np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in detections], dtype=np.float64).reshape(-1, 4)
 
 
 @dataclass
@@ -119,17 +125,20 @@ class EventEngine:
         if self._last is not None and t < self._last.t:
             out += self.finish("stopped")  # the source started again from an earlier time
         frame = _Frame(result, t, image, pixel_format)
-        # carried detections (regions = "motion") are no sightings: the tracker predicts those objects, and
-        # they keep the track id they had
-        tracked = [
-            i
-            for i, d in enumerate(result.detections)
-            if not d.carried and (self._labels is None or d.label in self._labels)
-        ]
+        # carried detections (regions = "motion") are no sightings, and keep the track id they had; those carried
+        # because nothing moved where they are hold their objects' tracks there (no drift, no ageing out)
+        wanted = [i for i, d in enumerate(result.detections) if self._labels is None or d.label in self._labels]
+        tracked = [i for i in wanted if not result.detections[i].carried]
         dets = [result.detections[i] for i in tracked]
-        boxes = np.array([[d.box.x1, d.box.y1, d.box.x2, d.box.y2] for d in dets], dtype=np.float64).reshape(-1, 4)
-        scores = np.array([d.score for d in dets], dtype=np.float64)
-        step = self.tracker.update(t, boxes, scores, [d.label for d in dets])
+        carried = [result.detections[i] for i in wanted if result.detections[i].still]
+        step = self.tracker.update(
+            t,
+            _boxes(dets),
+            np.array([d.score for d in dets], dtype=np.float64),
+            [d.label for d in dets],
+            _boxes(carried),
+            [d.label for d in carried],
+        )
         self._last = frame
         for view in step.ended:
             out += self._end(view, frame, "lost")

@@ -34,6 +34,7 @@ import numpy.typing as npt
 from streamprep.values.frames import BoxTuple
 
 FloatArray = npt.NDArray[np.float64]
+HELD_IOU = 0.5  # a held box keeps the unmatched track whose last box it overlaps this much (Tracker.update)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +261,23 @@ class Tracker:
         m = np.where(same, m, 0.0)
         return [(rows[i], dets[j]) for i, j in self.matcher(m, iou)]
 
-    def update(self, t: float, boxes: FloatArray, scores: FloatArray, labels: Sequence[str]) -> TrackerStep:
-        """One frame at time ``t`` (seconds, non-decreasing) with its detections (n×4 x1,y1,x2,y2)."""
+    def update(
+        self,
+        t: float,
+        boxes: FloatArray,
+        scores: FloatArray,
+        labels: Sequence[str],
+        held: FloatArray | None = None,
+        held_labels: Sequence[str] = (),
+    ) -> TrackerStep:
+        """One frame at time ``t`` (seconds, non-decreasing) with its detections (n×4 x1,y1,x2,y2).
+
+        ``held`` (m×4, with ``held_labels``) are objects known to be still where they were last seen without
+        being looked at in this frame (``regions = "motion"``'s carried detections: no motion in their box).
+        A track that no detection matched and whose last box overlaps one of them by :data:`HELD_IOU` is
+        *held*: its box goes back to where it was last seen (no drift while it is not looked at), it counts as
+        seen now (it does not age out) and, tentative, is not dropped, though a held frame is no hit (only
+        detections confirm a track)."""
         s, tr = self.settings, self._tracks
         if self._time is not None and t < self._time:
             raise ValueError(f"time went backwards: {t} after {self._time}")
@@ -294,9 +310,13 @@ class Tracker:
             if not tr.confirmed[r] and tr.hits[r] >= s.min_hits:
                 tr.confirmed[r] = True
                 confirmed_now.append(tr.ids[r])
+        held_rows = self._hold(t, [r for r in rows if r not in detection_of], held, held_labels)
         # 4. end tracks unseen for longer than max_age, drop unmatched tentative ones; start new tracks
         ended: list[TrackView] = []
-        keep = [r in detection_of or (tr.confirmed[r] and t - tr.last_seen[r] <= s.max_age_s) for r in rows]
+        keep = [
+            r in detection_of or r in held_rows or (tr.confirmed[r] and t - tr.last_seen[r] <= s.max_age_s)
+            for r in rows
+        ]
         for r in rows:
             if not keep[r] and tr.confirmed[r]:
                 ended.append(self._view(r, None, None, tr.last_box[r]))
@@ -330,6 +350,23 @@ class Tracker:
                 c = current[r]
                 views.append(self._view(r, None, None, (float(c[0]), float(c[1]), float(c[2]), float(c[3]))))
         return TrackerStep(tuple(views), tuple(confirmed_now), tuple(ended), tuple(assigned))
+
+    def _hold(self, t: float, rows: list[int], held: FloatArray | None, held_labels: Sequence[str]) -> set[int]:
+        """The unmatched ``rows`` that a held box keeps (see :meth:`update`), each put back at its last box."""
+        if held is None or not rows or not len(held):
+            return set()
+        tr = self._tracks
+        boxes = np.asarray(held, dtype=np.float64).reshape(-1, 4)
+        last = np.array([tr.last_box[r] for r in rows], dtype=np.float64).reshape(-1, 4)
+        m = iou_matrix(last, boxes)
+        same = np.array([[tr.labels[r] == label for label in held_labels] for r in rows], dtype=bool)
+        kept: set[int] = set()
+        for i, _ in greedy_match(np.where(same, m, 0.0), HELD_IOU):
+            r = rows[i]
+            kept.add(r)
+            tr.x[r, :, 0] = _to_state(np.asarray(tr.last_box[r], dtype=np.float64))  # no drift while held
+            tr.last_seen[r] = t
+        return kept
 
     def finish(self) -> tuple[TrackView, ...]:
         """End every track (the source ended): returns the confirmed ones, as last seen."""

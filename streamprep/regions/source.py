@@ -84,7 +84,7 @@ class SourceRegions:
         self, plan: RegionPlan, per_region: Sequence[Sequence[Detection]], pts: float, iou_threshold: float
     ) -> tuple[Detection, ...]:
         """One frame's detections: the regions' merged (one per object), and with ``motion`` the carried ones
-        after them (``carried = True``)."""
+        after them (``carried = True``; ``still`` too when it was not looked at: nothing moved where it is)."""
         found = merge(plan, per_region, MergeSettings(iou_threshold=iou_threshold))
         if self.settings.mode is not RegionMode.MOTION:
             return found
@@ -92,8 +92,11 @@ class SourceRegions:
             motion = self._motion
             if motion is None or (motion.width, motion.height) != (plan.width, plan.height):
                 return found  # the frame size changed since this frame was planned: a fresh state starts
+            looked = {id(t.detection) for t in motion.tracked if t.key in plan.checked}  # and missed, if carried
             reported = motion.update(plan, found, pts)
-        return reported.found + tuple(dataclasses.replace(d, carried=True) for d in reported.carried)
+        return reported.found + tuple(
+            dataclasses.replace(d, carried=True, still=id(d) not in looked) for d in reported.carried
+        )
 
     def remember(self, before: Sequence[Detection], after: Sequence[Detection]) -> None:
         """Tracking gave ``before`` (a report) the track ids in ``after``: the tracked objects keep them, so

@@ -164,7 +164,8 @@ class Detection:
     classes: tuple[StageClass, ...] | None = None
     detections: tuple[Detection, ...] | None = None
     outputs: dict[str, Any] | None = None
-    carried: bool = False  # repeated from an earlier frame, not looked at on this one (regions = "motion")
+    carried: bool = False  # repeated from an earlier frame, not found on this one (regions = "motion")
+    still: bool = False  # carried because nothing moved where it is (not looked at): it is where it was
 
 
 @dataclass(frozen=True, slots=True)
