@@ -25,19 +25,27 @@ from streamprep.values.metrics import SinkSnapshot
 from streamprep.values.names import topic_level
 
 _TIME_BASE = Fraction(1, 1000)
+_REGION = (170, 170, 170)  # the regions the model looked at (regions other than full)
 _COLOURS = [(80, 220, 80), (60, 160, 255), (255, 140, 60), (200, 80, 220), (60, 220, 220), (220, 220, 60)]
 
 
 def draw(image: Image, result: Result) -> Image:
-    """``image`` (BGR, the result's frame) with the result's boxes and labels drawn on a copy."""
+    """``image`` (BGR, the result's frame) with the result's boxes and labels drawn on a copy; with ``regions``
+    other than ``full`` also the regions the model looked at (thin grey squares) and carried detections
+    (thin, their label marked ``*``)."""
     out = image.copy()
     scale = max(0.5, min(out.shape[0], out.shape[1]) / 720)
+    whole = (0.0, 0.0, float(out.shape[1]), float(out.shape[0]))
+    for x1, y1, x2, y2 in result.regions:
+        if (x1, y1, x2, y2) != whole:
+            cv2.rectangle(out, (round(x1), round(y1)), (round(x2) - 1, round(y2) - 1), _REGION, 1)
     for d in result.detections or ():
         colour = _COLOURS[d.class_id % len(_COLOURS)]
         p1 = (round(d.box.x1), round(d.box.y1))
         p2 = (round(d.box.x2), round(d.box.y2))
-        cv2.rectangle(out, p1, p2, colour, max(2, round(2 * scale)))
-        text = f"{d.label} {d.score:.2f}" + (f" #{d.track_id}" if getattr(d, "track_id", None) is not None else "")
+        cv2.rectangle(out, p1, p2, colour, 1 if d.carried else max(2, round(2 * scale)))
+        text = f"{d.label}{'*' if d.carried else ''} {d.score:.2f}"
+        text += f" #{d.track_id}" if d.track_id is not None else ""
         origin = (p1[0] + 4, max(p1[1] + round(26 * scale), round(26 * scale)))
         cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.8 * scale, colour, max(1, round(2 * scale)))
     for i, c in enumerate(result.classifications or ()):
