@@ -30,8 +30,9 @@ What it measures, with the bundled SSD MobileNetV2 FPNLite 256² uint8 (score th
    **Sustained cameras** (``--parts ...,sustained``, not in the default parts): a still 720p clip of
    ``--seconds`` (``regions_light``'s first 2 s, before its light goes on, resized to 1280x720, looped and
    encoded once into the temporary directory) as N real-time cameras (``realtime = true``) at ``--fps`` in
-   one process, all started at once, N from ``--full-cameras`` and ``--motion-cameras``. Sustained: at least
-   95 % of the results due in the steady state (the clip's seconds from ``WARMUP_S`` = 30 s on: with
+   one ``streamprep run`` (JSON lines to a file, what a deployment runs), all started at once, the model at
+   ``--batch`` (default 1, the config's default), N from ``--full-cameras`` and ``--motion-cameras``.
+   Sustained: at least 95 % of the results due in the steady state (the clip's seconds from ``WARMUP_S`` = 30 s on: with
    ``motion`` every camera starts with a whole-frame tile scan, 24 model runs at 720p, and N cameras started
    together queue N x 24 runs); also the whole run's share, the second from which every 10 s got 95 %, the
    frame age, the process CPU.
@@ -45,7 +46,7 @@ Run from the repository root (``PYTHONPATH=/path/to/tree`` measures another chec
 
     .venv/bin/python bench/regions.py [--fps 5] [--cameras 4] [--repeats 3] [--parts recall,cpu,decode,crops]
         [--plot bench/plots/regions_recall.png] [--max-frames N]
-        [--parts sustained --seconds 90 --full-cameras 10,12 --motion-cameras 30,36]
+        [--parts sustained --seconds 90 --full-cameras 10,12 --motion-cameras 30,36 --sustained-plot PNG]
 """
 
 from __future__ import annotations
@@ -479,18 +480,88 @@ def steady_after(per_second: Sequence[int], expected: float, share: float = 0.95
     return None
 
 
-def sustained(fps: float, seconds: float, ladders: dict[str, list[int]]) -> None:
-    """How many still 720p cameras one process keeps up with, per mode: N copies of a still clip replayed in
-    real time (``realtime = true``: latest frame wins, so a process that falls behind drops frames)."""
+def plot_sustained(rows: list[tuple[str, int, list[int]]], fps: float, path: Path) -> None:
+    """Each run's results per second of the clip, as a share of what its cameras were due (5 s means)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for mode, n, per_second in rows:
+        due = n * fps
+        share = [sum(per_second[k : k + 5]) / (5 * due) for k in range(0, max(0, len(per_second) - 5), 5)]
+        ax.plot(
+            [k * 5 + 2.5 for k in range(len(share))],
+            share,
+            label=f"{mode}, {n} cameras",
+            linestyle="-" if mode == "motion" else "--",
+        )
+    ax.axvline(WARMUP_S, color="grey", linewidth=0.8)
+    ax.axhline(0.95, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("second of the clip")
+    ax.set_ylabel("results / due (5 s means)")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(f"Still 720p cameras in real time at {fps:g} fps, all started at once: results per second")
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def run_daemon(mode: str, clip: Path, cameras: int, fps: float, batch: int) -> dict[str, Any]:
+    """``streamprep run`` (what a deployment runs) on ``cameras`` real-time copies of ``clip`` with ``regions =
+    mode``, JSON lines to a file: results per second of the clip, model runs, the steady frame age, the
+    process CPU (``RUSAGE_CHILDREN``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config, out = Path(tmp) / "cameras.toml", Path(tmp) / "results.jsonl"
+        lines = [f"fps = {fps}", f'regions = "{mode}"', "realtime = true", ""]
+        for i in range(cameras):
+            lines += ["[[sources]]", f'url = "{clip}"', f'id = "cam{i}"', ""]
+        lines += ["[model]", f"batch = {batch}", ""]
+        config.write_text("\n".join(lines))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.run(
+            [sys.executable, "-m", "streamprep", "run", "--config", str(config), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{mode} x{cameras}: {proc.stderr[-2000:]}")
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+    per_second = [0] * (math.ceil(max((r["pts"] for r in rows), default=0.0)) + 1)
+    for r in rows:
+        per_second[int(r["pts"])] += 1
+    late = [r["timings_ms"]["age"] for r in rows if r["pts"] >= WARMUP_S]
+    return {
+        "results": len(rows),
+        "runs": sum(len(r.get("regions", ())) for r in rows),
+        "age_steady_ms": statistics.median(late) if late else 0.0,
+        "per_second": per_second,
+        "process_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+    }
+
+
+def sustained(
+    fps: float, seconds: float, ladders: dict[str, list[int]], batch: int = 1, plot_path: Path | None = None
+) -> None:
+    """How many still 720p cameras one ``streamprep run`` keeps up with, per mode: N copies of a still clip
+    replayed in real time (``realtime = true``: latest frame wins, so a process that falls behind drops frames),
+    the model at ``batch``."""
     if not regions_supported():
         print("### Sustained cameras: skipped (this streamprep has no `regions` option)")
         print()
         return
     clip = static_clip(seconds, 1280, 720)
     print(
-        f"### Sustained still 720p cameras, one process, real time at {fps:g} fps: N copies of a {seconds:g} s "
-        "still clip (regions_light's first 2 s at 1280x720, looped, 10 fps, 3 small still objects), all started "
-        f"at once; steady = the results of the clip's seconds from {WARMUP_S:g} s on, against N x fps x "
+        f"### Sustained still 720p cameras, one `streamprep run`, real time at {fps:g} fps, model batch {batch}: N "
+        f"copies of a {seconds:g} s still clip (regions_light's first 2 s at 1280x720, looped, 10 fps, 3 small "
+        "still objects), all started at once, JSON lines to a file; steady = the results of the clip's seconds "
+        f"from {WARMUP_S:g} s on, against N x fps x "
         f"{seconds - WARMUP_S:g} s (sustained: at least 95 %); whole run = all results against N x fps x "
         f"{seconds:g} s; steady from = the first second of the clip from which every 10 s got 95 %"
     )
@@ -500,10 +571,12 @@ def sustained(fps: float, seconds: float, ladders: dict[str, list[int]]) -> None
         "frame age ms (median, steady) | process CPU s | CPU per camera-minute | sustained |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    rows: list[tuple[str, int, list[int]]] = []
     for mode, ladder in ladders.items():
         for n in ladder:
-            r = run_child(mode, str(clip), n, fps, realtime=True)
+            r = run_daemon(mode, clip, n, fps, batch)
             per_second = [int(x) for x in r["per_second"]]
+            rows.append((mode, n, per_second))
             whole = r["results"] / (n * fps * seconds)
             steady = sum(per_second[round(WARMUP_S) :]) / (n * fps * (seconds - WARMUP_S))
             since = steady_after(per_second, n * fps)
@@ -515,6 +588,8 @@ def sustained(fps: float, seconds: float, ladders: dict[str, list[int]]) -> None
                 flush=True,
             )
     print()
+    if plot_path is not None:
+        plot_sustained(rows, fps, plot_path)
 
 
 # -- part 3: the second model per crop
@@ -619,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the still clip (sustained part)")
     parser.add_argument("--full-cameras", default="1,2,4", help="camera counts tried with regions = full")
     parser.add_argument("--motion-cameras", default="4,8,12", help="camera counts tried with regions = motion")
+    parser.add_argument("--batch", type=int, default=1, help="the model's batch in the sustained runs")
+    parser.add_argument("--sustained-plot", type=Path, default=None, help="save the sustained runs' results over time")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -645,7 +722,7 @@ def main(argv: list[str] | None = None) -> int:
     if "sustained" in parts:
         ladders = {"full": [int(n) for n in args.full_cameras.split(",")]}
         ladders["motion"] = [int(n) for n in args.motion_cameras.split(",")]
-        sustained(args.fps, args.seconds, ladders)
+        sustained(args.fps, args.seconds, ladders, args.batch, args.sustained_plot)
     if "crops" in parts:
         crops_cost(model, args.fps, args.repeats, args.max_frames)
     print(f"load average (1/5/15 min) at end: {load_average()}")
