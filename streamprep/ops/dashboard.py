@@ -38,6 +38,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
         ("in/s", "right"),
         ("smp/s", "right"),
         ("out/s", "right"),
+        ("runs/s", "right"),  # model runs: one per frame with regions = full, per region otherwise
         ("drops", "right"),
         ("age ms", "right"),
         ("reconn", "right"),
@@ -51,6 +52,7 @@ def render(cur: Snapshot, prev: Snapshot | None, title: str = "streamprep") -> R
             _rate(s.decoded, p.decoded if p else None, dt),
             _rate(s.sampled, p.sampled if p else None, dt),
             _rate(s.processed, p.processed if p else None, dt),
+            _rate(s.model_runs, p.model_runs if p else None, dt),
             str(s.dropped),
             f"{s.age_p50_ms:.0f} {_CLOCK.get(s.capture_clock, '')}".rstrip(),
             str(s.reconnects),
