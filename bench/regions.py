@@ -334,53 +334,38 @@ def regions_supported() -> bool:
     return "regions" in Config.model_fields
 
 
-def child(mode: str, clip: str, cameras: int, fps: float, realtime: bool = False) -> None:
-    """One run in this process: prints JSON with the results, model runs, frame ages and the CPU of the stream
-    call. ``clip``: a recording's name, or a path."""
+def child(mode: str, clip: str, cameras: int, fps: float) -> None:
+    """One run in this process: prints JSON with the results, model runs, the median frame age and the CPU of
+    the stream call. ``clip``: a recording's name, or a path."""
     path = RECORDINGS / f"{clip}.mp4" if "/" not in clip else Path(clip)
     sources = [{"url": str(path), "id": f"cam{i}"} for i in range(cameras)]
     t0, c0 = time.perf_counter(), time.process_time()
     results = runs = 0
-    ages: list[tuple[float, float]] = []  # (pts, age ms) of each result
-    for r in streamprep.stream(sources, fps=fps, regions=mode, realtime=realtime):
+    ages: list[float] = []
+    for r in streamprep.stream(sources, fps=fps, regions=mode):
         results += 1
         runs += len(getattr(r, "regions", ()) or ())
-        ages.append((r.pts or 0.0, r.timings.age_ms))
+        ages.append(r.timings.age_ms)
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-    age = statistics.median(a for _, a in ages) if ages else 0.0
-    seconds = [0] * (math.ceil(max((p for p, _ in ages), default=0.0)) + 1)  # results per second of the clip
-    for p, _ in ages:
-        seconds[int(p)] += 1
-    late = [a for p, a in ages if p >= WARMUP_S]
-    print(
-        json.dumps(
-            {
-                "results": results,
-                "runs": runs,
-                "cpu": cpu,
-                "wall": wall,
-                "age_ms": age,
-                "age_steady_ms": statistics.median(late) if late else 0.0,
-                "per_second": seconds,
-            }
-        )
-    )
+    age = statistics.median(ages) if ages else 0.0
+    print(json.dumps({"results": results, "runs": runs, "cpu": cpu, "wall": wall, "age_ms": age}))
 
 
-def run_child(mode: str, clip: str, cameras: int, fps: float, realtime: bool = False) -> dict[str, Any]:
+def measured(argv: list[str], timeout: float, what: str) -> tuple[str, float]:
+    """Run ``argv``: its standard output and its CPU seconds (``RUSAGE_CHILDREN``: the whole process, imports
+    and model load included); a failure raises with the end of its standard error."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(
-        [sys.executable, __file__, "--child", f"{mode},{clip},{cameras},{fps},{int(realtime)}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"{mode} {clip}: {proc.stderr[-2000:]}")
-    data: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    data["process_cpu"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        raise RuntimeError(f"{what}: {proc.stderr[-2000:]}")
+    return proc.stdout, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def run_child(mode: str, clip: str, cameras: int, fps: float) -> dict[str, Any]:
+    out, cpu = measured([sys.executable, __file__, "--child", f"{mode},{clip},{cameras},{fps}"], 600, f"{mode} {clip}")
+    data: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    data["process_cpu"] = cpu
     return data
 
 
@@ -521,17 +506,8 @@ def run_daemon(mode: str, clip: Path, cameras: int, fps: float, batch: int) -> d
             lines += ["[[sources]]", f'url = "{clip}"', f'id = "cam{i}"', ""]
         lines += ["[model]", f"batch = {batch}", ""]
         config.write_text("\n".join(lines))
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(
-            [sys.executable, "-m", "streamprep", "run", "--config", str(config), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{mode} x{cameras}: {proc.stderr[-2000:]}")
+        argv = [sys.executable, "-m", "streamprep", "run", "--config", str(config), "--out", str(out)]
+        _, cpu = measured(argv, 900, f"{mode} x{cameras}")
         rows = [json.loads(line) for line in out.read_text().splitlines()]
     per_second = [0] * (math.ceil(max((r["pts"] for r in rows), default=0.0)) + 1)
     for r in rows:
@@ -542,7 +518,7 @@ def run_daemon(mode: str, clip: Path, cameras: int, fps: float, batch: int) -> d
         "runs": sum(len(r.get("regions", ())) for r in rows),
         "age_steady_ms": statistics.median(late) if late else 0.0,
         "per_second": per_second,
-        "process_cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "process_cpu": cpu,
     }
 
 
@@ -699,8 +675,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        mode, clip, cameras, fps, *realtime = args.child.split(",")
-        child(mode, clip, int(cameras), float(fps), realtime == ["1"])
+        mode, clip, cameras, fps = args.child.split(",")
+        child(mode, clip, int(cameras), float(fps))
         return 0
     parts = set(args.parts.split(","))
     load_before = load_average()

@@ -130,14 +130,14 @@ class EventEngine:
         wanted = [i for i, d in enumerate(result.detections) if self._labels is None or d.label in self._labels]
         tracked = [i for i in wanted if not result.detections[i].carried]
         dets = [result.detections[i] for i in tracked]
-        carried = [result.detections[i] for i in wanted if result.detections[i].still]
+        still = [result.detections[i] for i in wanted if result.detections[i].still]
         step = self.tracker.update(
             t,
             _boxes(dets),
             np.array([d.score for d in dets], dtype=np.float64),
             [d.label for d in dets],
-            _boxes(carried),
-            [d.label for d in carried],
+            _boxes(still),
+            [d.label for d in still],
         )
         self._last = frame
         for view in step.ended:
